@@ -1,0 +1,21 @@
+{
+  "targets": [
+    {
+      "target_name": "gpuvm",
+      "sources": [
+        "native/addon.cc",
+        "native/range_tree.cc",
+        "native/gpuvm.cc",
+        "native/page_table.cc",
+        "native/page_table_addon.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions", "-O2"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fno-exceptions"],
+      "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "NO", "CLANG_CXX_LANGUAGE_STANDARD": "c++17", "OTHER_CFLAGS": ["-O3"] },
+      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 0, "Optimization": 2 } }
+    }
+  ]
+}
