@@ -1,0 +1,1453 @@
+// GPU VA manager (drm_gpuvm): VMs, mappings, VmBos, split/merge generation
+// (drm_gpuvm_sm_map / sm_unmap / prefetch / madvise / bo_unmap ops_create),
+// op application, fused bind/unbind, transactions with exact undo.
+// Design: docs/engine-internals.md; the WASM twin is assembly/gpuvm.ts.
+#include "gpuvm.h"
+
+#include <cstring>
+
+namespace gpuvm {
+
+namespace {
+
+inline u32 OpKind(const GpuVaOp& op) { return op.kind & 0xff; }
+
+// Op records go to io as 16 words with u64 fields low word first, which on
+// a little-endian host is GpuVaOp's own layout.
+void CopyOpsOut(u32* dst, const GpuVaOp* ops, u32 n) {
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  for (u32 i = 0; i < n; ++i, dst += OP_WORDS) {
+    const GpuVaOp& op = ops[i];
+    dst[0] = op.kind;
+    dst[1] = op.handle;
+    dst[2] = op.serial;
+    dst[3] = op.bo;
+    Write64(dst, 4, op.addr);
+    Write64(dst, 6, op.range);
+    Write64(dst, 8, op.offset);
+    Write64(dst, 10, op.prevRange);
+    Write64(dst, 12, op.nextAddr);
+    Write64(dst, 14, op.nextOffset);
+  }
+#else
+  std::memcpy(dst, ops, static_cast<size_t>(n) * sizeof(GpuVaOp));
+#endif
+}
+
+}  // namespace
+
+Engine::Engine() : vms_(8), vas_(1024), vmbos_(64), nodes_(256) {}
+
+// ---------------------------------------------------------------------------
+// Lookups and validation
+
+GpuVm* Engine::GetVm(u32 vm) {
+  if (vm == 0 || vm >= vms_.Limit()) return nullptr;
+  GpuVm& v = vms_[vm];
+  return v.live ? &v : nullptr;
+}
+
+GpuVa* Engine::GetVa(u32 vm, u32 va, u32 serial) {
+  if (va == 0 || va >= vas_.Limit()) return nullptr;
+  GpuVa& m = vas_[va];
+  if (!(m.state & VA_LIVE) || m.vm != vm || m.serial != serial) return nullptr;
+  return &m;
+}
+
+GpuVmBo* Engine::GetVmBo(u32 vm, u32 vmbo) {
+  if (vmbo == 0 || vmbo >= vmbos_.Limit()) return nullptr;
+  GpuVmBo& b = vmbos_[vmbo];
+  if (b.state == VMBO_FREE || b.vm != vm) return nullptr;
+  return &b;
+}
+
+bool Engine::RangeInVm(const GpuVm& vm, u64 addr, u64 range) {
+  if (range == 0) return false;
+  const u64 end = addr + range;
+  if (end <= addr) return false;  // wrapped, or exactly 2^64
+  return addr >= vm.start && end <= vm.end;
+}
+
+bool Engine::RangeValid(const GpuVm& vm, u64 addr, u64 range) {
+  if (!RangeInVm(vm, addr, range)) return false;
+  const u64 end = addr + range;
+  return !(vm.kend != vm.kstart && addr < vm.kend && vm.kstart < end);
+}
+
+bool Engine::MapVmBoValid(u32 vmh, u32 bo, u32 vmbo) {
+  if (vmbo == 0) return true;
+  if (bo == 0) return false;
+  const GpuVmBo* b = GetVmBo(vmh, vmbo);
+  return b != nullptr && b->state == VMBO_LIVE && b->bo == bo;
+}
+
+// ---------------------------------------------------------------------------
+// Mapping records and VmBo lists
+
+GPUVM_INLINE u32 Engine::GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags) {
+  const u32 h = vas_.Alloc();
+  GpuVa& m = vas_[h];
+  if (++serial_ == 0) serial_ = 1;  // 0 never names a mapping
+  m.addr = addr;
+  m.end = end;
+  m.offset = offset;
+  m.bo = bo;
+  m.flags = flags;
+  m.serial = serial_;
+  m.vm = vmh;
+  m.vmbo = 0;
+  m.vbPrev = 0;
+  m.vbNext = 0;
+  m.state = VA_LIVE;
+  ++vm.vaCount;
+  return h;
+}
+
+GPUVM_INLINE void Engine::GpuVaRelease(GpuVm& vm, u32 va) {
+  vas_[va].state = 0;
+  vas_.Free(va);
+  --vm.vaCount;
+}
+
+// drm_gpuva_link: append to the VmBo's list; each linked mapping holds a ref.
+GPUVM_INLINE void Engine::GpuVaLink(u32 va, u32 vmbo) {
+  GpuVa& m = vas_[va];
+  GpuVmBo& b = vmbos_[vmbo];
+  m.vmbo = vmbo;
+  m.vbPrev = b.tail;
+  m.vbNext = 0;
+  if (b.tail != 0) {
+    vas_[b.tail].vbNext = va;
+  } else {
+    b.head = va;
+  }
+  b.tail = va;
+  ++b.count;
+  ++b.refs;
+}
+
+// drm_gpuva_unlink: leave the VmBo's list and drop the reference.
+GPUVM_INLINE void Engine::GpuVaUnlink(u32 va) {
+  GpuVa& m = vas_[va];
+  const u32 vb = m.vmbo;
+  if (vb == 0) return;
+  GpuVmBo& b = vmbos_[vb];
+  if (m.vbPrev != 0) {
+    vas_[m.vbPrev].vbNext = m.vbNext;
+  } else {
+    b.head = m.vbNext;
+  }
+  if (m.vbNext != 0) {
+    vas_[m.vbNext].vbPrev = m.vbPrev;
+  } else {
+    b.tail = m.vbPrev;
+  }
+  --b.count;
+  m.vmbo = 0;
+  m.vbPrev = 0;
+  m.vbNext = 0;
+  GpuVmBoPutInternal(vb);
+}
+
+// A reference dropped inside the engine: at 0 the VmBo becomes a zombie that
+// the facade reaps later (drm_gpuvm_bo_put_deferred / deferred_cleanup).
+void Engine::GpuVmBoPutInternal(u32 vmbo) {
+  GpuVmBo& b = vmbos_[vmbo];
+  if (--b.refs != 0) return;
+  b.state = VMBO_ZOMBIE;
+  GpuVm& vm = vms_[b.vm];
+  vm.zombies.push_back(vmbo);  // room was ensured by the caller
+  ++vm.zombieCount;
+}
+
+void Engine::GpuVmBoRelease(GpuVm& vm, u32 vmbo) {
+  GpuVmBo& b = vmbos_[vmbo];
+  if (b.vmPrev != 0) {
+    vmbos_[b.vmPrev].vmNext = b.vmNext;
+  } else {
+    vm.vmboHead = b.vmNext;
+  }
+  if (b.vmNext != 0) {
+    vmbos_[b.vmNext].vmPrev = b.vmPrev;
+  } else {
+    vm.vmboTail = b.vmPrev;
+  }
+  b.state = VMBO_FREE;
+  --vm.vmboCount;
+  vmbos_.Free(vmbo);
+}
+
+// Zombie pushes must not allocate while a list is applied, so the vector
+// keeps room for `extra` more plus what the pending list was promised.
+void Engine::EnsureZombieRoom(GpuVm& vm, u32 extra) {
+  const size_t need = vm.zombies.size() + extra + vm.list.zombieSlack;
+  if (vm.zombies.capacity() < need) {
+    size_t cap = vm.zombies.capacity() < 16 ? 16 : vm.zombies.capacity() * 2;
+    while (cap < need) cap *= 2;
+    vm.zombies.reserve(cap);
+  }
+}
+
+void Engine::WriteVaRecord(u32* dst, u32 va) const {
+  const GpuVa& m = vas_[va];
+  dst[0] = va;
+  dst[1] = m.serial;
+  dst[2] = m.bo;
+  dst[3] = m.flags;
+  Write64(dst, 4, m.addr);
+  Write64(dst, 6, m.end - m.addr);
+  Write64(dst, 8, m.offset);
+  dst[10] = m.vmbo;
+  dst[11] = ((m.state & VA_KERNEL) ? VA_ATTR_KERNEL : 0) |
+            ((m.state & VA_INSERTED) ? VA_ATTR_INSERTED : 0);
+}
+
+// ---------------------------------------------------------------------------
+// Split/merge generation
+
+// drm_gpuvm_sm_map_ops_create: per overlapping mapping, ascending, UNMAP(keep)
+// or REMAP(prev?, next?, keep), then one MAP. keep: same non-null BO and the
+// same address->offset relation (u64 wrapping), the three forms of the
+// kernel's case analysis folded into one.
+void Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo,
+                           std::vector<GpuVaOp>& out) {
+  const u64 e = a + r;
+  u32 inserts = 1;
+  u32 unlinks = 0;
+  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  while (c.leaf != 0) {
+    const RangeNode& l = nodes_[c.leaf];
+    const u64 s = l.key[c.slot];
+    if (s >= e) break;
+    const u64 t = l.end[c.slot];
+    const u32 h = l.val[c.slot];
+    const GpuVa& m = vas_[h];
+    // Applying the op unlinks m: start loading its list neighbours now.
+    GPUVM_PREFETCH(&vas_[m.vbPrev]);
+    GPUVM_PREFETCH(&vas_[m.vbNext]);
+    out.emplace_back();
+    GpuVaOp& op = out.back();
+    op.handle = h;
+    op.serial = m.serial;
+    op.bo = m.bo;
+    op.addr = s;
+    op.range = t - s;
+    op.offset = m.offset;
+    u32 kind = OP_UNMAP;
+    if (s < a || t > e) {
+      kind = OP_REMAP;
+      if (s < a) {
+        kind |= OP_HAS_PREV;
+        op.prevRange = a - s;
+        ++inserts;
+      }
+      if (t > e) {
+        kind |= OP_HAS_NEXT;
+        op.nextAddr = e;
+        op.nextOffset = m.offset + (e - s);
+        ++inserts;
+      }
+    }
+    if (m.bo != 0 && m.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
+    op.kind = kind;
+    ++unlinks;
+    if (t >= e || !RangeTree::Next(nodes_, c)) break;
+  }
+  out.emplace_back();
+  GpuVaOp& map = out.back();
+  map.kind = OP_MAP;
+  map.handle = vmbo;
+  map.bo = bo;
+  map.addr = a;
+  map.range = r;
+  map.offset = off;
+  genInserts_ = inserts;
+  genUnlinks_ = unlinks;
+}
+
+// drm_gpuvm_sm_unmap_ops_create: the same walk, keep always 0, no MAP.
+void Engine::SmUnmapGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
+  const u64 e = a + r;
+  u32 inserts = 0;
+  u32 unlinks = 0;
+  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  while (c.leaf != 0) {
+    const RangeNode& l = nodes_[c.leaf];
+    const u64 s = l.key[c.slot];
+    if (s >= e) break;
+    const u64 t = l.end[c.slot];
+    const u32 h = l.val[c.slot];
+    const GpuVa& m = vas_[h];
+    // Applying the op unlinks m: start loading its list neighbours now.
+    GPUVM_PREFETCH(&vas_[m.vbPrev]);
+    GPUVM_PREFETCH(&vas_[m.vbNext]);
+    out.emplace_back();
+    GpuVaOp& op = out.back();
+    op.handle = h;
+    op.serial = m.serial;
+    op.bo = m.bo;
+    op.addr = s;
+    op.range = t - s;
+    op.offset = m.offset;
+    u32 kind = OP_UNMAP;
+    if (s < a || t > e) {
+      kind = OP_REMAP;
+      if (s < a) {
+        kind |= OP_HAS_PREV;
+        op.prevRange = a - s;
+        ++inserts;
+      }
+      if (t > e) {
+        kind |= OP_HAS_NEXT;
+        op.nextAddr = e;
+        op.nextOffset = m.offset + (e - s);
+        ++inserts;
+      }
+    }
+    op.kind = kind;
+    ++unlinks;
+    if (!RangeTree::Next(nodes_, c)) break;
+  }
+  genInserts_ = inserts;
+  genUnlinks_ = unlinks;
+}
+
+// drm_gpuvm_prefetch_ops_create: one PREFETCH per overlapping mapping, the
+// kernel node skipped.
+void Engine::PrefetchGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
+  const u64 e = a + r;
+  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  while (c.leaf != 0) {
+    const RangeNode& l = nodes_[c.leaf];
+    const u64 s = l.key[c.slot];
+    if (s >= e) break;
+    const u32 h = l.val[c.slot];
+    const GpuVa& m = vas_[h];
+    if (!(m.state & VA_KERNEL)) {
+      GpuVaOp op;
+      op.kind = OP_PREFETCH;
+      op.handle = h;
+      op.serial = m.serial;
+      op.bo = m.bo;
+      op.addr = s;
+      op.range = l.end[c.slot] - s;
+      op.offset = m.offset;
+      op.prevRange = 0;
+      op.nextAddr = 0;
+      op.nextOffset = 0;
+      out.push_back(op);
+    }
+    if (!RangeTree::Next(nodes_, c)) break;
+  }
+  genInserts_ = 0;
+  genUnlinks_ = 0;
+}
+
+// drm_gpuvm_madvise_ops_create: the sm_map walk in madvise mode. Mappings
+// with a BO are skipped, no UNMAPs are emitted, BO-less mappings crossing an
+// edge of the request are split; the MAPs are bare requests as upstream builds
+// them (a map_req with only the VA set): no BO, offset 0.
+void Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
+  const u64 e = a + r;
+  u32 inserts = 0;
+  u32 unlinks = 0;
+  bool finalMap = false;
+  auto pushMap = [&](u64 addr, u64 range, u64 offset) {
+    GpuVaOp map;
+    map.kind = OP_MAP;
+    map.handle = 0;
+    map.serial = 0;
+    map.bo = 0;
+    map.addr = addr;
+    map.range = range;
+    map.offset = offset;
+    map.prevRange = 0;
+    map.nextAddr = 0;
+    map.nextOffset = 0;
+    out.push_back(map);
+    ++inserts;
+  };
+  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  while (c.leaf != 0) {
+    const RangeNode& l = nodes_[c.leaf];
+    const u64 s = l.key[c.slot];
+    if (s >= e) break;
+    const u64 t = l.end[c.slot];
+    const u32 h = l.val[c.slot];
+    const GpuVa& m = vas_[h];
+    if (m.bo != 0) {
+      if (!RangeTree::Next(nodes_, c)) break;
+      continue;
+    }
+    if (s >= a && t <= e) {  // inside the request: nothing to split
+      if (t == e || !RangeTree::Next(nodes_, c)) break;
+      continue;
+    }
+    GpuVaOp op;
+    op.kind = OP_REMAP;
+    op.handle = h;
+    op.serial = m.serial;
+    op.bo = 0;
+    op.addr = s;
+    op.range = t - s;
+    op.offset = m.offset;
+    op.prevRange = 0;
+    op.nextAddr = 0;
+    op.nextOffset = 0;
+    if (s < a) {
+      op.kind |= OP_HAS_PREV;
+      op.prevRange = a - s;
+      ++inserts;
+    }
+    if (t > e) {
+      op.kind |= OP_HAS_NEXT;
+      op.nextAddr = e;
+      op.nextOffset = m.offset + (e - s);
+      ++inserts;
+    }
+    out.push_back(op);
+    ++unlinks;
+    if (s > a) {
+      // Starts inside, ends past the request: map [s, e) and stop.
+      pushMap(s, e - s, 0);
+      break;
+    }
+    if (t < e) {
+      // Starts before, ends inside: map [a, t) at once and go on.
+      pushMap(a, t - a, 0);
+      if (!RangeTree::Next(nodes_, c)) break;
+      continue;
+    }
+    // One mapping holds the request's start and reaches its end.
+    finalMap = true;
+    break;
+  }
+  if (finalMap) pushMap(a, r, 0);
+  genInserts_ = inserts;
+  genUnlinks_ = unlinks;
+}
+
+// drm_gpuvm_bo_unmap_ops_create: UNMAP(keep=0) per mapping of the VmBo in
+// link order; linked mappings already out of the tree are skipped (they
+// cannot be unmapped).
+void Engine::VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out) {
+  u32 unlinks = 0;
+  for (u32 h = vmbos_[vmbo].head; h != 0; h = vas_[h].vbNext) {
+    const GpuVa& m = vas_[h];
+    if (!(m.state & VA_INSERTED)) continue;
+    GpuVaOp op;
+    op.kind = OP_UNMAP;
+    op.handle = h;
+    op.serial = m.serial;
+    op.bo = m.bo;
+    op.addr = m.addr;
+    op.range = m.end - m.addr;
+    op.offset = m.offset;
+    op.prevRange = 0;
+    op.nextAddr = 0;
+    op.nextOffset = 0;
+    out.push_back(op);
+    ++unlinks;
+  }
+  genInserts_ = 0;
+  genUnlinks_ = unlinks;
+}
+
+// ---------------------------------------------------------------------------
+// Pending list
+
+void Engine::ListRelease(GpuVm& vm) {
+  GpuVaOps& l = vm.list;
+  if ((l.resVas | l.resNodes | l.vmbo | l.zombieSlack) == 0) return;  // nothing held
+  if (l.resVas != 0) {
+    vas_.Unreserve(l.resVas);
+    l.resVas = 0;
+  }
+  if (l.resNodes != 0) {
+    nodes_.Unreserve(l.resNodes);
+    l.resNodes = 0;
+  }
+  if (l.vmbo != 0) {
+    const u32 b = l.vmbo;
+    l.vmbo = 0;
+    GpuVmBoPutInternal(b);  // room for this push is part of the slack
+  }
+  l.zombieSlack = 0;
+}
+
+void Engine::ListReset(GpuVm& vm) {
+  ListRelease(vm);
+  vm.list.ops.clear();
+  vm.list.next = 0;
+}
+
+i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
+  GpuVaOps& l = vm.list;
+  const u32 n = static_cast<u32>(l.ops.size());
+  l.next = 0;
+  l.vmbo = vmbo;
+  l.resVas = genInserts_;
+  l.resNodes = genInserts_ * vm.tree.InsertNeed();
+  vas_.Reserve(l.resVas);
+  nodes_.Reserve(l.resNodes);
+  const u32 slack = genUnlinks_ + 1;
+  EnsureZombieRoom(vm, slack);
+  l.zombieSlack = slack;
+  if (doomed_.capacity() < n) doomed_.reserve(n);
+  const u32 chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
+  CopyOpsOut(io + IO_DATA, l.ops.data(), chunk);
+  if (n == 0) ListRelease(vm);
+  WriteZombies(vm);
+  return static_cast<i32>(n);
+}
+
+// ---------------------------------------------------------------------------
+// Op application
+
+void Engine::EnsureApply(GpuVm& vm) {
+  vas_.Ensure(genInserts_);
+  nodes_.Ensure(genInserts_ * vm.tree.InsertNeed());
+  EnsureZombieRoom(vm, genUnlinks_ + 1);
+}
+
+// Checks that ops [from, to) can all be applied to the VM as it is now, so
+// that opsApply either applies all of them or changes nothing: every
+// UNMAP/REMAP names a live inserted mapping (EINVAL), and everything a MAP
+// overlaps is unmapped by an earlier op of the range (EEXIST).
+i32 Engine::ValidateOps(u32 vmh, GpuVm& vm, u32 from, u32 to) {
+  i32 err = 0;
+  doomed_.clear();
+  for (u32 k = from; k < to && err == 0; ++k) {
+    const GpuVaOp& op = vm.list.ops[k];
+    const u32 kind = OpKind(op);
+    if (kind == OP_UNMAP || kind == OP_REMAP) {
+      GpuVa* m = GetVa(vmh, op.handle, op.serial);
+      if (m == nullptr || !(m->state & VA_INSERTED) || (m->state & VA_DOOMED)) {
+        err = -kEINVAL;
+        break;
+      }
+      m->state |= VA_DOOMED;
+      doomed_.push_back(op.handle);
+    } else if (kind == OP_MAP) {
+      const u64 e = op.addr + op.range;
+      RangeCursor c = vm.tree.LowestOverlapping(nodes_, op.addr, e - 1);
+      while (c.leaf != 0) {
+        const RangeNode& l = nodes_[c.leaf];
+        if (l.key[c.slot] >= e) break;
+        if (!(vas_[l.val[c.slot]].state & VA_DOOMED)) {
+          err = -kEEXIST;
+          break;
+        }
+        if (!RangeTree::Next(nodes_, c)) break;
+      }
+    }
+  }
+  for (u32 h : doomed_) vas_[h].state &= ~VA_DOOMED;
+  return err;
+}
+
+// Applies one op (already validated or freshly generated). With a log
+// (transactions) removed mappings are kept for undo instead of released.
+// REMAP: pieces are created prev first, inherit the old mapping's BO and
+// flags, and are linked to its VmBo before the old mapping is unlinked.
+void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>* log,
+                     u32* created) {
+  const u32 kind = OpKind(op);
+  if (kind == OP_MAP) {
+    const u64 end = op.addr + op.range;
+    const u32 h = GpuVaCreate(vmh, vm, op.addr, end, op.offset, op.bo, 0);
+    vm.tree.Insert(nodes_, op.addr, end, h);
+    vas_[h].state |= VA_INSERTED;
+    ++vm.mappings;
+    if (op.handle != 0) GpuVaLink(h, op.handle);
+    if (log) log->push_back({TX_UNDO_CREATED, h, 0, 0, 0});
+    if (created) {
+      created[0] = h;
+      created[1] = vas_[h].serial;
+    }
+    return;
+  }
+  if (kind != OP_UNMAP && kind != OP_REMAP) return;  // PREFETCH changes nothing
+
+  const u32 old = op.handle;
+  u64 oaddr, oend, ooff;
+  u32 obo, oflags, ovmbo;
+  {
+    GpuVa& o = vas_[old];
+    oaddr = o.addr;
+    oend = o.end;
+    ooff = o.offset;
+    obo = o.bo;
+    oflags = o.flags;
+    ovmbo = o.vmbo;
+    o.state &= ~VA_INSERTED;
+    if (log) o.state |= VA_KEPT;
+  }
+  --vm.mappings;
+  if (log) log->push_back({TX_UNDO_REMOVED, old, 0, 0, 0});
+
+  if (kind == OP_UNMAP) {
+    vm.tree.Remove(nodes_, oaddr);
+  } else {
+    // Tree-wise this is Remove(old), Insert(prev), Insert(next); the first
+    // piece takes the old entry's place (RangeTree::Replace keeps the shape).
+    u32 piece[2] = {0, 0};
+    bool replaced = false;
+    if (op.kind & OP_HAS_PREV) {
+      const u32 p = GpuVaCreate(vmh, vm, oaddr, oaddr + op.prevRange, ooff, obo, oflags);
+      vm.tree.Replace(nodes_, oaddr, oaddr, oaddr + op.prevRange, p);
+      replaced = true;
+      vas_[p].state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) GpuVaLink(p, ovmbo);
+      if (log) log->push_back({TX_UNDO_CREATED, p, 0, 0, 0});
+      piece[0] = p;
+    }
+    if (op.kind & OP_HAS_NEXT) {
+      const u32 n = GpuVaCreate(vmh, vm, op.nextAddr, oend, op.nextOffset, obo, oflags);
+      if (replaced) {
+        vm.tree.Insert(nodes_, op.nextAddr, oend, n);
+      } else {
+        vm.tree.Replace(nodes_, oaddr, op.nextAddr, oend, n);
+        replaced = true;
+      }
+      vas_[n].state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) GpuVaLink(n, ovmbo);
+      if (log) log->push_back({TX_UNDO_CREATED, n, 0, 0, 0});
+      piece[1] = n;
+    }
+    if (!replaced) vm.tree.Remove(nodes_, oaddr);  // a REMAP always has a piece
+    if (created) {
+      created[0] = piece[0];
+      created[1] = piece[0] ? vas_[piece[0]].serial : 0;
+      created[2] = piece[1];
+      created[3] = piece[1] ? vas_[piece[1]].serial : 0;
+    }
+  }
+
+  if (ovmbo != 0) {
+    if (log) {
+      const GpuVa& o = vas_[old];
+      log->push_back({TX_UNDO_UNLINKED, old, ovmbo, o.vbPrev, o.vbNext});
+    }
+    GpuVaUnlink(old);
+  }
+  if (!log) GpuVaRelease(vm, old);
+}
+
+// The fused calls. The result is exactly that of generating the list and
+// applying it with ApplyOp (same mappings, handles, serials, link order and
+// tree shape) without writing op records. The mappings a split/merge step
+// touches are consecutive tree entries; their records and VmBo lists are
+// updated entry by entry in op order (so handles are taken and freed in the
+// same order), and the tree sees the same sequence of calls as ApplyOp would
+// make (Replace/Remove per entry, then Insert next piece, Insert map), except
+// that RangeTree::PrepareRun/CommitRun merge calls into one leaf edit where
+// that leaves the same tree: the whole step when it stays in one leaf,
+// otherwise each group of consecutive removals within one leaf.
+u32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
+  const u64 e = a + r;
+  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  u32 k = 0;  // mappings unmapped or remapped
+  u64 lastEnd = 0;
+  bool oneLeaf = true;
+  for (RangeCursor w = c; w.leaf != 0;) {
+    const RangeNode& l = nodes_[w.leaf];
+    if (l.key[w.slot] >= e) break;
+    if (k == stepVa_.size()) {
+      stepStart_.resize(2 * k);
+      stepVa_.resize(2 * k);
+    }
+    stepStart_[k] = l.key[w.slot];
+    stepVa_[k] = l.val[w.slot];
+    GPUVM_PREFETCH(&vas_[l.val[w.slot]]);
+    ++k;
+    lastEnd = l.end[w.slot];
+    if (lastEnd >= e) break;
+    const u32 leaf = w.leaf;
+    if (!RangeTree::Next(nodes_, w)) break;
+    if (w.leaf != leaf && nodes_[w.leaf].key[0] < e) oneLeaf = false;
+  }
+  const bool keepFirst = k > 0 && stepStart_[0] < a;
+  const bool lastNext = k > 0 && lastEnd > e;
+  // One mapping cut on both sides: its Replace keeps the prev piece and the
+  // next piece is an Insert of its own.
+  const bool insertNext = k == 1 && keepFirst && lastNext;
+  RangeRun run;
+  bool whole = false;
+  if (k > 0 && oneLeaf) {
+    run.count = k;
+    run.keepFirst = keepFirst ? 1 : 0;
+    run.insertNext = insertNext ? 1 : 0;
+    run.keepLast = (lastNext && !insertNext) ? 1 : 0;
+    run.insertMid = map ? 1 : 0;
+    whole = vm.tree.PrepareRun(nodes_, c, &run);
+  }
+
+  vas_.Ensure(3);
+  nodes_.Ensure(3 * vm.tree.InsertNeed());
+  EnsureZombieRoom(vm, k + 1);
+  // Unlinking touches each mapping's VmBo list neighbours: start loading them.
+  for (u32 i = 0; i < k; ++i) {
+    const GpuVa& o = vas_[stepVa_[i]];
+    GPUVM_PREFETCH(&vas_[o.vbPrev]);
+    GPUVM_PREFETCH(&vas_[o.vbNext]);
+  }
+  u32 prevPiece = 0, nextPiece = 0;
+  for (u32 i = 0; i < k; ++i) {
+    const u32 old = stepVa_[i];
+    GpuVa& o = vas_[old];
+    const u64 s = o.addr, t = o.end, ooff = o.offset;
+    const u32 obo = o.bo, oflags = o.flags, ovmbo = o.vmbo;
+    o.state &= ~VA_INSERTED;
+    --vm.mappings;
+    if (i == 0 && s < a) {  // REMAP prev piece
+      prevPiece = GpuVaCreate(vmh, vm, s, a, ooff, obo, oflags);
+      vas_[prevPiece].state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) GpuVaLink(prevPiece, ovmbo);
+    }
+    if (i == k - 1 && t > e) {  // REMAP next piece
+      nextPiece = GpuVaCreate(vmh, vm, e, t, ooff + (e - s), obo, oflags);
+      vas_[nextPiece].state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) GpuVaLink(nextPiece, ovmbo);
+    }
+    if (ovmbo != 0) GpuVaUnlink(old);
+    GpuVaRelease(vm, old);
+  }
+  u32 mapped = 0;
+  if (map) {
+    mapped = GpuVaCreate(vmh, vm, a, e, off, bo, 0);
+    vas_[mapped].state |= VA_INSERTED;
+    ++vm.mappings;
+    if (vmbo != 0) GpuVaLink(mapped, vmbo);
+  }
+
+  if (whole) {
+    vm.tree.CommitRun(nodes_, run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
+    if (run.insertNext && !run.nextInLeaf) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
+    if (map && !run.midInLeaf) vm.tree.Insert(nodes_, a, e, mapped);
+    return k + (map ? 1 : 0);
+  }
+  // Call by call, removals grouped per leaf.
+  u32 i = 0, end = k;
+  if (keepFirst) {
+    vm.tree.Replace(nodes_, stepStart_[0], stepStart_[0], a, prevPiece);
+    i = 1;
+  }
+  if (lastNext && !insertNext) end = k - 1;
+  while (i < end) {
+    RangeRun rm;
+    rm.count = 0;
+    rm.keepFirst = rm.keepLast = rm.insertNext = rm.insertMid = 0;
+    const RangeCursor at = vm.tree.Find(nodes_, stepStart_[i]);
+    const u32 inLeaf = nodes_[at.leaf].n - at.slot;
+    rm.count = end - i < inLeaf ? end - i : inLeaf;
+    if (rm.count > 1 && vm.tree.PrepareRun(nodes_, at, &rm)) {
+      vm.tree.CommitRun(nodes_, rm, 0, 0, 0, 0, 0, 0, 0, 0);
+      i += rm.count;
+    } else {
+      vm.tree.Remove(nodes_, stepStart_[i]);
+      ++i;
+    }
+  }
+  if (lastNext && !insertNext) vm.tree.Replace(nodes_, stepStart_[k - 1], e, lastEnd, nextPiece);
+  if (insertNext) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
+  if (map) vm.tree.Insert(nodes_, a, e, mapped);
+  return k + (map ? 1 : 0);
+}
+
+// Replays a transaction log backwards. Reference counts are restored by the
+// reversed link/unlink steps themselves, so no zombie transitions happen here.
+void Engine::TxUndoAll(GpuVm& vm, const std::vector<TxUndo>& log) {
+  for (size_t i = log.size(); i-- > 0;) {
+    const TxUndo& u = log[i];
+    GpuVa& m = vas_[u.va];
+    if (u.kind == TX_UNDO_UNLINKED) {
+      GpuVmBo& b = vmbos_[u.vmbo];
+      m.vmbo = u.vmbo;
+      m.vbPrev = u.vbPrev;
+      m.vbNext = u.vbNext;
+      if (u.vbPrev != 0) {
+        vas_[u.vbPrev].vbNext = u.va;
+      } else {
+        b.head = u.va;
+      }
+      if (u.vbNext != 0) {
+        vas_[u.vbNext].vbPrev = u.va;
+      } else {
+        b.tail = u.va;
+      }
+      ++b.count;
+      ++b.refs;
+    } else if (u.kind == TX_UNDO_CREATED) {
+      if (m.vmbo != 0) {
+        GpuVmBo& b = vmbos_[m.vmbo];
+        if (m.vbPrev != 0) {
+          vas_[m.vbPrev].vbNext = m.vbNext;
+        } else {
+          b.head = m.vbNext;
+        }
+        if (m.vbNext != 0) {
+          vas_[m.vbNext].vbPrev = m.vbPrev;
+        } else {
+          b.tail = m.vbPrev;
+        }
+        --b.count;
+        --b.refs;
+        m.vmbo = 0;
+      }
+      const u64 addr = m.addr;
+      vm.tree.Remove(nodes_, addr);
+      --vm.mappings;
+      GpuVaRelease(vm, u.va);
+    } else {  // TX_UNDO_REMOVED
+      const u64 addr = m.addr, end = m.end;
+      m.state = (m.state & ~VA_KEPT) | VA_INSERTED;
+      nodes_.Ensure(vm.tree.InsertNeed());
+      vm.tree.Insert(nodes_, addr, end, u.va);
+      ++vm.mappings;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// VMs
+
+i32 Engine::VmCreate() {
+  const u64 start = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  const u64 rstart = Read64(io, IO_ARG + 4);
+  const u64 rrange = Read64(io, IO_ARG + 6);
+  if (range == 0) return -kEINVAL;
+  const u64 end = start + range;
+  if (end <= start) return -kEINVAL;
+  u64 rend = 0;
+  if (rrange != 0) {
+    rend = rstart + rrange;
+    if (rend <= rstart || rstart < start || rend > end) return -kEINVAL;
+  }
+  const u32 h = vms_.Alloc();
+  GpuVm& vm = vms_[h];
+  vm.start = start;
+  vm.end = end;
+  vm.kstart = rrange != 0 ? rstart : 0;
+  vm.kend = rrange != 0 ? rend : 0;
+  vm.kernel = 0;
+  vm.live = 1;
+  vm.mappings = 0;
+  vm.vaCount = 0;
+  vm.vmboCount = 0;
+  vm.vmboHead = 0;
+  vm.vmboTail = 0;
+  vm.list.ops.clear();
+  vm.list.next = 0;
+  vm.list.vmbo = 0;
+  vm.list.resVas = 0;
+  vm.list.resNodes = 0;
+  vm.list.zombieSlack = 0;
+  vm.txStaged.clear();
+  vm.zombies.clear();
+  vm.zombieCount = 0;
+  nodes_.Ensure(1);
+  vm.tree.Init(nodes_);
+  if (rrange != 0) {
+    vas_.Ensure(1);
+    nodes_.Ensure(vm.tree.InsertNeed());
+    const u32 k = GpuVaCreate(h, vm, rstart, rend, 0, 0, 0);
+    vas_[k].state |= VA_KERNEL | VA_INSERTED;
+    vm.tree.Insert(nodes_, rstart, rend, k);
+    vm.kernel = k;
+  }
+  return static_cast<i32>(h);
+}
+
+// Releases everything of the VM, in this order (handles are reused LIFO, so
+// the order is part of the contract): linked mappings already out of the tree
+// (per VmBo in creation order, link order), then the tree's mappings in
+// address order, then the VmBos in creation order, then the VM.
+i32 Engine::VmDestroy(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  if (vm.list.resVas != 0) vas_.Unreserve(vm.list.resVas);
+  if (vm.list.resNodes != 0) nodes_.Unreserve(vm.list.resNodes);
+  vm.list.resVas = vm.list.resNodes = 0;
+  vm.list.vmbo = 0;
+  vm.list.zombieSlack = 0;
+  vm.list.ops.clear();
+  vm.list.next = 0;
+  for (u32 b = vm.vmboHead; b != 0; b = vmbos_[b].vmNext) {
+    for (u32 h = vmbos_[b].head; h != 0;) {
+      const u32 nx = vas_[h].vbNext;
+      if (!(vas_[h].state & VA_INSERTED)) GpuVaRelease(vm, h);
+      h = nx;
+    }
+  }
+  RangeCursor c = vm.tree.First(nodes_);
+  while (c.leaf != 0) {
+    GpuVaRelease(vm, nodes_[c.leaf].val[c.slot]);
+    if (!RangeTree::Next(nodes_, c)) break;
+  }
+  while (vm.vmboHead != 0) GpuVmBoRelease(vm, vm.vmboHead);
+  vm.tree.Destroy(nodes_);
+  vm.txStaged.clear();
+  vm.zombies.clear();
+  vm.zombieCount = 0;
+  vm.live = 0;
+  vms_.Free(vmh);
+  return 0;
+}
+
+i32 Engine::VmStats(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const u64 bytes = sizeof(GpuVm) + static_cast<u64>(vm->tree.Nodes()) * sizeof(RangeNode) +
+                    static_cast<u64>(vm->vaCount) * sizeof(GpuVa) +
+                    static_cast<u64>(vm->vmboCount) * sizeof(GpuVmBo) +
+                    vm->list.ops.capacity() * sizeof(GpuVaOp) + vm->txStaged.capacity() * 4 +
+                    vm->zombies.capacity() * 4;
+  io[IO_OUT + 0] = vm->tree.Nodes();
+  io[IO_OUT + 1] = bytes > 0xffffffffu ? 0xffffffffu : static_cast<u32>(bytes);
+  return static_cast<i32>(vm->mappings);
+}
+
+// ---------------------------------------------------------------------------
+// Mappings
+
+i32 Engine::VaInsert(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  const u64 offset = Read64(io, IO_ARG + 4);
+  const u32 bo = io[IO_ARG + 6];
+  const u32 flags = io[IO_ARG + 7];
+  if (!RangeValid(vm, addr, range)) return -kEINVAL;
+  const u64 end = addr + range;
+  if (vm.tree.LowestOverlapping(nodes_, addr, end - 1).leaf != 0) return -kEEXIST;
+  vas_.Ensure(1);
+  nodes_.Ensure(vm.tree.InsertNeed());
+  const u32 h = GpuVaCreate(vmh, vm, addr, end, offset, bo, flags);
+  vm.tree.Insert(nodes_, addr, end, h);
+  vas_[h].state |= VA_INSERTED;
+  ++vm.mappings;
+  io[IO_OUT_SERIAL] = vas_[h].serial;
+  WriteZombies(vm);
+  return static_cast<i32>(h);
+}
+
+i32 Engine::VaRemove(u32 vmh, u32 va, u32 serial) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  GpuVa* m = GetVa(vmh, va, serial);
+  if (m == nullptr) return -kEINVAL;
+  if (m->state & VA_KERNEL) return -kEPERM;
+  if (!(m->state & VA_INSERTED)) return -kEINVAL;
+  m->state &= ~VA_INSERTED;
+  vm.tree.Remove(nodes_, m->addr);
+  --vm.mappings;
+  if (m->vmbo == 0) GpuVaRelease(vm, va);
+  WriteZombies(vm);
+  return 0;
+}
+
+i32 Engine::VaLink(u32 vmh, u32 va, u32 serial, u32 vmbo) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVa* m = GetVa(vmh, va, serial);
+  if (m == nullptr || m->bo == 0 || m->vmbo != 0) return -kEINVAL;
+  GpuVmBo* b = GetVmBo(vmh, vmbo);
+  if (b == nullptr || b->state != VMBO_LIVE || b->bo != m->bo) return -kEINVAL;
+  GpuVaLink(va, vmbo);
+  WriteZombies(*vmp);
+  return 0;
+}
+
+i32 Engine::VaUnlink(u32 vmh, u32 va, u32 serial) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  GpuVa* m = GetVa(vmh, va, serial);
+  if (m == nullptr) return -kEINVAL;
+  if (m->vmbo != 0) {
+    EnsureZombieRoom(vm, 1);
+    GpuVaUnlink(va);
+  }
+  if (!(vas_[va].state & VA_INSERTED)) GpuVaRelease(vm, va);
+  WriteZombies(vm);
+  return 0;
+}
+
+i32 Engine::VaGet(u32 vmh, u32 va, u32 serial) {
+  if (GetVm(vmh) == nullptr) return -kEINVAL;
+  if (GetVa(vmh, va, serial) == nullptr) return 0;
+  WriteVaRecord(io + IO_DATA, va);
+  return 1;
+}
+
+i32 Engine::VaSetFlags(u32 vmh, u32 va, u32 serial, u32 flags) {
+  if (GetVm(vmh) == nullptr) return -kEINVAL;
+  GpuVa* m = GetVa(vmh, va, serial);
+  if (m == nullptr) return -kEINVAL;
+  m->flags = flags;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Lookups
+
+i32 Engine::FindFirst(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 last = Read64(io, IO_ARG + 2);
+  if (last < addr) return 0;
+  const RangeCursor c = vm->tree.LowestOverlapping(nodes_, addr, last);
+  if (c.leaf == 0) return 0;
+  const u32 h = nodes_[c.leaf].val[c.slot];
+  WriteVaRecord(io + IO_DATA, h);
+  return static_cast<i32>(h);
+}
+
+i32 Engine::FindFirstBatch(u32 vmh, u32 n) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr || n > IO_DATA_WORDS / 4) return -kEINVAL;
+  u32 found = 0;
+  u32* d = io + IO_DATA;
+  for (u32 i = 0; i < n; ++i) {
+    // Query i (words 4i..4i+3) is read before result i (words 2i, 2i+1) is
+    // written; 2i+1 < 4i+4, so no unread query is overwritten.
+    const u64 addr = Read64(d, 4 * i);
+    const u64 last = Read64(d, 4 * i + 2);
+    u32 h = 0;
+    if (last >= addr) {
+      const RangeCursor c = vm->tree.LowestOverlapping(nodes_, addr, last);
+      if (c.leaf != 0) h = nodes_[c.leaf].val[c.slot];
+    }
+    d[2 * i] = h;
+    d[2 * i + 1] = h != 0 ? vas_[h].serial : 0;
+    found += h != 0;
+  }
+  return static_cast<i32>(found);
+}
+
+i32 Engine::Iterate(u32 vmh, u32 max) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 last = Read64(io, IO_ARG + 2);
+  if (max > VAS_PER_CHUNK) max = VAS_PER_CHUNK;
+  if (last < addr || max == 0) return 0;
+  RangeCursor c = vm->tree.LowestOverlapping(nodes_, addr, last);
+  u32 n = 0;
+  while (c.leaf != 0 && n < max) {
+    const RangeNode& l = nodes_[c.leaf];
+    if (l.key[c.slot] > last) break;
+    WriteVaRecord(io + IO_DATA + n * VA_WORDS, l.val[c.slot]);
+    ++n;
+    if (!RangeTree::Next(nodes_, c)) break;
+  }
+  return static_cast<i32>(n);
+}
+
+// ---------------------------------------------------------------------------
+// Op lists. Order of checks: bad VM, bad arguments (EINVAL), then a partly
+// applied list (EBUSY). A failing call leaves an untouched list in place.
+
+i32 Engine::SmMapOps(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  const u64 offset = Read64(io, IO_ARG + 4);
+  const u32 bo = io[IO_ARG + 6];
+  const u32 vmbo = io[IO_ARG + 7];
+  if (!RangeValid(vm, addr, range) || !MapVmBoValid(vmh, bo, vmbo)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  if (vmbo != 0) ++vmbos_[vmbo].refs;  // the list's reference, before the old list lets go
+  ListReset(vm);
+  SmMapGenerate(vm, addr, range, bo, offset, vmbo, vm.list.ops);
+  return ListPublish(vm, vmbo);
+}
+
+i32 Engine::SmUnmapOps(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  if (!RangeValid(vm, addr, range)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  ListReset(vm);
+  SmUnmapGenerate(vm, addr, range, vm.list.ops);
+  return ListPublish(vm, 0);
+}
+
+i32 Engine::PrefetchOps(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  if (!RangeInVm(vm, addr, range)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  ListReset(vm);
+  PrefetchGenerate(vm, addr, range, vm.list.ops);
+  return ListPublish(vm, 0);
+}
+
+i32 Engine::MadviseOps(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  if (!RangeValid(vm, addr, range)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  ListReset(vm);
+  MadviseGenerate(vm, addr, range, vm.list.ops);
+  return ListPublish(vm, 0);
+}
+
+i32 Engine::VmBoUnmapOps(u32 vmh, u32 vmbo) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  if (GetVmBo(vmh, vmbo) == nullptr) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  ListReset(vm);
+  VmBoUnmapGenerate(vmbo, vm.list.ops);
+  return ListPublish(vm, 0);
+}
+
+i32 Engine::OpsRead(u32 vmh, u32 from) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const u32 n = static_cast<u32>(vm->list.ops.size());
+  if (from >= n) return 0;
+  const u32 cnt = n - from < OPS_PER_CHUNK ? n - from : OPS_PER_CHUNK;
+  CopyOpsOut(io + IO_DATA, vm->list.ops.data() + from, cnt);
+  return static_cast<i32>(cnt);
+}
+
+i32 Engine::OpsApply(u32 vmh, u32 from, u32 to) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u32 n = static_cast<u32>(vm.list.ops.size());
+  if (!ListPending(vm) || from < vm.list.next || to < from || to > n) return -kEINVAL;
+  const i32 err = ValidateOps(vmh, vm, from, to);
+  if (err != 0) return err;
+  u32 created[4] = {0, 0, 0, 0};
+  for (u32 k = from; k < to; ++k) {
+    created[0] = created[1] = created[2] = created[3] = 0;
+    ApplyOp(vmh, vm, vm.list.ops[k], nullptr, created);
+  }
+  io[IO_OUT_CREATED + 0] = created[0];
+  io[IO_OUT_CREATED + 1] = created[1];
+  io[IO_OUT_CREATED + 2] = created[2];
+  io[IO_OUT_CREATED + 3] = created[3];
+  vm.list.next = to;
+  if (to == n) ListRelease(vm);
+  WriteZombies(vm);
+  return 0;
+}
+
+i32 Engine::OpsDrop(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  ListReset(*vm);
+  WriteZombies(*vm);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Fused calls: generate into the VM's list storage and apply at once; the
+// result equals smMapOps/smUnmapOps + opsApply of the whole list.
+
+i32 Engine::Bind(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  const u64 offset = Read64(io, IO_ARG + 4);
+  const u32 bo = io[IO_ARG + 6];
+  const u32 vmbo = io[IO_ARG + 7];
+  if (!RangeValid(vm, addr, range) || !MapVmBoValid(vmh, bo, vmbo)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  if (vmbo != 0) ++vmbos_[vmbo].refs;  // held while the call runs
+  ListReset(vm);
+  const u32 n = FusedStep(vmh, vm, addr, range, true, bo, offset, vmbo);
+  if (vmbo != 0) GpuVmBoPutInternal(vmbo);
+  WriteZombies(vm);
+  return static_cast<i32>(n);
+}
+
+i32 Engine::Unbind(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  if (!RangeValid(vm, addr, range)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  ListReset(vm);
+  const u32 n = FusedStep(vmh, vm, addr, range, false, 0, 0, 0);
+  WriteZombies(vm);
+  return static_cast<i32>(n);
+}
+
+// ---------------------------------------------------------------------------
+// Transactions (bindArray)
+
+i32 Engine::TxStage(u32 vmh, u32 n) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr || n > TX_PER_CHUNK) return -kEINVAL;
+  const u32* d = io + IO_DATA;
+  for (u32 i = 0; i < n; ++i) {
+    const u32 w0 = d[i * TX_WORDS];
+    const u32 kind = w0 & 0xff;
+    if (kind < TX_MAP || kind > TX_UNMAP_ALL || (w0 & ~(0xffu | TX_INJECT_ERROR)) != 0) {
+      return -kEINVAL;
+    }
+  }
+  vm->txStaged.insert(vm->txStaged.end(), d, d + static_cast<size_t>(n) * TX_WORDS);
+  return static_cast<i32>(vm->txStaged.size() / TX_WORDS);
+}
+
+i32 Engine::TxClear(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  vm->txStaged.clear();
+  return 0;
+}
+
+// Runs the staged entries in order through the same generate + apply code,
+// logging every change; on failure the log is replayed backwards, the serial
+// counter and the zombie list are restored, so handles, serials, VmBo link
+// order and refcounts are exactly as before. Staging is cleared either way.
+i32 Engine::TxRun(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  if (ListBusy(vm)) {
+    vm.txStaged.clear();
+    return -kEBUSY;
+  }
+  txOps_.clear();
+  txLog_.clear();
+  const u32 serialStart = serial_;
+  const size_t zombiesStart = vm.zombies.size();
+  const u32 entries = static_cast<u32>(vm.txStaged.size() / TX_WORDS);
+  i32 err = 0;
+  u32 failAt = 0;
+  // Every VmBo a MAP entry links to is referenced for the whole run, so an
+  // earlier entry that unmaps its last mapping cannot destroy it first.
+  txHeld_.clear();
+  for (u32 i = 0; i < entries; ++i) {
+    const u32* e = vm.txStaged.data() + static_cast<size_t>(i) * TX_WORDS;
+    if ((e[0] & 0xff) == TX_MAP && e[2] != 0 && MapVmBoValid(vmh, e[1], e[2])) {
+      ++vmbos_[e[2]].refs;
+      txHeld_.push_back(e[2]);
+    }
+  }
+  for (u32 i = 0; i < entries; ++i) {
+    const u32* e = vm.txStaged.data() + static_cast<size_t>(i) * TX_WORDS;
+    const u32 kind = e[0] & 0xff;
+    const u64 addr = Read64(e, 4);
+    const u64 range = Read64(e, 6);
+    const u64 offset = Read64(e, 8);
+    const size_t first = txOps_.size();
+    if (e[0] & TX_INJECT_ERROR) {
+      err = -kENOMEM;
+    } else if (kind == TX_MAP) {
+      const u32 bo = e[1];
+      const u32 vmbo = e[2];
+      if (!RangeValid(vm, addr, range) || !MapVmBoValid(vmh, bo, vmbo)) {
+        err = -kEINVAL;
+      } else {
+        if (vmbo != 0) ++vmbos_[vmbo].refs;
+        SmMapGenerate(vm, addr, range, bo, offset, vmbo, txOps_);
+        EnsureApply(vm);
+        for (size_t k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+        if (vmbo != 0) GpuVmBoPutInternal(vmbo);
+      }
+    } else if (kind == TX_UNMAP) {
+      if (!RangeValid(vm, addr, range)) {
+        err = -kEINVAL;
+      } else {
+        SmUnmapGenerate(vm, addr, range, txOps_);
+        EnsureApply(vm);
+        for (size_t k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+      }
+    } else if (kind == TX_PREFETCH) {
+      if (!RangeInVm(vm, addr, range)) {
+        err = -kEINVAL;
+      } else {
+        PrefetchGenerate(vm, addr, range, txOps_);
+      }
+    } else {  // TX_UNMAP_ALL
+      const u32 vmbo = e[2];
+      if (vmbo == 0) {
+        // The BO has no VmBo in this VM: nothing is mapped, nothing to do.
+      } else if (GetVmBo(vmh, vmbo) == nullptr) {
+        err = -kEINVAL;
+      } else {
+        VmBoUnmapGenerate(vmbo, txOps_);
+        EnsureApply(vm);
+        for (size_t k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+      }
+    }
+    if (err != 0) {
+      failAt = i;
+      break;
+    }
+  }
+  vm.txStaged.clear();
+
+  if (err != 0) {
+    TxUndoAll(vm, txLog_);
+    serial_ = serialStart;
+    // VmBos that turned zombie during the run have their references back.
+    for (size_t i = zombiesStart; i < vm.zombies.size(); ++i) {
+      GpuVmBo& b = vmbos_[vm.zombies[i]];
+      if (b.state == VMBO_ZOMBIE && b.refs > 0) {
+        b.state = VMBO_LIVE;
+        --vm.zombieCount;
+      }
+    }
+    vm.zombies.resize(zombiesStart);
+    for (u32 vb : txHeld_) GpuVmBoPutInternal(vb);
+    txHeld_.clear();
+    txOps_.clear();
+    txLog_.clear();
+    io[IO_OUT_FAIL_INDEX] = failAt;
+    WriteZombies(vm);
+    return err;
+  }
+
+  // Success: release the kept mappings in the order they were removed, and
+  // leave the ops as an applied list.
+  for (const TxUndo& u : txLog_) {
+    if (u.kind == TX_UNDO_REMOVED) {
+      vas_[u.va].state &= ~VA_KEPT;
+      GpuVaRelease(vm, u.va);
+    }
+  }
+  txLog_.clear();
+  for (u32 vb : txHeld_) GpuVmBoPutInternal(vb);
+  txHeld_.clear();
+  ListReset(vm);
+  vm.list.ops.swap(txOps_);
+  vm.list.next = static_cast<u32>(vm.list.ops.size());
+  txOps_.clear();
+  WriteZombies(vm);
+  return static_cast<i32>(vm.list.ops.size());
+}
+
+// ---------------------------------------------------------------------------
+// VmBos
+
+i32 Engine::VmBoCreate(u32 vmh, u32 bo) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr || bo == 0) return -kEINVAL;
+  const u32 h = vmbos_.Alloc();
+  GpuVm& vm = vms_[vmh];
+  GpuVmBo& b = vmbos_[h];
+  b.bo = bo;
+  b.vm = vmh;
+  b.refs = 1;
+  b.head = 0;
+  b.tail = 0;
+  b.count = 0;
+  b.state = VMBO_LIVE;
+  b.vmPrev = vm.vmboTail;
+  b.vmNext = 0;
+  if (vm.vmboTail != 0) {
+    vmbos_[vm.vmboTail].vmNext = h;
+  } else {
+    vm.vmboHead = h;
+  }
+  vm.vmboTail = h;
+  ++vm.vmboCount;
+  return static_cast<i32>(h);
+}
+
+i32 Engine::VmBoGet(u32 vmh, u32 vmbo) {
+  if (GetVm(vmh) == nullptr) return -kEINVAL;
+  GpuVmBo* b = GetVmBo(vmh, vmbo);
+  if (b == nullptr || b->state != VMBO_LIVE) return -kEINVAL;
+  return static_cast<i32>(++b->refs);
+}
+
+i32 Engine::VmBoPut(u32 vmh, u32 vmbo) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  GpuVmBo* b = GetVmBo(vmh, vmbo);
+  if (b == nullptr || b->state != VMBO_LIVE) return -kEINVAL;
+  const u32 refs = --b->refs;
+  if (refs == 0) GpuVmBoRelease(*vm, vmbo);  // no mappings: each would hold a ref
+  WriteZombies(*vm);
+  return static_cast<i32>(refs);
+}
+
+i32 Engine::VmBoInfo(u32 vmh, u32 vmbo) {
+  if (GetVm(vmh) == nullptr) return -kEINVAL;
+  GpuVmBo* b = GetVmBo(vmh, vmbo);
+  if (b == nullptr) return -kEINVAL;
+  io[IO_OUT_INFO + 0] = b->refs;
+  io[IO_OUT_INFO + 1] = b->count;
+  io[IO_OUT_INFO + 2] = b->bo;
+  return static_cast<i32>(b->refs);
+}
+
+i32 Engine::VmBoMappings(u32 vmh, u32 vmbo, u32 after, u32 max) {
+  if (GetVm(vmh) == nullptr) return -kEINVAL;
+  GpuVmBo* b = GetVmBo(vmh, vmbo);
+  if (b == nullptr) return -kEINVAL;
+  u32 h = b->head;
+  if (after != 0) {
+    if (after >= vas_.Limit() || !(vas_[after].state & VA_LIVE) || vas_[after].vmbo != vmbo) {
+      return -kEINVAL;
+    }
+    h = vas_[after].vbNext;
+  }
+  if (max > VAS_PER_CHUNK) max = VAS_PER_CHUNK;
+  u32 n = 0;
+  for (; h != 0 && n < max; h = vas_[h].vbNext) {
+    WriteVaRecord(io + IO_DATA + n * VA_WORDS, h);
+    ++n;
+  }
+  return static_cast<i32>(n);
+}
+
+// Releases zombies oldest first; an entry whose VmBo is no longer a zombie is
+// skipped.
+i32 Engine::VmBoReap(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  u32 n = 0;
+  size_t i = 0;
+  for (; i < vm.zombies.size() && n < IO_DATA_WORDS; ++i) {
+    const u32 h = vm.zombies[i];
+    GpuVmBo& b = vmbos_[h];
+    if (b.state != VMBO_ZOMBIE || b.vm != vmh) continue;
+    GpuVmBoRelease(vm, h);
+    --vm.zombieCount;
+    io[IO_DATA + n] = h;
+    ++n;
+  }
+  vm.zombies.erase(vm.zombies.begin(), vm.zombies.begin() + static_cast<std::ptrdiff_t>(i));
+  WriteZombies(vm);
+  return static_cast<i32>(n);
+}
+
+}  // namespace gpuvm

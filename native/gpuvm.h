@@ -1,0 +1,236 @@
+// GPU VA manager (drm_gpuvm): VMs, mappings (drm_gpuva), VmBos
+// (drm_gpuvm_bo), split/merge op generation, op application, fused
+// bind/unbind and atomic transactions. One Engine per JS environment; its
+// public methods are the GpuVmEngine contract of src/backend/engine.ts, read
+// their arguments from io and write their results to io.
+#pragma once
+
+#include <vector>
+
+#include "io.h"
+#include "pool.h"
+#include "range_tree.h"
+
+namespace gpuvm {
+
+// Mapping state bits.
+constexpr u32 VA_KERNEL = 1;    // the kernel-reserved node
+constexpr u32 VA_INSERTED = 2;  // in the VM's range tree
+constexpr u32 VA_LIVE = 4;      // slot in use
+constexpr u32 VA_DOOMED = 8;    // scratch mark while opsApply validates
+constexpr u32 VA_KEPT = 16;     // removed by a running transaction, kept for undo
+
+// One cache line per mapping (the walk and the VmBo lists touch many).
+struct alignas(64) GpuVa {
+  u64 addr;
+  u64 end;  // exclusive
+  u64 offset;
+  u32 bo;
+  u32 flags;  // user-visible GpuVa flags
+  u32 serial;
+  u32 vm;
+  u32 vmbo;  // VmBo it is linked to, 0 if unlinked
+  u32 vbPrev;  // the VmBo's mapping list, link order
+  u32 vbNext;
+  u32 state;
+};
+
+// VmBo states.
+constexpr u32 VMBO_FREE = 0;
+constexpr u32 VMBO_LIVE = 1;
+constexpr u32 VMBO_ZOMBIE = 2;  // refcount reached 0 inside the engine; awaits vmboReap
+
+struct GpuVmBo {
+  u32 bo;
+  u32 vm;
+  u32 refs;
+  u32 head;  // first linked mapping
+  u32 tail;
+  u32 count;
+  u32 state;
+  u32 vmPrev;  // the VM's VmBo list, creation order
+  u32 vmNext;
+};
+
+// One op record, laid out as the 16-word io record (on a little-endian host).
+struct GpuVaOp {
+  u32 kind;  // OP_* | OP_KEEP | OP_HAS_PREV | OP_HAS_NEXT
+  u32 handle;  // MAP: VmBo to link (0 none); others: the existing mapping
+  u32 serial;  // MAP: 0; others: the mapping's serial
+  u32 bo;
+  u64 addr;
+  u64 range;
+  u64 offset;
+  u64 prevRange;
+  u64 nextAddr;
+  u64 nextOffset;
+};
+static_assert(sizeof(GpuVaOp) == OP_WORDS * 4, "op record must be 16 words");
+
+// The VM's op list: at most one is pending. `next` is the first unapplied
+// op; a list is pending while next < ops.size(); it is "touched" once next > 0.
+// A fully applied list stays readable (opsRead) until the next list, a drop
+// or a fused call; bind/unbind leave no list.
+struct GpuVaOps {
+  std::vector<GpuVaOp> ops;
+  u32 next = 0;
+  u32 vmbo = 0;       // VmBo a MAP of the list links to; holds a reference
+  u32 resVas = 0;     // reservations held in the mapping pool
+  u32 resNodes = 0;   // and in the node pool
+  u32 zombieSlack = 0;  // zombie-list room promised to the list
+};
+
+struct GpuVm {
+  u64 start = 0;
+  u64 end = 0;  // exclusive
+  u64 kstart = 0;  // kernel node [kstart, kend), empty if kend == kstart
+  u64 kend = 0;
+  u32 kernel = 0;  // kernel node mapping handle, 0 if none
+  u32 live = 0;
+  u32 mappings = 0;  // inserted mappings, kernel node excluded
+  u32 vaCount = 0;   // live mapping records of this VM (inserted or not)
+  u32 vmboCount = 0;
+  u32 vmboHead = 0;  // VmBos of this VM, creation order
+  u32 vmboTail = 0;
+  RangeTree tree;
+  GpuVaOps list;
+  std::vector<u32> txStaged;   // staged transaction entries, TX_WORDS each
+  std::vector<u32> zombies;    // VmBos that became zombies, oldest first
+  u32 zombieCount = 0;
+};
+
+// Undo log of a running transaction.
+struct TxUndo {
+  u32 kind;  // TX_UNDO_*
+  u32 va;
+  u32 vmbo;  // UNLINKED: the VmBo, and the mapping's neighbours in it
+  u32 vbPrev;
+  u32 vbNext;
+};
+constexpr u32 TX_UNDO_CREATED = 1;   // mapping created, inserted (and linked)
+constexpr u32 TX_UNDO_REMOVED = 2;   // mapping removed from the tree, kept
+constexpr u32 TX_UNDO_UNLINKED = 3;  // mapping unlinked from vmbo between vbPrev/vbNext
+
+class Engine {
+ public:
+  Engine();
+
+  u32* io = nullptr;  // the transfer area (set up once by addon.cc)
+
+  // ---- the GpuVmEngine contract (src/backend/engine.ts) ----
+  i32 VmCreate();
+  i32 VmDestroy(u32 vm);
+  i32 VmStats(u32 vm);
+
+  i32 VaInsert(u32 vm);
+  i32 VaRemove(u32 vm, u32 va, u32 serial);
+  i32 VaLink(u32 vm, u32 va, u32 serial, u32 vmbo);
+  i32 VaUnlink(u32 vm, u32 va, u32 serial);
+  i32 VaGet(u32 vm, u32 va, u32 serial);
+  i32 VaSetFlags(u32 vm, u32 va, u32 serial, u32 flags);
+
+  i32 FindFirst(u32 vm);
+  i32 FindFirstBatch(u32 vm, u32 n);
+  i32 Iterate(u32 vm, u32 max);
+
+  i32 SmMapOps(u32 vm);
+  i32 SmUnmapOps(u32 vm);
+  i32 PrefetchOps(u32 vm);
+  i32 MadviseOps(u32 vm);
+  i32 VmBoUnmapOps(u32 vm, u32 vmbo);
+  i32 OpsRead(u32 vm, u32 from);
+  i32 OpsApply(u32 vm, u32 from, u32 to);
+  i32 OpsDrop(u32 vm);
+
+  i32 Bind(u32 vm);
+  i32 Unbind(u32 vm);
+
+  i32 TxStage(u32 vm, u32 n);
+  i32 TxClear(u32 vm);
+  i32 TxRun(u32 vm);
+
+  i32 VmBoCreate(u32 vm, u32 bo);
+  i32 VmBoGet(u32 vm, u32 vmbo);
+  i32 VmBoPut(u32 vm, u32 vmbo);
+  i32 VmBoInfo(u32 vm, u32 vmbo);
+  i32 VmBoMappings(u32 vm, u32 vmbo, u32 after, u32 max);
+  i32 VmBoReap(u32 vm);
+
+ private:
+  // ---- lookups and validation ----
+  GpuVm* GetVm(u32 vm);
+  GpuVa* GetVa(u32 vm, u32 va, u32 serial);
+  GpuVmBo* GetVmBo(u32 vm, u32 vmbo);  // live or zombie
+  // drm_gpuvm_range_valid: non-empty, no u64 overflow (an end of 2^64
+  // counts), inside the VM, clear of the kernel node.
+  static bool RangeValid(const GpuVm& vm, u64 addr, u64 range);
+  static bool RangeInVm(const GpuVm& vm, u64 addr, u64 range);
+  // The VmBo a map request links to: 0, or a live VmBo of this VM for `bo`.
+  bool MapVmBoValid(u32 vmh, u32 bo, u32 vmbo);
+
+  // ---- mapping records and VmBo lists ----
+  GPUVM_INLINE u32 GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags);
+  GPUVM_INLINE void GpuVaRelease(GpuVm& vm, u32 va);
+  GPUVM_INLINE void GpuVaLink(u32 va, u32 vmbo);
+  GPUVM_INLINE void GpuVaUnlink(u32 va);  // drops the VmBo reference; may make a zombie
+  void GpuVmBoPutInternal(u32 vmbo);  // refs - 1; at 0 the VmBo becomes a zombie
+  void GpuVmBoRelease(GpuVm& vm, u32 vmbo);
+  void EnsureZombieRoom(GpuVm& vm, u32 extra);
+  void WriteVaRecord(u32* dst, u32 va) const;
+
+  // ---- op list generation (split/merge) into `out` ----
+  void SmMapGenerate(GpuVm& vm, u64 addr, u64 range, u32 bo, u64 offset, u32 vmbo,
+                     std::vector<GpuVaOp>& out);
+  void SmUnmapGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
+  void PrefetchGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
+  void MadviseGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
+  void VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out);
+
+  // ---- pending list ----
+  static bool ListPending(const GpuVm& vm) { return vm.list.next < vm.list.ops.size(); }
+  static bool ListBusy(const GpuVm& vm) { return vm.list.next > 0 && ListPending(vm); }
+  // Returns the list's reservations and drops its VmBo reference; the ops
+  // stay readable (an applied list).
+  void ListRelease(GpuVm& vm);
+  // ListRelease, then forget the ops.
+  void ListReset(GpuVm& vm);
+  // Makes the freshly generated vm.list.ops the pending list: reserves what
+  // applying it needs, keeps the VmBo reference `vmbo` (already taken),
+  // writes the first chunk to io. -> op count
+  i32 ListPublish(GpuVm& vm, u32 vmbo);
+
+  // ---- op application ----
+  i32 ValidateOps(u32 vmh, GpuVm& vm, u32 from, u32 to);
+  void ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>* log, u32* created);
+  // Makes room for applying what the last generation produced, right now
+  // (fused calls and transactions, which may allocate).
+  void EnsureApply(GpuVm& vm);
+  // bind / unbind: one split/merge step generated and applied at once,
+  // with the result of generation + ApplyOp. -> op count
+  u32 FusedStep(u32 vmh, GpuVm& vm, u64 addr, u64 range, bool map, u32 bo, u64 offset, u32 vmbo);
+  void TxUndoAll(GpuVm& vm, const std::vector<TxUndo>& log);
+
+  void WriteZombies(const GpuVm& vm) { io[IO_OUT_ZOMBIES] = vm.zombieCount; }
+
+  Pool<GpuVm> vms_;
+  Pool<GpuVa> vas_;
+  Pool<GpuVmBo> vmbos_;
+  NodePool nodes_;
+  u32 serial_ = 0;  // last serial handed out (engine-global)
+  // What the last generation call produced: new mappings it inserts and
+  // existing mappings it unlinks.
+  u32 genInserts_ = 0;
+  u32 genUnlinks_ = 0;
+
+  // Scratch kept between calls so transactions do not reallocate.
+  std::vector<GpuVaOp> txOps_;
+  std::vector<TxUndo> txLog_;
+  std::vector<u32> txHeld_;  // VmBos MAP entries link to, referenced for the whole run
+  std::vector<u32> doomed_;
+  // FusedStep scratch: starts and handles of the mappings a step touches
+  // (sized by doubling, never shrunk).
+  std::vector<u64> stepStart_ = std::vector<u64>(64);
+  std::vector<u32> stepVa_ = std::vector<u32>(64);
+};
+
+}  // namespace gpuvm
