@@ -1,0 +1,133 @@
+// xe-style multi-level GPU page tables and their walker (SPEC §7, §8.1;
+// research/upstream-anchors.md §4). Twin: assembly/page_table.ts, same
+// function names, same algorithms, bit-identical results.
+//
+// Model
+// - A page table (handle `pt`) has a geometry: level shifts bottom-up s[0..top],
+//   the highest level that may hold a leaf, and optionally compact 64 KiB
+//   level-0 tables. A table at level L < top has 2^(s[L+1]-s[L]) entries, the
+//   root as many as the level below it.
+// - Tables live in an engine-global pool (handle 0 = none). Their entries live
+//   in two engine-global arrays (value u64, meta u8), allocated in blocks of
+//   2^k entries with one free list per k. An entry is empty, a leaf (value =
+//   physical address of its first byte), a null leaf (sparse), or a directory
+//   entry (value = child table). Any non-empty entry may be zapped: it then
+//   translates to nothing but still counts as live, and a zapped directory
+//   keeps its (hidden) child until a bind or unbind clears the entry.
+// - Every mutating record (bind, unbind, zap) is one "call" for cost
+//   accounting: writes into tables that existed before the call are logged and
+//   counted as distinct entries and contiguous runs ("records"); tables created
+//   by the call count their non-empty entries at the end ("new").
+// - The generic walker (walkRange) visits the entries of [addr, last] in a
+//   table with a pre-descent and a post-descent visitor; in shared mode it
+//   visits only the partially covered edge entries (xe_pt_walk_shared). Bind is
+//   a full walk, unbind and zap are shared walks whose post visitor handles the
+//   fully covered run of the child table, as in xe. Bind fills the level-0
+//   entries under a level-1 entry in one loop (fillLeaves), which is exactly
+//   what visiting them one by one would do.
+// - Ranges are inclusive [addr, last] inside the engine so that a span of
+//   2^64 needs no 65-bit arithmetic.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace gpuvm {
+namespace pt {
+
+// io layout, word indices (must match src/backend/engine.ts IO)
+constexpr uint32_t kIoArg = 0;
+constexpr uint32_t kIoOut = 32;
+constexpr uint32_t kIoData = 64;
+constexpr uint32_t kIoDataWords = 16 * 4096;
+
+constexpr int32_t kEinval = 22;
+
+constexpr uint32_t kMaxShifts = 64;
+constexpr uint32_t kShift64K = 16;
+
+// entry meta byte
+constexpr uint8_t kEmpty = 0;
+constexpr uint8_t kLeaf = 1;
+constexpr uint8_t kNull = 2;
+constexpr uint8_t kDir = 3;
+constexpr uint8_t kKindMask = 3;
+constexpr uint8_t kZapped = 4;
+constexpr uint8_t kCompactChild = 8;
+
+// create flags
+constexpr uint32_t kCreateCompact = 1;
+
+// apply records: header words kind, nseg, va lo, va hi, size lo, size hi,
+// then nseg segments of (pa lo, pa hi, len lo, len hi)
+constexpr uint32_t kRecBind = 1;
+constexpr uint32_t kRecBindNull = 2;
+constexpr uint32_t kRecUnbind = 3;
+constexpr uint32_t kRecZap = 4;
+constexpr uint32_t kRecHeader = 6;
+constexpr uint32_t kSegWords = 4;
+// apply flags
+constexpr uint32_t kApplyBegin = 1;
+constexpr uint32_t kApplyEnd = 2;
+
+// cost words at OUT
+constexpr uint32_t kOutLive = 0;
+constexpr uint32_t kOutNew = 1;
+constexpr uint32_t kOutAlloc = 2;
+constexpr uint32_t kOutFree = 3;
+constexpr uint32_t kOutRecords = 4;
+constexpr uint32_t kOutFailIndex = 5;
+
+// walk flags
+constexpr uint32_t kWalkDirs = 1;
+constexpr uint32_t kWalkPost = 2;
+constexpr uint32_t kWalkShared = 4;
+constexpr uint32_t kWalkEmpty = 8;
+constexpr uint32_t kWalkZapped = 16;
+constexpr uint32_t kWalkWords = 8;
+
+// info word (translate, walk records)
+constexpr uint32_t kInfoMapped = 1;    // a leaf (maybe null)
+constexpr uint32_t kInfoNull = 2;      // null leaf
+constexpr uint32_t kInfoHint64K = 4;   // level-0 leaf whose 64 KiB block is uniform (PS64)
+constexpr uint32_t kInfoZapped = 8;
+constexpr uint32_t kInfoDir = 16;
+constexpr uint32_t kInfoPost = 32;     // post-descent event of a walk
+constexpr uint32_t kInfoCompact = 64;  // directory entry with a compact child / entry of a compact table
+constexpr uint32_t kInfoLevelShift = 8;
+constexpr uint32_t kInfoSizeShift = 16;
+
+// walker actions
+constexpr int kSubtree = 0;
+constexpr int kContinue = 1;
+
+struct PtRec {
+  uint32_t alive;
+  uint32_t top;
+  uint32_t leaf;
+  uint32_t flags;
+  uint32_t root;
+  uint32_t tables;
+  uint32_t entries;
+  uint32_t spanBits;
+  uint64_t spanLast;
+  uint8_t shift[kMaxShifts];
+};
+
+// ---- engine-global storage -------------------------------------------------
+uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact);
+void releaseTable(uint32_t pt, uint32_t t);
+void writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint64_t val);
+
+// ---- public operations (marshalled by page_table_addon.cc) ----------------
+int32_t geomValid(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
+int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
+int32_t ptDestroy(uint32_t pt);
+int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out);
+int32_t ptTranslate(uint32_t pt, uint64_t va, uint32_t* out);
+int32_t ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n);
+int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32_t crank, uint32_t hasCursor,
+               uint32_t flags, uint32_t max, uint32_t* data, uint32_t* out);
+int32_t ptStats(uint32_t pt, uint32_t* out);
+
+}  // namespace pt
+}  // namespace gpuvm
