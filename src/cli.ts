@@ -1,0 +1,34 @@
+/**
+ * The `gpuvm` command: `gpuvm replay FILE|-` (SPEC §8) and `gpuvm --version`.
+ */
+import { readFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { backendInfo } from './backend/loader.js';
+import { packageVersion } from './backend/loader.js';
+import { replay } from './replay.js';
+
+function versionLine(): string {
+  const info = backendInfo();
+  const why = info.reason ? ` (native skipped: ${info.reason})` : '';
+  return `gpuvm ${packageVersion()} engine=${info.name}${why}`;
+}
+
+const program = new Command();
+program
+  .name('gpuvm')
+  .description("Linux's GPU virtual-memory machinery: replay VM_BIND streams and page-table commands")
+  .version(versionLine(), '-v, --version', 'print the version and the active engine');
+
+program
+  .command('replay')
+  .description('run a replay file (SPEC §8); - reads stdin')
+  .argument('<file>', 'replay file, or - for stdin')
+  .action((file: string) => {
+    const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
+    process.stdout.write(replay(text));
+  });
+
+program.parseAsync(process.argv).catch((err: Error) => {
+  process.stderr.write(`gpuvm: ${err.message}\n`);
+  process.exitCode = 1;
+});

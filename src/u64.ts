@@ -1,0 +1,105 @@
+/**
+ * u64 values at the boundary: the engines see two u32 words (low first).
+ * Number-mode callers stay on doubles (exact below 2^53); bigint mode covers
+ * all of u64. Nothing is ever rounded silently (SPEC §2).
+ */
+
+export type U64 = number | bigint;
+
+export const TWO32 = 4294967296;
+export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+export const U64_MAX = 0xffff_ffff_ffff_ffffn;
+const MAX_SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
+export function hex(v: U64): string {
+  return '0x' + v.toString(16);
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  return String(v);
+}
+
+/**
+ * Writes `v` into io[i], io[i+1]. `big` says whether values above 2^53 are
+ * allowed (bigint-mode VMs).
+ */
+export function putU64(io: Uint32Array, i: number, v: unknown, name: string, big: boolean): void {
+  if (typeof v === 'number') {
+    if (v >= 0 && v <= MAX_SAFE && Math.floor(v) === v) {
+      io[i] = v >>> 0;
+      io[i + 1] = (v / TWO32) >>> 0;
+      return;
+    }
+    throw badNumber(v, name);
+  }
+  if (typeof v === 'bigint') {
+    if (v < 0n || v > U64_MAX) throw new RangeError(`${name} must be a u64, got ${describe(v)}`);
+    if (!big && v > MAX_SAFE_BIG) {
+      throw new RangeError(
+        `${name} = ${describe(v)} is above Number.MAX_SAFE_INTEGER; create the VM with { bigint: true }`,
+      );
+    }
+    io[i] = Number(v & 0xffff_ffffn);
+    io[i + 1] = Number(v >> 32n);
+    return;
+  }
+  throw new TypeError(`${name} must be a number or a bigint, got ${v === null ? 'null' : typeof v} ${describe(v)}`);
+}
+
+function badNumber(v: number, name: string): Error {
+  if (Number.isNaN(v) || !Number.isFinite(v) || Math.floor(v) !== v) {
+    return new RangeError(`${name} must be a non-negative integer, got ${v}`);
+  }
+  if (v < 0) return new RangeError(`${name} must not be negative, got ${v}`);
+  return new RangeError(
+    `${name} = ${v} is above Number.MAX_SAFE_INTEGER and cannot be exact; pass a bigint to a VM created with { bigint: true }`,
+  );
+}
+
+/** Reads io[i], io[i+1] as a number; RangeError if it cannot be exact. */
+export function getNum(io: Uint32Array, i: number, name: string): number {
+  const hi = io[i + 1];
+  if (hi > 0x1f_ffff) {
+    throw new RangeError(
+      `${name} = 0x${(BigInt(hi) << 32n | BigInt(io[i])).toString(16)} does not fit a number; use a VM with { bigint: true }`,
+    );
+  }
+  return io[i] + hi * TWO32;
+}
+
+export function getBig(io: Uint32Array, i: number): bigint {
+  return (BigInt(io[i + 1]) << 32n) | BigInt(io[i]);
+}
+
+/** Exact bigint of any accepted input (slow paths: messages, validation detail). */
+export function toBig(v: U64): bigint {
+  return typeof v === 'bigint' ? v : BigInt(v);
+}
+
+/**
+ * io[dst..dst+1] = io[a..a+1] + io[b..b+1] - 1, clamped to u64 max: the
+ * inclusive last address of [addr, addr+range), computed exactly in u32 words.
+ */
+export function putLast(io: Uint32Array, dst: number, a: number, b: number): void {
+  let lo = io[a] + io[b];
+  let hi = io[a + 1] + io[b + 1];
+  if (lo >= TWO32) {
+    lo -= TWO32;
+    hi += 1;
+  }
+  // subtract one
+  if (lo === 0) {
+    lo = TWO32 - 1;
+    hi -= 1;
+  } else {
+    lo -= 1;
+  }
+  if (hi >= TWO32) {
+    lo = TWO32 - 1;
+    hi = TWO32 - 1;
+  }
+  io[dst] = lo;
+  io[dst + 1] = hi;
+}
