@@ -1,0 +1,753 @@
+/**
+ * PageTable: xe-style multi-level GPU page tables (SPEC §7, §8.1;
+ * research/upstream-anchors.md §4). The tables and the walker live in the
+ * engine; every public call is one engine crossing (a walk or a very large
+ * bind is one crossing per chunk of io). Every mutating call returns what it
+ * cost: entries written into live tables, entries of new tables, tables
+ * allocated and freed, and update records.
+ */
+import { engineFor, type BackendName } from './backend/loader.js';
+import { IO, type Engine } from './backend/engine.js';
+import {
+  PT_APPLY_BEGIN,
+  PT_APPLY_END,
+  PT_CREATE_COMPACT,
+  PT_REC_HEADER,
+  PT_SEG_WORDS,
+  PT_TRANSLATE_WORDS,
+  PT_WALK_WORDS,
+  PtInfo,
+  PtOut,
+  PtRec,
+  PtWalk,
+} from './backend/page-table-engine.js';
+import { GpuVmError, gpuVmError } from './errors.js';
+import type { Op } from './ops.js';
+import { getBig, getNum, MAX_SAFE, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
+
+/** Default level shifts: 4 KiB / 2 MiB / 1 GiB / 512 GiB, 512 entries per table. */
+export const DEFAULT_SHIFTS: readonly number[] = Object.freeze([12, 21, 30, 39]);
+
+export interface PageTableOptions {
+  /** level shifts bottom-up (default 12 21 30 39: 4 levels, 48-bit span; add 48 for 5 levels) */
+  shifts?: readonly number[];
+  /** highest level that may hold a leaf (default min(2, top)) */
+  leaf?: number;
+  /** compact 64 KiB level-0 tables where a whole level-1 entry is 64 KiB contiguous (Xe2+); needs s[0] < 16 < s[1] */
+  compact?: boolean;
+  /** results as bigints and the whole u64 range accepted (default false: numbers, exact below 2^53) */
+  bigint?: boolean;
+  /** engine to use (default: GPUVM_BACKEND / auto) */
+  backend?: BackendName;
+}
+
+/** What one call cost (SPEC §8.1). */
+export interface PtCost {
+  /** distinct entries written into tables that existed before the call */
+  live: number;
+  /** non-empty entries, at the end of the call, of the tables it created */
+  new: number;
+  /** tables created */
+  alloc: number;
+  /** tables released (whole subtrees, hidden ones under zapped entries included) */
+  free: number;
+  /** contiguous index runs of the live writes, per table (at most 2 x levels + 1 for a bind) */
+  records: number;
+}
+
+/** The cost of a commit: summed over the binds and unbinds it made. */
+export interface PtCommitCost extends PtCost {
+  /** binds issued (one per contiguous piece that had to be written) */
+  binds: number;
+  /** unbinds issued */
+  unbinds: number;
+  /** GpuVm ops seen */
+  ops: number;
+}
+
+export type PtBatchEntry =
+  | { op: 'bind'; va: U64; size: U64; backing: readonly PtSegment[] | BigUint64Array | null }
+  | { op: 'unbind'; va: U64; size: U64 }
+  | { op: 'zap'; va: U64; size: U64 };
+
+/** A physical segment of backing: `{ pa, len }` or `[pa, len]`. */
+export type PtSegment = { readonly pa: U64; readonly len: U64 } | readonly [U64, U64];
+
+export interface PtTranslation<N extends U64 = U64> {
+  /** physical address of the va, or null for a null (sparse) leaf */
+  pa: N | null;
+  /** size of the leaf that maps it */
+  size: N;
+  /** level of that leaf */
+  level: number;
+  /** PS64: the leaf is one of 16 uniform 4 KiB leaves of an aligned 64 KiB block */
+  hint64k: boolean;
+  /** the leaf is an entry of a compact (64 KiB) level-0 table */
+  compact: boolean;
+}
+
+export type PtEntryKind = 'leaf' | 'null' | 'dir' | 'empty';
+
+export interface PtEntry<N extends U64 = U64> {
+  kind: PtEntryKind;
+  /** va of the entry's first byte */
+  va: N;
+  /** bytes the entry spans */
+  size: N;
+  /** physical address of a leaf (also of a zapped one), null otherwise */
+  pa: N | null;
+  level: number;
+  zapped: boolean;
+  /** a post-descent record (walk with `post`) */
+  post: boolean;
+  hint64k: boolean;
+  /** a directory entry with a compact child, or an entry of a compact table */
+  compact: boolean;
+  /** directory entries: non-empty entries of the child table */
+  childLive: number;
+  /** engine handle of the table holding the entry, and its index there */
+  table: number;
+  index: number;
+}
+
+export interface PtWalkOptions {
+  /** also yield directory entries (before their children) */
+  dirs?: boolean;
+  /** also yield a post-descent record after the children of each directory entry */
+  post?: boolean;
+  /** shared (edge-only) mode: only the partially covered entries at the edges of each table */
+  shared?: boolean;
+  /** also yield empty entries */
+  empty?: boolean;
+  /** also yield zapped entries */
+  zapped?: boolean;
+  /** records per engine crossing (default and maximum 8192) */
+  chunk?: number;
+}
+
+/** Physical segments backing `length` bytes of `bo` at `offset`, or null for no backing (null binding). */
+export type PtResolve = (bo: unknown, offset: U64, length: U64) => readonly PtSegment[] | BigUint64Array | null;
+
+export interface PtCommitOptions {
+  /**
+   * Use the ops' `keep` and the remap structure (default true): a remap
+   * unbinds only its hole (or nothing when its unmap is kept), a kept unmap
+   * writes nothing, and a map binds only what is not kept. With false every
+   * unmap and remap unbinds the whole old mapping, a remap rebinds prev and
+   * next, and a map binds its whole range.
+   */
+  keep?: boolean;
+}
+
+/** 2^k as numbers, k < 53 (a variable `2 ** k` is slow in V8) */
+const POW2: readonly number[] = Array.from({ length: 53 }, (_, k) => 2 ** k);
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+const WALK_CHUNK = Math.floor(IO.DATA_WORDS / PT_WALK_WORDS);
+const TRANSLATE_CHUNK = Math.floor(IO.DATA_WORDS / PT_TRANSLATE_WORDS);
+const ARG = IO.ARG;
+const DATA = IO.DATA;
+const DATA_WORDS = IO.DATA_WORDS;
+const OUT = IO.OUT;
+
+function describe(v: unknown): string {
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return 'an array';
+  return v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v);
+}
+
+/**
+ * Streams apply records into io DATA; a full DATA area is staged in the
+ * engine (one crossing), the last chunk runs everything (one crossing).
+ */
+class RecordWriter {
+  private io: Uint32Array;
+  private pos = 0;
+  private first = true;
+  private pt = 0;
+  records = 0;
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly big: boolean,
+  ) {
+    this.io = engine.io();
+  }
+
+  /** Starts a new set of records for page table `pt`. */
+  reset(pt: number): this {
+    this.pt = pt;
+    this.io = this.engine.io();
+    this.pos = 0;
+    this.first = true;
+    this.records = 0;
+    return this;
+  }
+
+  private flush(): void {
+    const r = this.engine.ptApply(this.pt, this.pos, this.first ? PT_APPLY_BEGIN : 0);
+    this.io = this.engine.io();
+    this.first = false;
+    this.pos = 0;
+    if (r < 0) throw gpuVmError(r, 'page-table records could not be staged');
+  }
+
+  header(kind: number, nseg: number, va: unknown, size: unknown): void {
+    if (this.pos + PT_REC_HEADER > DATA_WORDS) this.flush();
+    this.io[DATA + this.pos] = kind;
+    this.io[DATA + this.pos + 1] = nseg;
+    putU64(this.io, DATA + this.pos + 2, va, 'va', this.big);
+    putU64(this.io, DATA + this.pos + 4, size, 'size', this.big);
+    this.pos += PT_REC_HEADER;
+    this.records++;
+  }
+
+  segments(backing: readonly PtSegment[]): void {
+    const n = backing.length;
+    for (let i = 0; i < n; i++) {
+      const s = backing[i] as unknown;
+      let pa: unknown;
+      let len: unknown;
+      if (Array.isArray(s)) {
+        if (s.length !== 2) throw new TypeError(`backing[${i}] must be { pa, len } or [pa, len], got an array of ${s.length}`);
+        pa = s[0];
+        len = s[1];
+      } else if (s !== null && typeof s === 'object') {
+        pa = (s as { pa: unknown }).pa;
+        len = (s as { len: unknown }).len;
+      } else {
+        throw new TypeError(`backing[${i}] must be { pa, len } or [pa, len], got ${describe(s)}`);
+      }
+      if (this.pos + PT_SEG_WORDS > DATA_WORDS) this.flush();
+      const at = DATA + this.pos;
+      const io = this.io;
+      if (
+        typeof pa === 'number' &&
+        typeof len === 'number' &&
+        pa >= 0 &&
+        len >= 0 &&
+        pa <= MAX_SAFE &&
+        len <= MAX_SAFE &&
+        Math.floor(pa) === pa &&
+        Math.floor(len) === len
+      ) {
+        // the common case, inline: exact integers below 2^53
+        io[at] = pa >>> 0;
+        io[at + 1] = (pa / TWO32) >>> 0;
+        io[at + 2] = len >>> 0;
+        io[at + 3] = (len / TWO32) >>> 0;
+      } else {
+        putU64(io, at, pa, `backing[${i}].pa`, this.big);
+        putU64(io, at + 2, len, `backing[${i}].len`, this.big);
+      }
+      this.pos += PT_SEG_WORDS;
+    }
+  }
+
+  backing(segs: readonly PtSegment[] | BigUint64Array): void {
+    if (segs instanceof BigUint64Array) this.segmentsTyped(segs);
+    else this.segments(segs);
+  }
+
+  /** Segments as (pa, len) pairs of a BigUint64Array: copied word for word. */
+  segmentsTyped(pairs: BigUint64Array): void {
+    const words = LITTLE_ENDIAN ? new Uint32Array(pairs.buffer, pairs.byteOffset, pairs.length * 2) : null;
+    let from = 0;
+    const total = pairs.length * 2;
+    while (from < total) {
+      if (this.pos + PT_SEG_WORDS > DATA_WORDS) this.flush();
+      const n = Math.min(total - from, (DATA_WORDS - this.pos) & ~(PT_SEG_WORDS - 1));
+      if (words !== null) {
+        this.io.set(words.subarray(from, from + n), DATA + this.pos);
+      } else {
+        for (let k = 0; k < n; k += 2) {
+          const v = pairs[(from + k) >> 1];
+          this.io[DATA + this.pos + k] = Number(v & 0xffffffffn);
+          this.io[DATA + this.pos + k + 1] = Number(v >> 32n);
+        }
+      }
+      this.pos += n;
+      from += n;
+    }
+  }
+
+  /** Runs everything written; -> the summed cost. `va` and `size` only name the call in an error. */
+  end(op: string, va?: unknown, size?: unknown): PtCost {
+    const r = this.engine.ptApply(this.pt, this.pos, (this.first ? PT_APPLY_BEGIN : 0) | PT_APPLY_END);
+    const io = this.engine.io();
+    this.io = io;
+    if (r < 0) {
+      const what = va === undefined ? op : `${op}(${describe(va)}, ${describe(size)})`;
+      const at = this.records > 1 ? ` (record ${io[PtOut.FAIL_INDEX]})` : '';
+      throw gpuVmError(r, `${what}${at}: misaligned, empty, outside the span, or backing not summing to the size`);
+    }
+    return {
+      live: io[PtOut.LIVE],
+      new: io[PtOut.NEW],
+      alloc: io[PtOut.ALLOC],
+      free: io[PtOut.FREE],
+      records: io[PtOut.RECORDS],
+    };
+  }
+}
+
+function toNumber(x: U64, name: string): number {
+  if (typeof x === 'number') return x;
+  if (typeof x === 'bigint' && x >= 0n && x <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(x);
+  if (typeof x === 'bigint') {
+    throw new RangeError(`${name} = ${x}n is above Number.MAX_SAFE_INTEGER; create the PageTable with { bigint: true }`);
+  }
+  throw new TypeError(`${name} must be a number or a bigint, got ${describe(x)}`);
+}
+
+/** Backing: an array of segments, a BigUint64Array of (pa, len) pairs, or null. */
+export type PtBacking = readonly PtSegment[] | BigUint64Array | null;
+
+function checkBacking(backing: unknown): readonly PtSegment[] | BigUint64Array | null {
+  if (backing === null) return null;
+  if (backing instanceof BigUint64Array) {
+    if (backing.length === 0 || backing.length % 2 !== 0) {
+      throw new GpuVmError('EINVAL', `backing must hold (pa, len) pairs, got ${backing.length} values`);
+    }
+    return backing;
+  }
+  if (!Array.isArray(backing)) throw new TypeError(`backing must be an array of segments or null, got ${describe(backing)}`);
+  if (backing.length === 0) throw new GpuVmError('EINVAL', 'backing has no segments (use null for a null binding)');
+  if (backing.length > 0xffffffff) throw new RangeError('backing has too many segments');
+  return backing as readonly PtSegment[];
+}
+
+/** Segment count of checked backing. */
+function segCount(b: readonly PtSegment[] | BigUint64Array): number {
+  return b instanceof BigUint64Array ? b.length / 2 : b.length;
+}
+
+export class PageTable<N extends U64 = U64> {
+  readonly engine: Engine;
+  /** level shifts bottom-up */
+  readonly shifts: readonly number[];
+  /** highest level holding leaves */
+  readonly leaf: number;
+  /** root level */
+  readonly top: number;
+  readonly compact: boolean;
+  readonly bigint: boolean;
+  /** the cost of the last successful mutating call */
+  lastCost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
+  private handle: number;
+  private readonly rw: RecordWriter;
+
+  constructor(options: PageTableOptions = {}) {
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`PageTable options must be an object, got ${describe(options)}`);
+    }
+    const shifts = options.shifts ?? DEFAULT_SHIFTS;
+    if (!Array.isArray(shifts) || shifts.some((s) => typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s > 0xffffffff)) {
+      throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(shifts)}`);
+    }
+    const top = shifts.length - 1;
+    const leaf = options.leaf ?? Math.max(0, Math.min(2, top));
+    if (typeof leaf !== 'number' || !Number.isInteger(leaf) || leaf < 0) {
+      throw new TypeError(`leaf must be a non-negative integer, got ${describe(leaf)}`);
+    }
+    this.engine = engineFor(options.backend);
+    this.bigint = options.bigint === true;
+    this.compact = options.compact === true;
+    if (shifts.length > 64) throw new GpuVmError('EINVAL', `a page table has at most 64 levels, got ${shifts.length}`);
+    const io = this.engine.io();
+    for (let i = 0; i < shifts.length; i++) io[DATA + i] = shifts[i];
+    const h = this.engine.ptCreate(shifts.length, Math.min(leaf, 0xffffffff), this.compact ? PT_CREATE_COMPACT : 0);
+    if (h < 0) {
+      throw gpuVmError(
+        h,
+        `bad page-table geometry: shifts [${shifts.join(' ')}] leaf=${leaf}${this.compact ? ' compact' : ''} ` +
+          '(need >= 2 strictly increasing shifts, levels 1..16 bits wide, span <= 2^64, leaf <= top, compact needs s[0] < 16 < s[1])',
+      );
+    }
+    this.handle = h;
+    this.rw = new RecordWriter(this.engine, this.bigint);
+    this.shifts = Object.freeze([...shifts]);
+    this.top = top;
+    this.leaf = leaf;
+  }
+
+  /** Bytes the root spans: 2^(s[top] + s[top] - s[top-1]). */
+  get span(): N {
+    const bits = this.shifts[this.top] + this.shifts[this.top] - this.shifts[this.top - 1];
+    return this.out(1n << BigInt(bits));
+  }
+
+  get destroyed(): boolean {
+    return this.handle === 0;
+  }
+
+  /** Tables in use (root included) and non-empty entries (hidden ones under zapped entries included). */
+  get stats(): { tables: number; entries: number } {
+    const r = this.engine.ptStats(this.live());
+    if (r < 0) throw gpuVmError(r, 'ptStats');
+    const io = this.engine.io();
+    return { tables: io[OUT], entries: io[OUT + 1] };
+  }
+
+  /** Releases every table. Later calls are EINVAL. */
+  destroy(): void {
+    if (this.handle === 0) return;
+    this.engine.ptDestroy(this.handle);
+    this.handle = 0;
+  }
+
+  /**
+   * Binds [va, va+size) to the backing segments in order (or null: a null /
+   * sparse binding). Picks the largest page size whose aligned block is fully
+   * covered, inside one segment and aligned; replaces whatever was there.
+   */
+  bind(va: U64, size: U64, backing: PtBacking): PtCost {
+    const segs = checkBacking(backing);
+    const w = this.writer();
+    if (segs === null) {
+      w.header(PtRec.BIND_NULL, 0, va, size);
+    } else {
+      w.header(PtRec.BIND, segCount(segs), va, size);
+      w.backing(segs);
+    }
+    return this.done(w.end('bind', va, size));
+  }
+
+  /**
+   * Unbinds [va, va+size): entries wholly inside are cleared at the highest
+   * level, tables whose live entries all fall inside are released untouched
+   * (the kill rule), a huge leaf only partly inside keeps the rest mapped.
+   */
+  unbind(va: U64, size: U64): PtCost {
+    const w = this.writer();
+    w.header(PtRec.UNBIND, 0, va, size);
+    return this.done(w.end('unbind', va, size));
+  }
+
+  /** Zaps [va, va+size): entries wholly inside stop translating; nothing is allocated or freed. */
+  zap(va: U64, size: U64): PtCost {
+    const w = this.writer();
+    w.header(PtRec.ZAP, 0, va, size);
+    return this.done(w.end('zap', va, size));
+  }
+
+  /**
+   * Several binds, unbinds and zaps in one engine call: all are validated
+   * first (any invalid one: EINVAL, nothing changes), then run in order; the
+   * cost is the sum of their costs.
+   */
+  batch(entries: Iterable<PtBatchEntry>): PtCost {
+    const list = [...entries]; // user iterables run before anything is written
+    const w = this.writer();
+    let i = 0;
+    for (const e of list) {
+      if (e === null || typeof e !== 'object') throw new TypeError(`batch[${i}] must be an object, got ${describe(e)}`);
+      switch (e.op) {
+        case 'bind': {
+          const segs = checkBacking(e.backing);
+          w.header(segs === null ? PtRec.BIND_NULL : PtRec.BIND, segs === null ? 0 : segCount(segs), e.va, e.size);
+          if (segs !== null) w.backing(segs);
+          break;
+        }
+        case 'unbind':
+          w.header(PtRec.UNBIND, 0, e.va, e.size);
+          break;
+        case 'zap':
+          w.header(PtRec.ZAP, 0, e.va, e.size);
+          break;
+        default:
+          throw new TypeError(`batch[${i}].op must be 'bind', 'unbind' or 'zap', got ${describe((e as { op?: unknown }).op)}`);
+      }
+      i++;
+    }
+    if (i === 0) return this.done({ live: 0, new: 0, alloc: 0, free: 0, records: 0 });
+    return this.done(w.end('batch'));
+  }
+
+  /** The leaf mapping va, or null (unmapped, zapped, beyond the span). */
+  translate(va: U64): PtTranslation<N> | null {
+    const h = this.live();
+    putU64(this.engine.io(), ARG, va, 'va', this.bigint);
+    const r = this.engine.ptTranslate(h);
+    if (r < 0) throw gpuVmError(r, 'translate');
+    if (r === 0) return null;
+    const io = this.engine.io();
+    return this.translation(io, OUT, io[OUT + 2]);
+  }
+
+  /** translate() for many addresses, one crossing per 16384. */
+  translateMany(vas: ArrayLike<U64>): (PtTranslation<N> | null)[] {
+    const h = this.live();
+    const res: (PtTranslation<N> | null)[] = new Array(vas.length);
+    for (let base = 0; base < vas.length; base += TRANSLATE_CHUNK) {
+      const n = Math.min(TRANSLATE_CHUNK, vas.length - base);
+      let io = this.engine.io();
+      for (let i = 0; i < n; i++) {
+        const va = vas[base + i];
+        const at = DATA + i * PT_TRANSLATE_WORDS;
+        if (typeof va === 'number' && va >= 0 && va <= MAX_SAFE && Math.floor(va) === va) {
+          io[at] = va >>> 0;
+          io[at + 1] = (va / TWO32) >>> 0;
+        } else {
+          putU64(io, at, va, `vas[${base + i}]`, this.bigint);
+        }
+      }
+      const r = this.engine.ptTranslateBatch(h, n);
+      if (r < 0) throw gpuVmError(r, 'translateMany');
+      io = this.engine.io();
+      for (let i = 0; i < n; i++) {
+        const at = DATA + i * PT_TRANSLATE_WORDS;
+        const info = io[at + 2];
+        res[base + i] = info === 0 ? null : this.translation(io, at, info);
+      }
+    }
+    return res;
+  }
+
+  /** Every visible leaf in address order (what `ptdump` prints). */
+  dump(): PtEntry<N>[] {
+    return [...this.walk()];
+  }
+
+  /**
+   * Walks [va, va+size) (default: the whole span) in order, a directory
+   * entry before its children. Records come out of the engine in chunks;
+   * the walk resumes after the last record it delivered, so the table may be
+   * changed between iterations.
+   */
+  *walk(va: U64 = 0, size?: U64, options: PtWalkOptions = {}): IterableIterator<PtEntry<N>> {
+    let flags = 0;
+    if (options.dirs) flags |= PtWalk.DIRS;
+    if (options.post) flags |= PtWalk.POST;
+    if (options.shared) flags |= PtWalk.SHARED;
+    if (options.empty) flags |= PtWalk.EMPTY;
+    if (options.zapped) flags |= PtWalk.ZAPPED;
+    const chunk = options.chunk ?? WALK_CHUNK;
+    if (!Number.isInteger(chunk) || chunk < 1 || chunk > WALK_CHUNK) {
+      throw new RangeError(`chunk must be an integer in [1, ${WALK_CHUNK}], got ${describe(chunk)}`);
+    }
+    // [first, last] as words, computed once
+    const tmp = new Uint32Array(4);
+    putU64(tmp, 0, va, 'va', this.bigint);
+    if (size === undefined) {
+      tmp[2] = 0xffffffff;
+      tmp[3] = 0xffffffff;
+    } else {
+      putU64(tmp, 2, size, 'size', this.bigint);
+      const s = toBig(size);
+      if (s === 0n) return;
+      let last = toBig(va) + s - 1n;
+      if (last > U64_MAX) last = U64_MAX;
+      tmp[2] = Number(last & 0xffffffffn);
+      tmp[3] = Number(last >> 32n);
+    }
+    let cursor: [number, number, number] | null = null;
+    for (;;) {
+      const h = this.live();
+      let io = this.engine.io();
+      io[ARG] = tmp[0];
+      io[ARG + 1] = tmp[1];
+      io[ARG + 2] = tmp[2];
+      io[ARG + 3] = tmp[3];
+      if (cursor) {
+        io[ARG + 4] = cursor[0];
+        io[ARG + 5] = cursor[1];
+        io[ARG + 6] = cursor[2];
+        io[ARG + 7] = 1;
+      } else {
+        io[ARG + 7] = 0;
+      }
+      const n = this.engine.ptWalk(h, flags, chunk);
+      if (n < 0) throw gpuVmError(n, 'walk');
+      io = this.engine.io();
+      cursor = [io[OUT], io[OUT + 1], io[OUT + 2]];
+      const batch: PtEntry<N>[] = new Array(n);
+      for (let i = 0; i < n; i++) batch[i] = this.entry(io, DATA + i * PT_WALK_WORDS);
+      yield* batch;
+      if (n < chunk) return;
+    }
+  }
+
+  /**
+   * Commits a GpuVm op list (map / remap / unmap; prefetch writes nothing):
+   * `resolve(bo, offset, length)` gives the physical segments of a BO range
+   * (or null for no backing); a map without a BO is a null binding. All the
+   * resulting binds and unbinds are validated first and then run in one
+   * engine call; if any is invalid nothing changes. See PtCommitOptions.keep.
+   */
+  commit(ops: Iterable<Op<U64>>, resolve: PtResolve, options: PtCommitOptions = {}): PtCommitCost {
+    if (typeof resolve !== 'function') throw new TypeError(`resolve must be a function, got ${describe(resolve)}`);
+    const useKeep = options.keep !== false;
+    // Plan first (resolve is user code and may call into the engine), write afterwards.
+    const plan: { kind: number; a: unknown; size: unknown; segs: readonly PtSegment[] | BigUint64Array | null }[] = [];
+    // Arithmetic in the table's number mode: numbers (exact below 2^53) or bigints.
+    // Every value below is of that one representation, so + - < work on them alike.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    type V = any;
+    const v: (x: U64, name: string) => V = this.bigint ? (x) => toBig(x) : (x, name) => toNumber(x, name);
+    let binds = 0;
+    let unbinds = 0;
+    let count = 0;
+    let kept: [V, V][] = [];
+    const unbind = (a: V, e: V) => {
+      if (e <= a) return;
+      plan.push({ kind: PtRec.UNBIND, a, size: e - a, segs: null });
+      unbinds++;
+    };
+    const bind = (a: V, e: V, bo: unknown, offset: V) => {
+      if (e <= a) return;
+      const size = e - a;
+      const segs = bo === null || bo === undefined ? null : checkBacking(resolve(bo, offset, size));
+      plan.push({ kind: segs === null ? PtRec.BIND_NULL : PtRec.BIND, a, size, segs });
+      binds++;
+    };
+    const piece = (p: { addr: U64; range: U64; bo: unknown; offset: U64 }) => {
+      const a = v(p.addr, 'addr');
+      bind(a, a + v(p.range, 'range'), p.bo, v(p.offset, 'offset'));
+    };
+    for (const op of ops) {
+      count++;
+      switch (op.kind) {
+        case 'map': {
+          const a = v(op.addr, 'addr');
+          const e = a + v(op.range, 'range');
+          const off = v(op.offset, 'offset');
+          if (!useKeep || kept.length === 0) {
+            bind(a, e, op.bo, off);
+          } else {
+            // bind only the gaps between the kept pieces
+            kept.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+            let at = a;
+            for (const [ka, ke] of kept) {
+              if (ke <= at || ka >= e) continue;
+              if (ka > at) bind(at, ka, op.bo, off + (at - a));
+              if (ke > at) at = ke;
+            }
+            if (at < e) bind(at, e, op.bo, off + (at - a));
+            // kept pieces the map does not cover (not produced by split/merge) lose their entries
+            for (const [ka, ke] of kept) {
+              if (ka < a) unbind(ka, ke < a ? ke : a);
+              if (ke > e) unbind(ka > e ? ka : e, ke);
+            }
+            kept = [];
+          }
+          break;
+        }
+        case 'unmap': {
+          const a = v(op.va.addr, 'addr');
+          const e = a + v(op.va.range, 'range');
+          if (useKeep && op.keep) kept.push([a, e]);
+          else unbind(a, e);
+          break;
+        }
+        case 'remap': {
+          const va = op.unmap.va;
+          const a = v(va.addr, 'addr');
+          const e = a + v(va.range, 'range');
+          if (useKeep) {
+            // the hole the remap leaves (vm.remapHole): prev and next keep their entries
+            const hs = op.prev ? v(op.prev.addr, 'addr') + v(op.prev.range, 'range') : a;
+            const he = op.next ? v(op.next.addr, 'addr') : e;
+            if (op.unmap.keep) kept.push([hs, he]);
+            else unbind(hs, he);
+          } else {
+            unbind(a, e);
+            if (op.prev) piece(op.prev);
+            if (op.next) piece(op.next);
+          }
+          break;
+        }
+        case 'prefetch':
+          break;
+        default:
+          throw new TypeError(`commit: unknown op kind ${describe((op as { kind?: unknown }).kind)}`);
+      }
+    }
+    for (const [ka, ke] of kept) unbind(ka, ke);
+    let cost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
+    if (plan.length > 0) {
+      const w = this.writer();
+      for (const r of plan) {
+        w.header(r.kind, r.segs === null ? 0 : segCount(r.segs), r.a, r.size);
+        if (r.segs !== null) w.backing(r.segs);
+      }
+      cost = w.end('commit');
+    }
+    this.lastCost = cost;
+    return {
+      live: cost.live,
+      new: cost.new,
+      alloc: cost.alloc,
+      free: cost.free,
+      records: cost.records,
+      binds,
+      unbinds,
+      ops: count,
+    };
+  }
+
+  // ---- internals ---------------------------------------------------------------------
+
+  private live(): number {
+    if (this.handle === 0) throw new GpuVmError('EINVAL', 'the page table was destroyed');
+    return this.handle;
+  }
+
+  /** The table's record writer, reset (one per table: no allocation per call). */
+  private writer(): RecordWriter {
+    return this.rw.reset(this.live());
+  }
+
+  private done(cost: PtCost): PtCost {
+    this.lastCost = cost;
+    return cost;
+  }
+
+  private out(v: bigint): N {
+    if (this.bigint) return v as N;
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new RangeError(`0x${v.toString(16)} does not fit a number; create the PageTable with { bigint: true }`);
+    }
+    return Number(v) as N;
+  }
+
+  private num(io: Uint32Array, i: number, name: string): N {
+    return (this.bigint ? getBig(io, i) : getNum(io, i, name)) as N;
+  }
+
+  private pow2(bits: number): N {
+    return (this.bigint ? 1n << BigInt(bits) : bits < 53 ? POW2[bits] : this.out(1n << BigInt(bits))) as N;
+  }
+
+  private translation(io: Uint32Array, at: number, info: number): PtTranslation<N> {
+    return {
+      pa: info & PtInfo.NULL ? null : this.num(io, at, 'pa'),
+      size: this.pow2((info >>> PtInfo.SIZE_SHIFT) & 0xff),
+      level: (info >>> PtInfo.LEVEL_SHIFT) & 0xff,
+      hint64k: (info & PtInfo.HINT_64K) !== 0,
+      compact: (info & PtInfo.COMPACT) !== 0,
+    };
+  }
+
+  private entry(io: Uint32Array, at: number): PtEntry<N> {
+    const info = io[at + 4];
+    const kind: PtEntryKind =
+      info & PtInfo.DIR ? 'dir' : info & PtInfo.NULL ? 'null' : info & PtInfo.MAPPED ? 'leaf' : 'empty';
+    return {
+      kind,
+      va: this.num(io, at, 'va'),
+      size: this.pow2((info >>> PtInfo.SIZE_SHIFT) & 0xff),
+      pa: kind === 'leaf' ? this.num(io, at + 2, 'pa') : null,
+      level: (info >>> PtInfo.LEVEL_SHIFT) & 0xff,
+      zapped: (info & PtInfo.ZAPPED) !== 0,
+      post: (info & PtInfo.POST) !== 0,
+      hint64k: (info & PtInfo.HINT_64K) !== 0,
+      compact: (info & PtInfo.COMPACT) !== 0,
+      childLive: io[at + 5],
+      table: io[at + 6],
+      index: io[at + 7],
+    };
+  }
+}
