@@ -1,0 +1,1624 @@
+// GPU VA manager (drm_gpuvm): VMs, mappings (drm_gpuva), VmBos
+// (drm_gpuvm_bo), split/merge generation (drm_gpuvm_sm_map / sm_unmap /
+// prefetch / madvise / bo_unmap ops_create), op application, fused
+// bind/unbind and transactions with exact undo (twin of native/gpuvm.h/.cc).
+// The exported functions are the GpuVmEngine contract of
+// src/backend/engine.ts: they read their arguments from io and write their
+// results to io. Design: docs/engine-internals.md.
+
+import {
+  EINVAL, EEXIST, EPERM, EBUSY, ENOMEM,
+  io, ioGet, ioSet, ioGet64,
+  IO_ARG, IO_OUT, IO_DATA, IO_DATA_WORDS,
+  OUT_ZOMBIES, OUT_SERIAL, OUT_CREATED, OUT_FAIL_INDEX, OUT_INFO,
+  OPS_PER_CHUNK, OP_MAP, OP_REMAP, OP_UNMAP, OP_PREFETCH, OP_KEEP, OP_HAS_PREV, OP_HAS_NEXT,
+  VA_WORDS, VAS_PER_CHUNK, VA_ATTR_KERNEL, VA_ATTR_INSERTED,
+  TX_WORDS, TX_PER_CHUNK, TX_MAP, TX_UNMAP, TX_PREFETCH, TX_UNMAP_ALL, TX_INJECT_ERROR,
+} from "./io";
+import { Pool, Vec, initPool } from "./pool";
+import { RangeTree, RangeRun, cursorNext, nodes, nodeAt, nKey, nEnd, nVal, nN, nNext, NODE_BYTES, RANGE_TREE_BYTES } from "./range_tree";
+
+// ---------------------------------------------------------------------------
+// Records
+
+// Mapping state bits.
+export const VA_KERNEL: u32 = 1; // the kernel-reserved node
+export const VA_INSERTED: u32 = 2; // in the VM's range tree
+export const VA_LIVE: u32 = 4; // slot in use
+export const VA_DOOMED: u32 = 8; // scratch mark while opsApply validates
+export const VA_KEPT: u32 = 16; // removed by a running transaction, kept for undo
+
+/** A mapping. Records are one cache line apart (the walk and the VmBo lists touch many). */
+@unmanaged export class GpuVa {
+  addr: u64 = 0;
+  end: u64 = 0; // exclusive
+  offset: u64 = 0;
+  bo: u32 = 0;
+  flags: u32 = 0; // user-visible GpuVa flags
+  serial: u32 = 0;
+  vm: u32 = 0;
+  vmbo: u32 = 0; // VmBo it is linked to, 0 if unlinked
+  vbPrev: u32 = 0; // the VmBo's mapping list, link order
+  vbNext: u32 = 0;
+  state: u32 = 0;
+}
+
+// VmBo states.
+export const VMBO_FREE: u32 = 0;
+export const VMBO_LIVE: u32 = 1;
+export const VMBO_ZOMBIE: u32 = 2; // refcount reached 0 inside the engine; awaits vmboReap
+
+@unmanaged export class GpuVmBo {
+  bo: u32 = 0;
+  vm: u32 = 0;
+  refs: u32 = 0;
+  head: u32 = 0; // first linked mapping
+  tail: u32 = 0;
+  count: u32 = 0;
+  state: u32 = 0;
+  vmPrev: u32 = 0; // the VM's VmBo list, creation order
+  vmNext: u32 = 0;
+}
+
+/** One op record, laid out exactly as the 16-word io record. */
+@unmanaged export class GpuVaOp {
+  kind: u32 = 0; // OP_* | OP_KEEP | OP_HAS_PREV | OP_HAS_NEXT
+  handle: u32 = 0; // MAP: VmBo to link (0 none); others: the existing mapping
+  serial: u32 = 0; // MAP: 0; others: the mapping's serial
+  bo: u32 = 0;
+  addr: u64 = 0;
+  range: u64 = 0;
+  offset: u64 = 0;
+  prevRange: u64 = 0;
+  nextAddr: u64 = 0;
+  nextOffset: u64 = 0;
+}
+const OP_BYTES: u32 = 64;
+
+/**
+ * A VM. The op list's array, the staged transaction and the zombie list are
+ * embedded (their fields are laid out as Vec); the range tree follows the
+ * record (RANGE_TREE_BYTES).
+ * The op list: `listNext` is the first unapplied op; a list is pending while
+ * listNext < ops.len; it is "touched" once listNext > 0.
+ */
+@unmanaged export class GpuVm {
+  start: u64 = 0;
+  end: u64 = 0; // exclusive
+  kstart: u64 = 0; // kernel node [kstart, kend), empty if kend == kstart
+  kend: u64 = 0;
+  kernel: u32 = 0; // kernel node mapping handle, 0 if none
+  live: u32 = 0;
+  mappings: u32 = 0; // inserted mappings, kernel node excluded
+  vaCount: u32 = 0; // live mapping records of this VM (inserted or not)
+  vmboCount: u32 = 0;
+  vmboHead: u32 = 0; // VmBos of this VM, creation order
+  vmboTail: u32 = 0;
+  // list.ops: Vec of GpuVaOp
+  opsData: usize = 0;
+  opsCap: u32 = 0;
+  opsLen: u32 = 0;
+  listNext: u32 = 0;
+  listVmbo: u32 = 0; // VmBo a MAP of the list links to; holds a reference
+  listResVas: u32 = 0; // reservations held in the mapping pool
+  listResNodes: u32 = 0; // and in the node pool
+  listZombieSlack: u32 = 0; // zombie-list room promised to the list
+  // txStaged: Vec of u32 (TX_WORDS per entry)
+  txData: usize = 0;
+  txCap: u32 = 0;
+  txLen: u32 = 0;
+  // zombies: Vec of u32, oldest first
+  zData: usize = 0;
+  zCap: u32 = 0;
+  zLen: u32 = 0;
+  zombieCount: u32 = 0;
+
+  @inline get tree(): RangeTree {
+    return changetype<RangeTree>(changetype<usize>(this) + offsetof<GpuVm>());
+  }
+  @inline get ops(): Vec {
+    return changetype<Vec>(changetype<usize>(this) + offsetof<GpuVm>("opsData"));
+  }
+  @inline get txStaged(): Vec {
+    return changetype<Vec>(changetype<usize>(this) + offsetof<GpuVm>("txData"));
+  }
+  @inline get zombies(): Vec {
+    return changetype<Vec>(changetype<usize>(this) + offsetof<GpuVm>("zData"));
+  }
+}
+
+// Undo log of a running transaction: 5 words per entry.
+const TX_UNDO_WORDS: u32 = 5; // kind, va, vmbo, vbPrev, vbNext
+const TX_UNDO_BYTES: u32 = TX_UNDO_WORDS * 4;
+const TX_UNDO_CREATED: u32 = 1; // mapping created, inserted (and linked)
+const TX_UNDO_REMOVED: u32 = 2; // mapping removed from the tree, kept
+const TX_UNDO_UNLINKED: u32 = 3; // mapping unlinked from vmbo between vbPrev/vbNext
+
+// ---------------------------------------------------------------------------
+// Engine state: engine-global pools and scratch (static memory, fixed addresses)
+
+const VM_BYTES: u32 = ((<u32>offsetof<GpuVm>() + RANGE_TREE_BYTES + 7) & ~7); // u64 fields stay aligned
+const VA_BYTES: u32 = 64;
+const vms = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), VM_BYTES, 8);
+const vas = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), VA_BYTES, 1024, 64);
+const vmbos = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), <u32>offsetof<GpuVmBo>(), 64);
+let serial: u32 = 0; // last serial handed out (engine-global)
+
+// Scratch kept between calls so transactions do not reallocate.
+const txOps = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+const txLog = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+// VmBos MAP entries link to, referenced for the whole run.
+const txHeld = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+const doomed = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+// What the last generation needs to be applied.
+let genInserts: u32 = 0;
+let genUnlinks: u32 = 0;
+const fusedRun = changetype<RangeRun>(memory.data(<i32>offsetof<RangeRun>(), 4));
+const removeRun = changetype<RangeRun>(memory.data(<i32>offsetof<RangeRun>(), 4));
+// fusedStep scratch: starts (u64) and handles (u32) of the mappings a step touches.
+const stepStart = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+const stepVa = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+
+@inline function vmAt(h: u32): GpuVm {
+  return changetype<GpuVm>(vms.at(h));
+}
+@inline function vaAt(h: u32): GpuVa {
+  return changetype<GpuVa>(vas.base + (<usize>h << 6)); // VA_BYTES = 64: a constant stride
+}
+@inline function vmboAt(h: u32): GpuVmBo {
+  return changetype<GpuVmBo>(vmbos.at(h));
+}
+@inline function opAt(v: Vec, i: u32): GpuVaOp {
+  return changetype<GpuVaOp>(v.at(i, OP_BYTES));
+}
+@inline function pushOp(out: Vec): GpuVaOp {
+  return changetype<GpuVaOp>(out.push(OP_BYTES));
+}
+@inline function opKind(op: GpuVaOp): u32 {
+  return op.kind & 0xff;
+}
+@inline function ioPtrAt(word: u32): usize {
+  return io + (<usize>word << 2);
+}
+
+// ---------------------------------------------------------------------------
+// Lookups and validation
+
+function getVm(vm: u32): GpuVm | null {
+  if (vm == 0 || vm >= vms.limit) return null;
+  const v = vmAt(vm);
+  return v.live != 0 ? v : null;
+}
+
+function getVa(vm: u32, va: u32, serial: u32): GpuVa | null {
+  if (va == 0 || va >= vas.limit) return null;
+  const m = vaAt(va);
+  if ((m.state & VA_LIVE) == 0 || m.vm != vm || m.serial != serial) return null;
+  return m;
+}
+
+/** Live or zombie. */
+function getVmBo(vm: u32, vmbo: u32): GpuVmBo | null {
+  if (vmbo == 0 || vmbo >= vmbos.limit) return null;
+  const b = vmboAt(vmbo);
+  if (b.state == VMBO_FREE || b.vm != vm) return null;
+  return b;
+}
+
+/** Non-empty, no u64 overflow (an end of exactly 2^64 counts), inside the VM. */
+function rangeInVm(vm: GpuVm, addr: u64, range: u64): bool {
+  if (range == 0) return false;
+  const end = addr + range;
+  if (end <= addr) return false; // wrapped, or exactly 2^64
+  return addr >= vm.start && end <= vm.end;
+}
+
+/** drm_gpuvm_range_valid: rangeInVm and clear of the kernel node. */
+function rangeValid(vm: GpuVm, addr: u64, range: u64): bool {
+  if (!rangeInVm(vm, addr, range)) return false;
+  const end = addr + range;
+  return !(vm.kend != vm.kstart && addr < vm.kend && vm.kstart < end);
+}
+
+/** The VmBo a map request links to: 0, or a live VmBo of this VM for `bo`. */
+function mapVmBoValid(vmh: u32, bo: u32, vmbo: u32): bool {
+  if (vmbo == 0) return true;
+  if (bo == 0) return false;
+  const b = getVmBo(vmh, vmbo);
+  return b !== null && b.state == VMBO_LIVE && b.bo == bo;
+}
+
+// ---------------------------------------------------------------------------
+// Mapping records and VmBo lists
+
+function gpuVaCreate(vmh: u32, vm: GpuVm, addr: u64, end: u64, offset: u64, bo: u32, flags: u32): u32 {
+  const h = vas.alloc();
+  const m = vaAt(h);
+  if (++serial == 0) serial = 1; // 0 never names a mapping
+  m.addr = addr;
+  m.end = end;
+  m.offset = offset;
+  m.bo = bo;
+  m.flags = flags;
+  m.serial = serial;
+  m.vm = vmh;
+  m.vmbo = 0;
+  m.vbPrev = 0;
+  m.vbNext = 0;
+  m.state = VA_LIVE;
+  ++vm.vaCount;
+  return h;
+}
+
+function gpuVaRelease(vm: GpuVm, va: u32): void {
+  vaAt(va).state = 0;
+  vas.free(va);
+  --vm.vaCount;
+}
+
+/** drm_gpuva_link: append to the VmBo's list; each linked mapping holds a reference. */
+function gpuVaLink(va: u32, vmbo: u32): void {
+  const m = vaAt(va);
+  const b = vmboAt(vmbo);
+  m.vmbo = vmbo;
+  m.vbPrev = b.tail;
+  m.vbNext = 0;
+  if (b.tail != 0) {
+    vaAt(b.tail).vbNext = va;
+  } else {
+    b.head = va;
+  }
+  b.tail = va;
+  ++b.count;
+  ++b.refs;
+}
+
+/** drm_gpuva_unlink: leave the VmBo's list and drop the reference. */
+function gpuVaUnlink(va: u32): void {
+  const m = vaAt(va);
+  const vb = m.vmbo;
+  if (vb == 0) return;
+  const b = vmboAt(vb);
+  if (m.vbPrev != 0) {
+    vaAt(m.vbPrev).vbNext = m.vbNext;
+  } else {
+    b.head = m.vbNext;
+  }
+  if (m.vbNext != 0) {
+    vaAt(m.vbNext).vbPrev = m.vbPrev;
+  } else {
+    b.tail = m.vbPrev;
+  }
+  --b.count;
+  m.vmbo = 0;
+  m.vbPrev = 0;
+  m.vbNext = 0;
+  gpuVmBoPutInternal(vb);
+}
+
+/**
+ * A reference dropped inside the engine: at 0 the VmBo becomes a zombie that
+ * the facade reaps later (drm_gpuvm_bo_put_deferred / deferred_cleanup).
+ */
+function gpuVmBoPutInternal(vmbo: u32): void {
+  const b = vmboAt(vmbo);
+  if (--b.refs != 0) return;
+  b.state = VMBO_ZOMBIE;
+  const vm = vmAt(b.vm);
+  vm.zombies.pushU32(vmbo); // room was ensured by the caller
+  ++vm.zombieCount;
+}
+
+function gpuVmBoRelease(vm: GpuVm, vmbo: u32): void {
+  const b = vmboAt(vmbo);
+  if (b.vmPrev != 0) {
+    vmboAt(b.vmPrev).vmNext = b.vmNext;
+  } else {
+    vm.vmboHead = b.vmNext;
+  }
+  if (b.vmNext != 0) {
+    vmboAt(b.vmNext).vmPrev = b.vmPrev;
+  } else {
+    vm.vmboTail = b.vmPrev;
+  }
+  b.state = VMBO_FREE;
+  --vm.vmboCount;
+  vmbos.free(vmbo);
+}
+
+/**
+ * Zombie pushes must not allocate while a list is applied, so the array
+ * keeps room for `extra` more plus what the pending list was promised.
+ */
+function ensureZombieRoom(vm: GpuVm, extra: u32): void {
+  vm.zombies.reserve(vm.zLen + extra + vm.listZombieSlack, 4);
+}
+
+function writeVaRecord(dst: usize, va: u32): void {
+  const m = vaAt(va);
+  store<u32>(dst, va);
+  store<u32>(dst, m.serial, 4);
+  store<u32>(dst, m.bo, 8);
+  store<u32>(dst, m.flags, 12);
+  store<u64>(dst, m.addr, 16);
+  store<u64>(dst, m.end - m.addr, 24);
+  store<u64>(dst, m.offset, 32);
+  store<u32>(dst, m.vmbo, 40);
+  store<u32>(
+    dst,
+    ((m.state & VA_KERNEL) != 0 ? VA_ATTR_KERNEL : 0) | ((m.state & VA_INSERTED) != 0 ? VA_ATTR_INSERTED : 0),
+    44,
+  );
+}
+
+@inline function writeZombies(vm: GpuVm): void {
+  ioSet(OUT_ZOMBIES, vm.zombieCount);
+}
+
+// ---------------------------------------------------------------------------
+// Split/merge generation
+
+/** An UNMAP/REMAP/PREFETCH record naming mapping h = [s, t). */
+@inline function pushExisting(out: Vec, h: u32, m: GpuVa, s: u64, t: u64): GpuVaOp {
+  const op = pushOp(out);
+  op.handle = h;
+  op.serial = m.serial;
+  op.bo = m.bo;
+  op.addr = s;
+  op.range = t - s;
+  op.offset = m.offset;
+  op.prevRange = 0;
+  op.nextAddr = 0;
+  op.nextOffset = 0;
+  return op;
+}
+
+@inline function pushMap(out: Vec, vmbo: u32, bo: u32, addr: u64, range: u64, offset: u64): void {
+  const op = pushOp(out);
+  op.kind = OP_MAP;
+  op.handle = vmbo;
+  op.serial = 0;
+  op.bo = bo;
+  op.addr = addr;
+  op.range = range;
+  op.offset = offset;
+  op.prevRange = 0;
+  op.nextAddr = 0;
+  op.nextOffset = 0;
+}
+
+/**
+ * drm_gpuvm_sm_map_ops_create: per overlapping mapping, ascending, UNMAP(keep)
+ * or REMAP(prev?, next?, keep), then one MAP. keep: same non-null BO and the
+ * same address->offset relation (u64 wrapping), the three forms of the
+ * kernel's case analysis folded into one.
+ */
+function smMapGenerate(vm: GpuVm, a: u64, r: u64, bo: u32, off: u64, vmbo: u32, out: Vec): void {
+  const e = a + r;
+  let inserts: u32 = 1;
+  let unlinks: u32 = 0;
+  const c = vm.tree.lowestOverlapping(a, e - 1);
+  while (c.leaf != 0) {
+    const s = c.key();
+    if (s >= e) break;
+    const t = c.end();
+    const h = c.val();
+    const m = vaAt(h);
+    const op = pushExisting(out, h, m, s, t);
+    let kind = OP_UNMAP;
+    if (s < a || t > e) {
+      kind = OP_REMAP;
+      if (s < a) {
+        kind |= OP_HAS_PREV;
+        op.prevRange = a - s;
+        ++inserts;
+      }
+      if (t > e) {
+        kind |= OP_HAS_NEXT;
+        op.nextAddr = e;
+        op.nextOffset = m.offset + (e - s);
+        ++inserts;
+      }
+    }
+    if (m.bo != 0 && m.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
+    op.kind = kind;
+    ++unlinks;
+    if (t >= e || !cursorNext(c)) break;
+  }
+  pushMap(out, vmbo, bo, a, r, off);
+  genInserts = inserts;
+  genUnlinks = unlinks;
+}
+
+/** drm_gpuvm_sm_unmap_ops_create: the same walk, keep always 0, no MAP. */
+function smUnmapGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
+  const e = a + r;
+  let inserts: u32 = 0;
+  let unlinks: u32 = 0;
+  const c = vm.tree.lowestOverlapping(a, e - 1);
+  while (c.leaf != 0) {
+    const s = c.key();
+    if (s >= e) break;
+    const t = c.end();
+    const h = c.val();
+    const m = vaAt(h);
+    const op = pushExisting(out, h, m, s, t);
+    let kind = OP_UNMAP;
+    if (s < a || t > e) {
+      kind = OP_REMAP;
+      if (s < a) {
+        kind |= OP_HAS_PREV;
+        op.prevRange = a - s;
+        ++inserts;
+      }
+      if (t > e) {
+        kind |= OP_HAS_NEXT;
+        op.nextAddr = e;
+        op.nextOffset = m.offset + (e - s);
+        ++inserts;
+      }
+    }
+    op.kind = kind;
+    ++unlinks;
+    if (!cursorNext(c)) break;
+  }
+  genInserts = inserts;
+  genUnlinks = unlinks;
+}
+
+/** drm_gpuvm_prefetch_ops_create: one PREFETCH per overlapping mapping, the kernel node skipped. */
+function prefetchGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
+  const e = a + r;
+  const c = vm.tree.lowestOverlapping(a, e - 1);
+  while (c.leaf != 0) {
+    const s = c.key();
+    if (s >= e) break;
+    const h = c.val();
+    const m = vaAt(h);
+    if ((m.state & VA_KERNEL) == 0) {
+      const op = pushExisting(out, h, m, s, c.end());
+      op.kind = OP_PREFETCH;
+    }
+    if (!cursorNext(c)) break;
+  }
+  genInserts = 0;
+  genUnlinks = 0;
+}
+
+/**
+ * drm_gpuvm_madvise_ops_create: the sm_map walk in madvise mode. Mappings
+ * with a BO are skipped, no UNMAPs are emitted, BO-less mappings crossing an
+ * edge of the request are split. As upstream, the MAPs are bare requests: no
+ * BO and offset 0 (the final one is the request itself, whose offset is 0).
+ */
+function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
+  const e = a + r;
+  let inserts: u32 = 0;
+  let unlinks: u32 = 0;
+  let finalMap = false;
+  const c = vm.tree.lowestOverlapping(a, e - 1);
+  while (c.leaf != 0) {
+    const s = c.key();
+    if (s >= e) break;
+    const t = c.end();
+    const h = c.val();
+    const m = vaAt(h);
+    if (m.bo != 0) {
+      if (!cursorNext(c)) break;
+      continue;
+    }
+    if (s >= a && t <= e) {
+      // inside the request: nothing to split
+      if (t == e || !cursorNext(c)) break;
+      continue;
+    }
+    const op = pushExisting(out, h, m, s, t);
+    let kind = OP_REMAP;
+    if (s < a) {
+      kind |= OP_HAS_PREV;
+      op.prevRange = a - s;
+      ++inserts;
+    }
+    if (t > e) {
+      kind |= OP_HAS_NEXT;
+      op.nextAddr = e;
+      op.nextOffset = m.offset + (e - s);
+      ++inserts;
+    }
+    op.kind = kind;
+    ++unlinks;
+    if (s > a) {
+      // Starts inside, ends past the request: map [s, e) and stop.
+      pushMap(out, 0, 0, s, e - s, 0);
+      ++inserts;
+      break;
+    }
+    if (t < e) {
+      // Starts before, ends inside: map [a, t) at once and go on.
+      pushMap(out, 0, 0, a, t - a, 0);
+      ++inserts;
+      if (!cursorNext(c)) break;
+      continue;
+    }
+    // One mapping holds the request's start and reaches its end.
+    finalMap = true;
+    break;
+  }
+  if (finalMap) {
+    pushMap(out, 0, 0, a, r, 0);
+    ++inserts;
+  }
+  genInserts = inserts;
+  genUnlinks = unlinks;
+}
+
+/**
+ * drm_gpuvm_bo_unmap_ops_create: UNMAP(keep=0) per mapping of the VmBo in
+ * link order; linked mappings already out of the tree are skipped (they
+ * cannot be unmapped).
+ */
+function vmBoUnmapGenerate(vmbo: u32, out: Vec): void {
+  let unlinks: u32 = 0;
+  for (let h = vmboAt(vmbo).head; h != 0; h = vaAt(h).vbNext) {
+    const m = vaAt(h);
+    if ((m.state & VA_INSERTED) == 0) continue;
+    const op = pushExisting(out, h, m, m.addr, m.end);
+    op.kind = OP_UNMAP;
+    ++unlinks;
+  }
+  genInserts = 0;
+  genUnlinks = unlinks;
+}
+
+// ---------------------------------------------------------------------------
+// Pending list
+
+@inline function listPending(vm: GpuVm): bool {
+  return vm.listNext < vm.opsLen;
+}
+@inline function listBusy(vm: GpuVm): bool {
+  return vm.listNext > 0 && listPending(vm);
+}
+
+/** Returns the list's reservations and its VmBo reference. */
+function listRelease(vm: GpuVm): void {
+  if ((vm.listResVas | vm.listResNodes | vm.listVmbo | vm.listZombieSlack) == 0) return; // nothing held
+  if (vm.listResVas != 0) {
+    vas.unreserve(vm.listResVas);
+    vm.listResVas = 0;
+  }
+  if (vm.listResNodes != 0) {
+    nodes.unreserve(vm.listResNodes);
+    vm.listResNodes = 0;
+  }
+  if (vm.listVmbo != 0) {
+    const b = vm.listVmbo;
+    vm.listVmbo = 0;
+    gpuVmBoPutInternal(b); // room for this push is part of the slack
+  }
+  vm.listZombieSlack = 0;
+}
+
+/** listRelease, then forget the ops. */
+function listReset(vm: GpuVm): void {
+  listRelease(vm);
+  vm.ops.clear();
+  vm.listNext = 0;
+}
+
+/**
+ * Reserves what applying the freshly generated list needs, takes over the
+ * reference on `vmbo` and writes the first chunk to io.
+ */
+function listPublish(vm: GpuVm, vmbo: u32): i32 {
+  const n = vm.opsLen;
+  vm.listNext = 0;
+  vm.listVmbo = vmbo;
+  vm.listResVas = genInserts;
+  vm.listResNodes = genInserts * vm.tree.insertNeed();
+  vas.reserve(vm.listResVas);
+  nodes.reserve(vm.listResNodes);
+  const slack = genUnlinks + 1;
+  ensureZombieRoom(vm, slack);
+  vm.listZombieSlack = slack;
+  doomed.reserve(n, 4);
+  const chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
+  memory.copy(ioPtrAt(IO_DATA), vm.opsData, <usize>chunk * OP_BYTES);
+  if (n == 0) listRelease(vm);
+  writeZombies(vm);
+  return <i32>n;
+}
+
+// ---------------------------------------------------------------------------
+// Op application
+
+/** Capacity for applying what was just generated, outside any reservation. */
+function ensureApply(vm: GpuVm): void {
+  vas.ensure(genInserts);
+  nodes.ensure(genInserts * vm.tree.insertNeed());
+  ensureZombieRoom(vm, genUnlinks + 1);
+}
+
+/**
+ * Checks that ops [from, to) can all be applied to the VM as it is now, so
+ * that opsApply either applies all of them or changes nothing: every
+ * UNMAP/REMAP names a live inserted mapping (EINVAL), and everything a MAP
+ * overlaps is unmapped by an earlier op of the range (EEXIST).
+ */
+function validateOps(vmh: u32, vm: GpuVm, from: u32, to: u32): i32 {
+  let err: i32 = 0;
+  doomed.clear();
+  for (let k = from; k < to && err == 0; ++k) {
+    const op = opAt(vm.ops, k);
+    const kind = opKind(op);
+    if (kind == OP_UNMAP || kind == OP_REMAP) {
+      const m = getVa(vmh, op.handle, op.serial);
+      if (m === null || (m.state & VA_INSERTED) == 0 || (m.state & VA_DOOMED) != 0) {
+        err = -EINVAL;
+        break;
+      }
+      m.state |= VA_DOOMED;
+      doomed.pushU32(op.handle);
+    } else if (kind == OP_MAP) {
+      const e = op.addr + op.range;
+      const c = vm.tree.lowestOverlapping(op.addr, e - 1);
+      while (c.leaf != 0) {
+        if (c.key() >= e) break;
+        if ((vaAt(c.val()).state & VA_DOOMED) == 0) {
+          err = -EEXIST;
+          break;
+        }
+        if (!cursorNext(c)) break;
+      }
+    }
+  }
+  for (let i: u32 = 0; i < doomed.len; ++i) vaAt(doomed.u32At(i)).state &= ~VA_DOOMED;
+  return err;
+}
+
+@inline function logPush(log: Vec, kind: u32, va: u32, vmbo: u32, vbPrev: u32, vbNext: u32): void {
+  const p = log.push(TX_UNDO_BYTES);
+  store<u32>(p, kind);
+  store<u32>(p, va, 4);
+  store<u32>(p, vmbo, 8);
+  store<u32>(p, vbPrev, 12);
+  store<u32>(p, vbNext, 16);
+}
+
+/**
+ * Applies one op (already validated or freshly generated). With a log
+ * (transactions) removed mappings are kept for undo instead of released.
+ * REMAP: pieces are created prev first, inherit the old mapping's BO and
+ * flags, and are linked to its VmBo before the old mapping is unlinked.
+ * `created` (0: not wanted) receives the handles and serials made.
+ */
+function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usize): void {
+  const kind = opKind(op);
+  const tree = vm.tree;
+  if (kind == OP_MAP) {
+    const end = op.addr + op.range;
+    const h = gpuVaCreate(vmh, vm, op.addr, end, op.offset, op.bo, 0);
+    tree.insert(op.addr, end, h);
+    vaAt(h).state |= VA_INSERTED;
+    ++vm.mappings;
+    if (op.handle != 0) gpuVaLink(h, op.handle);
+    if (log !== null) logPush(log, TX_UNDO_CREATED, h, 0, 0, 0);
+    if (created != 0) {
+      store<u32>(created, h);
+      store<u32>(created, vaAt(h).serial, 4);
+    }
+    return;
+  }
+  if (kind != OP_UNMAP && kind != OP_REMAP) return; // PREFETCH changes nothing
+
+  const old = op.handle;
+  const o = vaAt(old);
+  const oaddr = o.addr;
+  const oend = o.end;
+  const ooff = o.offset;
+  const obo = o.bo;
+  const oflags = o.flags;
+  const ovmbo = o.vmbo;
+  o.state &= ~VA_INSERTED;
+  if (log !== null) o.state |= VA_KEPT;
+  --vm.mappings;
+  if (log !== null) logPush(log, TX_UNDO_REMOVED, old, 0, 0, 0);
+
+  if (kind == OP_UNMAP) {
+    tree.remove(oaddr);
+  } else {
+    // Tree-wise this is remove(old), insert(prev), insert(next); the first
+    // piece takes the old entry's place (RangeTree.replace keeps the shape).
+    let p: u32 = 0;
+    let n: u32 = 0;
+    let replaced = false;
+    if ((op.kind & OP_HAS_PREV) != 0) {
+      p = gpuVaCreate(vmh, vm, oaddr, oaddr + op.prevRange, ooff, obo, oflags);
+      tree.replace(oaddr, oaddr, oaddr + op.prevRange, p);
+      replaced = true;
+      vaAt(p).state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) gpuVaLink(p, ovmbo);
+      if (log !== null) logPush(log, TX_UNDO_CREATED, p, 0, 0, 0);
+    }
+    if ((op.kind & OP_HAS_NEXT) != 0) {
+      n = gpuVaCreate(vmh, vm, op.nextAddr, oend, op.nextOffset, obo, oflags);
+      if (replaced) {
+        tree.insert(op.nextAddr, oend, n);
+      } else {
+        tree.replace(oaddr, op.nextAddr, oend, n);
+        replaced = true;
+      }
+      vaAt(n).state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) gpuVaLink(n, ovmbo);
+      if (log !== null) logPush(log, TX_UNDO_CREATED, n, 0, 0, 0);
+    }
+    if (!replaced) tree.remove(oaddr); // a REMAP always has a piece
+    if (created != 0) {
+      store<u32>(created, p);
+      store<u32>(created, p != 0 ? vaAt(p).serial : 0, 4);
+      store<u32>(created, n, 8);
+      store<u32>(created, n != 0 ? vaAt(n).serial : 0, 12);
+    }
+  }
+
+  if (ovmbo != 0) {
+    if (log !== null) {
+      const ov = vaAt(old);
+      logPush(log, TX_UNDO_UNLINKED, old, ovmbo, ov.vbPrev, ov.vbNext);
+    }
+    gpuVaUnlink(old);
+  }
+  if (log === null) gpuVaRelease(vm, old);
+}
+
+/**
+ * The fused calls. The result is exactly that of generating the list and
+ * applying it op by op (same mappings, handles, serials, link order, tree
+ * shape), without writing op records: the mapping records and VmBo lists are
+ * updated entry by entry in op order (so handles are taken and freed in the
+ * same order), then the tree: one leaf edit when the mappings the step
+ * touches sit in one leaf and RangeTree.prepareRun allows it, else the
+ * calls applyOp would make (replace / remove / insert), removals grouped per
+ * leaf where prepareRun allows. No op list is left afterwards. -> op count
+ */
+function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): u32 {
+  const e = a + r;
+  const tree = vm.tree;
+  const c = tree.lowestOverlapping(a, e - 1);
+  const cLeaf = c.leaf;
+  const cSlot = c.slot;
+  let k: u32 = 0; // mappings unmapped or remapped
+  let lastEnd: u64 = 0;
+  let oneLeaf = true;
+  while (c.leaf != 0) {
+    const l = nodeAt(c.leaf);
+    const s = nKey(l, c.slot);
+    if (s >= e) break;
+    store<u64>(stepStart.push(8), s);
+    stepVa.pushU32(nVal(l, c.slot));
+    ++k;
+    lastEnd = nEnd(l, c.slot);
+    if (lastEnd >= e) break;
+    const leaf = c.leaf;
+    if (!cursorNext(c)) break;
+    if (c.leaf != leaf && nKey(nodeAt(c.leaf), 0) < e) oneLeaf = false;
+  }
+  const keepFirst = k > 0 && load<u64>(stepStart.data) < a;
+  const lastNext = k > 0 && lastEnd > e;
+  // One mapping cut on both sides: its replace keeps the prev piece and the
+  // next piece is an insert of its own.
+  const insertNext = k == 1 && keepFirst && lastNext;
+  const run = fusedRun;
+  let whole = false;
+  if (k > 0 && oneLeaf) {
+    run.count = k;
+    run.keepFirst = keepFirst ? 1 : 0;
+    run.insertNext = insertNext ? 1 : 0;
+    run.keepLast = lastNext && !insertNext ? 1 : 0;
+    run.insertMid = map ? 1 : 0;
+    whole = tree.prepareRun(cLeaf, cSlot, run);
+  }
+
+  vas.ensure(3);
+  nodes.ensure(3 * tree.insertNeed());
+  ensureZombieRoom(vm, k + 1);
+  // (Native prefetches the records and their VmBo list neighbours here; WASM
+  // has no prefetch, and early loads measured no gain.)
+  let prevPiece: u32 = 0;
+  let nextPiece: u32 = 0;
+  for (let i: u32 = 0; i < k; ++i) {
+    const old = stepVa.u32At(i);
+    const o = vaAt(old);
+    const s = o.addr;
+    const t = o.end;
+    const ooff = o.offset;
+    const obo = o.bo;
+    const oflags = o.flags;
+    const ovmbo = o.vmbo;
+    o.state &= ~VA_INSERTED;
+    --vm.mappings;
+    if (i == 0 && s < a) {
+      // REMAP prev piece
+      prevPiece = gpuVaCreate(vmh, vm, s, a, ooff, obo, oflags);
+      vaAt(prevPiece).state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) gpuVaLink(prevPiece, ovmbo);
+    }
+    if (i == k - 1 && t > e) {
+      // REMAP next piece
+      nextPiece = gpuVaCreate(vmh, vm, e, t, ooff + (e - s), obo, oflags);
+      vaAt(nextPiece).state |= VA_INSERTED;
+      ++vm.mappings;
+      if (ovmbo != 0) gpuVaLink(nextPiece, ovmbo);
+    }
+    if (ovmbo != 0) gpuVaUnlink(old);
+    gpuVaRelease(vm, old);
+  }
+  let mapped: u32 = 0;
+  if (map) {
+    mapped = gpuVaCreate(vmh, vm, a, e, off, bo, 0);
+    vaAt(mapped).state |= VA_INSERTED;
+    ++vm.mappings;
+    if (vmbo != 0) gpuVaLink(mapped, vmbo);
+  }
+
+  if (whole) {
+    tree.commitRun(run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
+    if (run.insertNext != 0 && run.nextInLeaf == 0) tree.insert(e, lastEnd, nextPiece);
+    if (map && run.midInLeaf == 0) tree.insert(a, e, mapped);
+  } else {
+    // Call by call, removals grouped per leaf.
+    let i: u32 = 0;
+    let end = k;
+    if (keepFirst) {
+      const s0 = load<u64>(stepStart.data);
+      tree.replace(s0, s0, a, prevPiece);
+      i = 1;
+    }
+    if (lastNext && !insertNext) end = k - 1;
+    const rm = removeRun;
+    while (i < end) {
+      rm.keepFirst = 0;
+      rm.keepLast = 0;
+      rm.insertNext = 0;
+      rm.insertMid = 0;
+      const si = load<u64>(stepStart.at(i, 8));
+      const at = tree.find(si);
+      const atLeaf = at.leaf;
+      const atSlot = at.slot;
+      const inLeaf = nN(nodeAt(atLeaf)) - atSlot;
+      rm.count = end - i < inLeaf ? end - i : inLeaf;
+      if (rm.count > 1 && tree.prepareRun(atLeaf, atSlot, rm)) {
+        tree.commitRun(rm, 0, 0, 0, 0, 0, 0, 0, 0);
+        i += rm.count;
+      } else {
+        tree.remove(si);
+        ++i;
+      }
+    }
+    if (lastNext && !insertNext) tree.replace(load<u64>(stepStart.at(k - 1, 8)), e, lastEnd, nextPiece);
+    if (insertNext) tree.insert(e, lastEnd, nextPiece);
+    if (map) tree.insert(a, e, mapped);
+  }
+  stepStart.clear();
+  stepVa.clear();
+  return k + (map ? 1 : 0);
+}
+
+/**
+ * Replays a transaction log backwards. Reference counts are restored by the
+ * reversed link/unlink steps themselves, so no zombie transitions happen here.
+ */
+function txUndoAll(vm: GpuVm, log: Vec): void {
+  const tree = vm.tree;
+  for (let i = <i32>log.len - 1; i >= 0; --i) {
+    const u = log.at(<u32>i, TX_UNDO_BYTES);
+    const kind = load<u32>(u);
+    const va = load<u32>(u, 4);
+    const m = vaAt(va);
+    if (kind == TX_UNDO_UNLINKED) {
+      const vb = load<u32>(u, 8);
+      const vbPrev = load<u32>(u, 12);
+      const vbNext = load<u32>(u, 16);
+      const b = vmboAt(vb);
+      m.vmbo = vb;
+      m.vbPrev = vbPrev;
+      m.vbNext = vbNext;
+      if (vbPrev != 0) {
+        vaAt(vbPrev).vbNext = va;
+      } else {
+        b.head = va;
+      }
+      if (vbNext != 0) {
+        vaAt(vbNext).vbPrev = va;
+      } else {
+        b.tail = va;
+      }
+      ++b.count;
+      ++b.refs;
+    } else if (kind == TX_UNDO_CREATED) {
+      if (m.vmbo != 0) {
+        const b = vmboAt(m.vmbo);
+        if (m.vbPrev != 0) {
+          vaAt(m.vbPrev).vbNext = m.vbNext;
+        } else {
+          b.head = m.vbNext;
+        }
+        if (m.vbNext != 0) {
+          vaAt(m.vbNext).vbPrev = m.vbPrev;
+        } else {
+          b.tail = m.vbPrev;
+        }
+        --b.count;
+        --b.refs;
+        m.vmbo = 0;
+      }
+      tree.remove(m.addr);
+      --vm.mappings;
+      gpuVaRelease(vm, va);
+    } else {
+      // TX_UNDO_REMOVED
+      m.state = (m.state & ~VA_KEPT) | VA_INSERTED;
+      nodes.ensure(tree.insertNeed());
+      tree.insert(m.addr, m.end, va);
+      ++vm.mappings;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// VMs
+
+/** start(A0) range(A2) reserveStart(A4) reserveRange(A6) -> VM handle or -EINVAL */
+export function vmCreate(): i32 {
+  const start = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  const rstart = ioGet64(IO_ARG + 4);
+  const rrange = ioGet64(IO_ARG + 6);
+  if (range == 0) return -EINVAL;
+  const end = start + range;
+  if (end <= start) return -EINVAL;
+  let rend: u64 = 0;
+  if (rrange != 0) {
+    rend = rstart + rrange;
+    if (rend <= rstart || rstart < start || rend > end) return -EINVAL;
+  }
+  const h = vms.alloc();
+  const vm = vmAt(h);
+  vm.start = start;
+  vm.end = end;
+  vm.kstart = rrange != 0 ? rstart : 0;
+  vm.kend = rrange != 0 ? rend : 0;
+  vm.kernel = 0;
+  vm.live = 1;
+  vm.mappings = 0;
+  vm.vaCount = 0;
+  vm.vmboCount = 0;
+  vm.vmboHead = 0;
+  vm.vmboTail = 0;
+  vm.ops.clear();
+  vm.listNext = 0;
+  vm.listVmbo = 0;
+  vm.listResVas = 0;
+  vm.listResNodes = 0;
+  vm.listZombieSlack = 0;
+  vm.txStaged.clear();
+  vm.zombies.clear();
+  vm.zombieCount = 0;
+  nodes.ensure(1);
+  vm.tree.init();
+  if (rrange != 0) {
+    vas.ensure(1);
+    nodes.ensure(vm.tree.insertNeed());
+    const k = gpuVaCreate(h, vm, rstart, rend, 0, 0, 0);
+    vaAt(k).state |= VA_KERNEL | VA_INSERTED;
+    vm.tree.insert(rstart, rend, k);
+    vm.kernel = k;
+  }
+  return <i32>h;
+}
+
+/**
+ * Releases everything of the VM, in this order (handles are reused LIFO, so
+ * the order is part of the contract): linked mappings already out of the tree
+ * (per VmBo in creation order, link order), then the tree's mappings in
+ * address order, then the VmBos in creation order, then the VM. The VM's
+ * arrays keep their storage for the next VM in this slot.
+ */
+export function vmDestroy(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  if (vm.listResVas != 0) vas.unreserve(vm.listResVas);
+  if (vm.listResNodes != 0) nodes.unreserve(vm.listResNodes);
+  vm.listResVas = 0;
+  vm.listResNodes = 0;
+  vm.listVmbo = 0;
+  vm.listZombieSlack = 0;
+  vm.ops.clear();
+  vm.listNext = 0;
+  for (let b = vm.vmboHead; b != 0; b = vmboAt(b).vmNext) {
+    for (let h = vmboAt(b).head; h != 0; ) {
+      const nx = vaAt(h).vbNext;
+      if ((vaAt(h).state & VA_INSERTED) == 0) gpuVaRelease(vm, h);
+      h = nx;
+    }
+  }
+  const c = vm.tree.first();
+  while (c.leaf != 0) {
+    gpuVaRelease(vm, c.val());
+    if (!cursorNext(c)) break;
+  }
+  while (vm.vmboHead != 0) gpuVmBoRelease(vm, vm.vmboHead);
+  vm.tree.destroy();
+  vm.txStaged.clear();
+  vm.zombies.clear();
+  vm.zombieCount = 0;
+  vm.live = 0;
+  vms.free(vmh);
+  return 0;
+}
+
+/** -> mappings (kernel node excluded); OUT+0 tree nodes, OUT+1 bytes in use by this VM */
+export function vmStats(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const bytes: u64 =
+    <u64>VM_BYTES +
+    <u64>vm.tree.nodeCount * <u64>NODE_BYTES +
+    <u64>vm.vaCount * <u64>VA_BYTES +
+    <u64>vm.vmboCount * <u64>offsetof<GpuVmBo>() +
+    <u64>vm.opsCap * <u64>OP_BYTES +
+    <u64>vm.txCap * 4 +
+    <u64>vm.zCap * 4;
+  ioSet(IO_OUT + 0, vm.tree.nodeCount);
+  ioSet(IO_OUT + 1, bytes > 0xffffffff ? 0xffffffff : <u32>bytes);
+  return <i32>vm.mappings;
+}
+
+// ---------------------------------------------------------------------------
+// Mappings
+
+/** addr(A0) range(A2) offset(A4) boId(A6) flags(A7) -> handle (serial in OUT_SERIAL), -EINVAL, -EEXIST */
+export function vaInsert(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  const offset = ioGet64(IO_ARG + 4);
+  const bo = ioGet(IO_ARG + 6);
+  const flags = ioGet(IO_ARG + 7);
+  if (!rangeValid(vm, addr, range)) return -EINVAL;
+  const end = addr + range;
+  if (vm.tree.lowestOverlapping(addr, end - 1).leaf != 0) return -EEXIST;
+  vas.ensure(1);
+  nodes.ensure(vm.tree.insertNeed());
+  const h = gpuVaCreate(vmh, vm, addr, end, offset, bo, flags);
+  vm.tree.insert(addr, end, h);
+  vaAt(h).state |= VA_INSERTED;
+  ++vm.mappings;
+  ioSet(OUT_SERIAL, vaAt(h).serial);
+  writeZombies(vm);
+  return <i32>h;
+}
+
+export function vaRemove(vmh: u32, va: u32, serial: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const m = getVa(vmh, va, serial);
+  if (m === null) return -EINVAL;
+  if ((m.state & VA_KERNEL) != 0) return -EPERM;
+  if ((m.state & VA_INSERTED) == 0) return -EINVAL;
+  m.state &= ~VA_INSERTED;
+  vm.tree.remove(m.addr);
+  --vm.mappings;
+  if (m.vmbo == 0) gpuVaRelease(vm, va);
+  writeZombies(vm);
+  return 0;
+}
+
+export function vaLink(vmh: u32, va: u32, serial: u32, vmbo: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const m = getVa(vmh, va, serial);
+  if (m === null || m.bo == 0 || m.vmbo != 0) return -EINVAL;
+  const b = getVmBo(vmh, vmbo);
+  if (b === null || b.state != VMBO_LIVE || b.bo != m.bo) return -EINVAL;
+  gpuVaLink(va, vmbo);
+  writeZombies(vm);
+  return 0;
+}
+
+export function vaUnlink(vmh: u32, va: u32, serial: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const m = getVa(vmh, va, serial);
+  if (m === null) return -EINVAL;
+  if (m.vmbo != 0) {
+    ensureZombieRoom(vm, 1);
+    gpuVaUnlink(va);
+  }
+  if ((vaAt(va).state & VA_INSERTED) == 0) gpuVaRelease(vm, va);
+  writeZombies(vm);
+  return 0;
+}
+
+export function vaGet(vmh: u32, va: u32, serial: u32): i32 {
+  if (getVm(vmh) === null) return -EINVAL;
+  if (getVa(vmh, va, serial) === null) return 0;
+  writeVaRecord(ioPtrAt(IO_DATA), va);
+  return 1;
+}
+
+export function vaSetFlags(vmh: u32, va: u32, serial: u32, flags: u32): i32 {
+  if (getVm(vmh) === null) return -EINVAL;
+  const m = getVa(vmh, va, serial);
+  if (m === null) return -EINVAL;
+  m.flags = flags;
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Lookups
+
+/** addr(A0) last(A2): the lowest mapping overlapping [addr, last] -> handle (record at DATA) or 0 */
+export function findFirst(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const last = ioGet64(IO_ARG + 2);
+  if (last < addr) return 0;
+  const c = vm.tree.lowestOverlapping(addr, last);
+  if (c.leaf == 0) return 0;
+  const h = c.val();
+  writeVaRecord(ioPtrAt(IO_DATA), h);
+  return <i32>h;
+}
+
+/**
+ * n queries (addr, last) at DATA, 4 words each; result i is written in place
+ * as (handle, serial) at DATA+2i, (0, 0) when none. -> number found
+ */
+export function findFirstBatch(vmh: u32, n: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null || n > IO_DATA_WORDS / 4) return -EINVAL;
+  let found: u32 = 0;
+  const d = ioPtrAt(IO_DATA);
+  const tree = vm.tree;
+  for (let i: u32 = 0; i < n; ++i) {
+    // Query i is read before DATA+2i, DATA+2i+1 are written; those words
+    // belong to queries already answered (2i+1 < 4i for i > 0).
+    const q = d + (<usize>i << 4);
+    const addr = load<u64>(q);
+    const last = load<u64>(q, 8);
+    let h: u32 = 0;
+    if (last >= addr) {
+      const c = tree.lowestOverlapping(addr, last);
+      if (c.leaf != 0) h = c.val();
+    }
+    const r = d + (<usize>i << 3);
+    store<u32>(r, h);
+    store<u32>(r, h != 0 ? vaAt(h).serial : 0, 4);
+    found += <u32>(h != 0);
+  }
+  return <i32>found;
+}
+
+/** addr(A0) last(A2): up to max VA records overlapping [addr, last], ascending, at DATA. -> count */
+export function iterate(vmh: u32, max: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const last = ioGet64(IO_ARG + 2);
+  if (max > VAS_PER_CHUNK) max = VAS_PER_CHUNK;
+  if (last < addr || max == 0) return 0;
+  const c = vm.tree.lowestOverlapping(addr, last);
+  let n: u32 = 0;
+  while (c.leaf != 0 && n < max) {
+    if (c.key() > last) break;
+    writeVaRecord(ioPtrAt(IO_DATA + n * VA_WORDS), c.val());
+    ++n;
+    if (!cursorNext(c)) break;
+  }
+  return <i32>n;
+}
+
+// ---------------------------------------------------------------------------
+// Op lists. Order of checks: bad VM, bad arguments (EINVAL), then a partly
+// applied list (EBUSY). A failing call leaves an untouched list in place.
+
+/** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7) -> op count (first chunk at DATA) */
+export function smMapOps(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  const offset = ioGet64(IO_ARG + 4);
+  const bo = ioGet(IO_ARG + 6);
+  const vmbo = ioGet(IO_ARG + 7);
+  if (!rangeValid(vm, addr, range) || !mapVmBoValid(vmh, bo, vmbo)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  if (vmbo != 0) ++vmboAt(vmbo).refs; // the list's reference, before the old list lets go
+  listReset(vm);
+  smMapGenerate(vm, addr, range, bo, offset, vmbo, vm.ops);
+  return listPublish(vm, vmbo);
+}
+
+/** addr(A0) range(A2) -> op count */
+export function smUnmapOps(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  if (!rangeValid(vm, addr, range)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  listReset(vm);
+  smUnmapGenerate(vm, addr, range, vm.ops);
+  return listPublish(vm, 0);
+}
+
+/** addr(A0) range(A2) -> op count (kernel node excluded) */
+export function prefetchOps(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  if (!rangeInVm(vm, addr, range)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  listReset(vm);
+  prefetchGenerate(vm, addr, range, vm.ops);
+  return listPublish(vm, 0);
+}
+
+/** addr(A0) range(A2) -> op count */
+export function madviseOps(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  if (!rangeValid(vm, addr, range)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  listReset(vm);
+  madviseGenerate(vm, addr, range, vm.ops);
+  return listPublish(vm, 0);
+}
+
+export function vmboUnmapOps(vmh: u32, vmbo: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  if (getVmBo(vmh, vmbo) === null) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  listReset(vm);
+  vmBoUnmapGenerate(vmbo, vm.ops);
+  return listPublish(vm, 0);
+}
+
+export function opsRead(vmh: u32, from: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const n = vm.opsLen;
+  if (from >= n) return 0;
+  const cnt = n - from < OPS_PER_CHUNK ? n - from : OPS_PER_CHUNK;
+  memory.copy(ioPtrAt(IO_DATA), vm.ops.at(from, OP_BYTES), <usize>cnt * OP_BYTES);
+  return <i32>cnt;
+}
+
+// Scratch for the handles a single op creates.
+const createdScratch: usize = memory.data(16, 4);
+
+export function opsApply(vmh: u32, from: u32, to: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const n = vm.opsLen;
+  if (!listPending(vm) || from < vm.listNext || to < from || to > n) return -EINVAL;
+  const err = validateOps(vmh, vm, from, to);
+  if (err != 0) return err;
+  const created = createdScratch;
+  store<u64>(created, 0);
+  store<u64>(created, 0, 8);
+  for (let k = from; k < to; ++k) {
+    store<u64>(created, 0);
+    store<u64>(created, 0, 8);
+    applyOp(vmh, vm, opAt(vm.ops, k), null, created);
+  }
+  memory.copy(ioPtrAt(OUT_CREATED), created, 16);
+  vm.listNext = to;
+  if (to == n) listRelease(vm);
+  writeZombies(vm);
+  return 0;
+}
+
+export function opsDrop(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  listReset(vm);
+  writeZombies(vm);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Fused calls: generate into the VM's list storage and apply at once; the
+// result equals smMapOps/smUnmapOps + opsApply of the whole list.
+
+export function bind(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  const offset = ioGet64(IO_ARG + 4);
+  const bo = ioGet(IO_ARG + 6);
+  const vmbo = ioGet(IO_ARG + 7);
+  if (!rangeValid(vm, addr, range) || !mapVmBoValid(vmh, bo, vmbo)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  if (vmbo != 0) ++vmboAt(vmbo).refs; // held while the call runs
+  listReset(vm);
+  const n = fusedStep(vmh, vm, addr, range, true, bo, offset, vmbo);
+  if (vmbo != 0) gpuVmBoPutInternal(vmbo);
+  writeZombies(vm);
+  return <i32>n;
+}
+
+export function unbind(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  if (!rangeValid(vm, addr, range)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  listReset(vm);
+  const n = fusedStep(vmh, vm, addr, range, false, 0, 0, 0);
+  writeZombies(vm);
+  return <i32>n;
+}
+
+// ---------------------------------------------------------------------------
+// Transactions (bindArray)
+
+export function txStage(vmh: u32, n: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null || n > TX_PER_CHUNK) return -EINVAL;
+  const d = ioPtrAt(IO_DATA);
+  for (let i: u32 = 0; i < n; ++i) {
+    const w0 = load<u32>(d + <usize>i * TX_WORDS * 4);
+    const kind = w0 & 0xff;
+    if (kind < TX_MAP || kind > TX_UNMAP_ALL || (w0 & ~(0xff | TX_INJECT_ERROR)) != 0) return -EINVAL;
+  }
+  const st = vm.txStaged;
+  const words = n * TX_WORDS;
+  st.reserve(st.len + words, 4);
+  memory.copy(st.at(st.len, 4), d, <usize>words << 2);
+  st.len += words;
+  return <i32>(st.len / TX_WORDS);
+}
+
+export function txClear(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  vm.txStaged.clear();
+  return 0;
+}
+
+/**
+ * Runs the staged entries in order through the same generate + apply code,
+ * logging every change; on failure the log is replayed backwards, the serial
+ * counter and the zombie list are restored, so handles, serials, VmBo link
+ * order and refcounts are exactly as before. Staging is cleared either way.
+ */
+export function txRun(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  if (listBusy(vm)) {
+    vm.txStaged.clear();
+    return -EBUSY;
+  }
+  txOps.clear();
+  txLog.clear();
+  const serialStart = serial;
+  const zombiesStart = vm.zLen;
+  const entries = vm.txLen / TX_WORDS;
+  let err: i32 = 0;
+  let failAt: u32 = 0;
+  // Every VmBo a MAP entry links to is referenced for the whole run, so an
+  // earlier entry that unmaps its last mapping cannot destroy it first.
+  txHeld.clear();
+  for (let i: u32 = 0; i < entries; ++i) {
+    const e = vm.txStaged.at(i * TX_WORDS, 4);
+    const vb = load<u32>(e, 8);
+    if ((load<u32>(e) & 0xff) == TX_MAP && vb != 0 && mapVmBoValid(vmh, load<u32>(e, 4), vb)) {
+      ++vmboAt(vb).refs;
+      txHeld.pushU32(vb);
+    }
+  }
+  for (let i: u32 = 0; i < entries; ++i) {
+    const e = vm.txStaged.at(i * TX_WORDS, 4);
+    const w0 = load<u32>(e);
+    const kind = w0 & 0xff;
+    const addr = load<u64>(e, 16);
+    const range = load<u64>(e, 24);
+    const offset = load<u64>(e, 32);
+    const first = txOps.len;
+    if ((w0 & TX_INJECT_ERROR) != 0) {
+      err = -ENOMEM;
+    } else if (kind == TX_MAP) {
+      const bo = load<u32>(e, 4);
+      const vmbo = load<u32>(e, 8);
+      if (!rangeValid(vm, addr, range) || !mapVmBoValid(vmh, bo, vmbo)) {
+        err = -EINVAL;
+      } else {
+        if (vmbo != 0) ++vmboAt(vmbo).refs;
+        smMapGenerate(vm, addr, range, bo, offset, vmbo, txOps);
+        ensureApply(vm);
+        for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+        if (vmbo != 0) gpuVmBoPutInternal(vmbo);
+      }
+    } else if (kind == TX_UNMAP) {
+      if (!rangeValid(vm, addr, range)) {
+        err = -EINVAL;
+      } else {
+        smUnmapGenerate(vm, addr, range, txOps);
+        ensureApply(vm);
+        for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+      }
+    } else if (kind == TX_PREFETCH) {
+      if (!rangeInVm(vm, addr, range)) {
+        err = -EINVAL;
+      } else {
+        prefetchGenerate(vm, addr, range, txOps);
+      }
+    } else {
+      // TX_UNMAP_ALL: a BO without a VmBo in this VM (vmbo 0) has nothing to unmap
+      const vmbo = load<u32>(e, 8);
+      if (vmbo != 0 && getVmBo(vmh, vmbo) === null) {
+        err = -EINVAL;
+      } else if (vmbo != 0) {
+        vmBoUnmapGenerate(vmbo, txOps);
+        ensureApply(vm);
+        for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+      }
+    }
+    if (err != 0) {
+      failAt = i;
+      break;
+    }
+  }
+  vm.txStaged.clear();
+
+  if (err != 0) {
+    txUndoAll(vm, txLog);
+    serial = serialStart;
+    // VmBos that turned zombie during the run have their references back.
+    for (let i = zombiesStart; i < vm.zLen; ++i) {
+      const b = vmboAt(vm.zombies.u32At(i));
+      if (b.state == VMBO_ZOMBIE && b.refs > 0) {
+        b.state = VMBO_LIVE;
+        --vm.zombieCount;
+      }
+    }
+    vm.zLen = zombiesStart;
+    for (let i: u32 = 0; i < txHeld.len; ++i) gpuVmBoPutInternal(txHeld.u32At(i));
+    txHeld.clear();
+    txOps.clear();
+    txLog.clear();
+    ioSet(OUT_FAIL_INDEX, failAt);
+    writeZombies(vm);
+    return err;
+  }
+
+  // Success: release the kept mappings in the order they were removed, and
+  // leave the ops as an applied list.
+  for (let i: u32 = 0; i < txLog.len; ++i) {
+    const u = txLog.at(i, TX_UNDO_BYTES);
+    if (load<u32>(u) == TX_UNDO_REMOVED) {
+      const va = load<u32>(u, 4);
+      vaAt(va).state &= ~VA_KEPT;
+      gpuVaRelease(vm, va);
+    }
+  }
+  txLog.clear();
+  for (let i: u32 = 0; i < txHeld.len; ++i) gpuVmBoPutInternal(txHeld.u32At(i));
+  txHeld.clear();
+  listReset(vm);
+  vm.ops.swap(txOps);
+  vm.listNext = vm.opsLen;
+  txOps.clear();
+  writeZombies(vm);
+  return <i32>vm.opsLen;
+}
+
+// ---------------------------------------------------------------------------
+// VmBos
+
+export function vmboCreate(vmh: u32, bo: u32): i32 {
+  const vmp = getVm(vmh);
+  if (vmp === null || bo == 0) return -EINVAL;
+  const h = vmbos.alloc();
+  const vm = vmAt(vmh);
+  const b = vmboAt(h);
+  b.bo = bo;
+  b.vm = vmh;
+  b.refs = 1;
+  b.head = 0;
+  b.tail = 0;
+  b.count = 0;
+  b.state = VMBO_LIVE;
+  b.vmPrev = vm.vmboTail;
+  b.vmNext = 0;
+  if (vm.vmboTail != 0) {
+    vmboAt(vm.vmboTail).vmNext = h;
+  } else {
+    vm.vmboHead = h;
+  }
+  vm.vmboTail = h;
+  ++vm.vmboCount;
+  return <i32>h;
+}
+
+export function vmboGet(vmh: u32, vmbo: u32): i32 {
+  if (getVm(vmh) === null) return -EINVAL;
+  const b = getVmBo(vmh, vmbo);
+  if (b === null || b.state != VMBO_LIVE) return -EINVAL;
+  return <i32>++b.refs;
+}
+
+export function vmboPut(vmh: u32, vmbo: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const b = getVmBo(vmh, vmbo);
+  if (b === null || b.state != VMBO_LIVE) return -EINVAL;
+  const refs = --b.refs;
+  if (refs == 0) gpuVmBoRelease(vm, vmbo); // no mappings: each would hold a ref
+  writeZombies(vm);
+  return <i32>refs;
+}
+
+export function vmboInfo(vmh: u32, vmbo: u32): i32 {
+  if (getVm(vmh) === null) return -EINVAL;
+  const b = getVmBo(vmh, vmbo);
+  if (b === null) return -EINVAL;
+  ioSet(OUT_INFO + 0, b.refs);
+  ioSet(OUT_INFO + 1, b.count);
+  ioSet(OUT_INFO + 2, b.bo);
+  return <i32>b.refs;
+}
+
+export function vmboMappings(vmh: u32, vmbo: u32, after: u32, max: u32): i32 {
+  if (getVm(vmh) === null) return -EINVAL;
+  const b = getVmBo(vmh, vmbo);
+  if (b === null) return -EINVAL;
+  let h = b.head;
+  if (after != 0) {
+    if (after >= vas.limit || (vaAt(after).state & VA_LIVE) == 0 || vaAt(after).vmbo != vmbo) return -EINVAL;
+    h = vaAt(after).vbNext;
+  }
+  if (max > VAS_PER_CHUNK) max = VAS_PER_CHUNK;
+  let n: u32 = 0;
+  for (; h != 0 && n < max; h = vaAt(h).vbNext) {
+    writeVaRecord(ioPtrAt(IO_DATA + n * VA_WORDS), h);
+    ++n;
+  }
+  return <i32>n;
+}
+
+/** Releases zombies oldest first; an entry whose VmBo is no longer a zombie is skipped. */
+export function vmboReap(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  let n: u32 = 0;
+  let i: u32 = 0;
+  const z = vm.zombies;
+  for (; i < z.len && n < IO_DATA_WORDS; ++i) {
+    const h = z.u32At(i);
+    const b = vmboAt(h);
+    if (b.state != VMBO_ZOMBIE || b.vm != vmh) continue;
+    gpuVmBoRelease(vm, h);
+    --vm.zombieCount;
+    ioSet(IO_DATA + n, h);
+    ++n;
+  }
+  // erase the processed prefix
+  memory.copy(z.data, z.at(i, 4), <usize>(z.len - i) << 2);
+  z.len -= i;
+  writeZombies(vm);
+  return <i32>n;
+}
