@@ -256,6 +256,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** Drops a destroyed VmBo from every list. */
   private forget(vb: VmBo<N>): void {
     vb._live = false;
+    if (vb.bo._lastVmBo === vb) {
+      vb.bo._lastVm = null;
+      vb.bo._lastVmBo = null;
+    }
     this.vmBoByHandle.delete(vb.handle);
     if (vb._registered && vb.bo._vmBos.get(this) === vb) vb.bo._vmBos.delete(this);
     this.extobjSet.delete(vb);
@@ -852,20 +856,24 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   bind(addr: U64, range: U64, bo: Bo | null = null, offset: U64 = 0): number {
     const E = this._E;
+    const big = this.bigint;
     let io = E.io();
-    this.put(io, A + 0, addr, 'addr');
-    this.put(io, A + 2, range, 'range');
-    this.put(io, A + 4, offset, 'offset');
+    putU64(io, A + 0, addr, 'addr', big);
+    putU64(io, A + 2, range, 'range', big);
+    putU64(io, A + 4, offset, 'offset', big);
     let vmbo = 0;
     let temp: VmBo<N> | null = null;
     if (bo !== null) {
       if (!(bo instanceof Bo)) throw new TypeError(`bind: bo must be a Bo or null, got ${describe(bo)}`);
-      let vb = bo._vmBos.get(this);
+      // most binds name the BO the previous bind of that BO in this VM named
+      let vb = bo._lastVm === this ? (bo._lastVmBo as VmBo<N>) : bo._vmBos.get(this);
       if (vb === undefined) {
         this.alive('bind');
         vb = temp = this._createVmBo(bo, true);
         io = E.io();
       }
+      bo._lastVm = this;
+      bo._lastVmBo = vb;
       vmbo = vb.handle;
       io[A + 6] = bo.id;
     } else {
@@ -884,8 +892,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   unbind(addr: U64, range: U64): number {
     const E = this._E;
     const io = E.io();
-    this.put(io, A + 0, addr, 'addr');
-    this.put(io, A + 2, range, 'range');
+    putU64(io, A + 0, addr, 'addr', this.bigint);
+    putU64(io, A + 2, range, 'range', this.bigint);
     const r = E.unbind(this._h);
     if (r < 0) throw this.fail(r, 'unbind', addr, range);
     this._listGen++;
@@ -1287,6 +1295,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this._h = 0;
     for (const vb of this.vmBoByHandle.values()) {
       vb._live = false;
+      if (vb.bo._lastVmBo === vb) {
+        vb.bo._lastVm = null;
+        vb.bo._lastVmBo = null;
+      }
       if (vb.bo._vmBos.get(this) === vb) vb.bo._vmBos.delete(this);
     }
     this.vmBoByHandle.clear();

@@ -32,6 +32,10 @@ export class Bo {
   readonly name: string;
   /** @internal VmBos of this BO, one per VM, in creation order (the GEM's gpuva list). */
   readonly _vmBos = new Map<GpuVm, VmBo<any>>();
+  /** @internal the VM and VmBo of the last bind of this BO (bind's fast path) */
+  _lastVm: GpuVm | null = null;
+  /** @internal */
+  _lastVmBo: VmBo<any> | null = null;
   /** A slot for the user's own data. */
   data: unknown = undefined;
 
