@@ -1,0 +1,150 @@
+/**
+ * kernel-stream: the request stream of /work/shared/BENCH-WORKLOAD.md
+ * (N=1e5, seed 1), the same one the kernel's own algorithm is measured on.
+ *
+ * Generation is outside the timed region. One timed call runs the whole
+ * stream on a fresh VM: op generation, application, VmBo bookkeeping and
+ * release of the op lists, then the VM's destruction (a few thousand
+ * mappings, negligible next to 1e5 requests). Reported: ns per request.
+ *
+ * Before timing, each impl runs the stream once untimed and its final state is
+ * checked against the table (mapping count and checksum; for the op-list and
+ * peer impls also the applied map / remap / unmap counts). An impl that does
+ * not reproduce the table is reported as an error (ctx.error) and not timed.
+ */
+import { generate, checksum, EXPECTED, VM_START, VM_RANGE } from '../workload.mjs';
+import { SortedBtreeVm } from '../peers/sorted-btree-vm.mjs';
+import { IntervalTreeVm } from '../peers/interval-tree-vm.mjs';
+import { fresh, interleave, facadeBos, facadeState } from '../harness.mjs';
+
+/** Facade, fused calls. bos[id] is a Bo or null. */
+function streamFused(vm, w, bos) {
+  const { kind, addr, range, bo, offset } = w;
+  for (let i = 0, n = w.n; i < n; i++) {
+    if (kind[i] === 0) vm.unbind(addr[i], range[i]);
+    else vm.bind(addr[i], range[i], bos[bo[i]], offset[i]);
+  }
+}
+
+/** Facade, ops-list mode: generate the list, apply it. counts: null or { map, remap, unmap }. */
+function streamOpsList(vm, w, bos, counts) {
+  const { kind, addr, range, bo, offset } = w;
+  for (let i = 0, n = w.n; i < n; i++) {
+    const ops =
+      kind[i] === 0
+        ? vm.smUnmapOps(addr[i], range[i])
+        : vm.smMapOps({ addr: addr[i], range: range[i], bo: bos[bo[i]], offset: offset[i] });
+    if (counts !== null) for (const op of ops) counts[op.kind]++;
+    ops.apply();
+  }
+}
+
+/** Peers: bo is the workload id itself. */
+function streamPeer(vm, w) {
+  const { kind, addr, range, bo, offset } = w;
+  for (let i = 0, n = w.n; i < n; i++) {
+    if (kind[i] === 0) vm.unbind(addr[i], range[i]);
+    else vm.bind(addr[i], range[i], bo[i], offset[i]);
+  }
+}
+
+/** -> null, or what is wrong */
+function verify(expected, { count, checksum: sum, ops }) {
+  const problems = [];
+  if (count !== expected.mappings) problems.push(`final mappings ${count}, expected ${expected.mappings}`);
+  if (sum !== expected.checksum) problems.push(`checksum ${sum}, expected ${expected.checksum}`);
+  if (ops) {
+    for (const k of /** @type {const} */ (['map', 'remap', 'unmap'])) {
+      if (ops[k] !== expected.ops[k]) problems.push(`applied ${k} ops ${ops[k]}, expected ${expected.ops[k]}`);
+    }
+  }
+  return problems.length ? problems.join('; ') : null;
+}
+
+export default {
+  name: 'kernel-stream',
+  description: 'BENCH-WORKLOAD.md request stream (N=1e5, seed 1): ns per request, checksum verified',
+  async run(ctx) {
+    const { options, gpuvm } = ctx;
+    const n = options.streamN ?? 100000;
+    const seed = 1;
+    const expected = EXPECTED[n];
+    if (!expected) throw new Error(`kernel-stream: no expected results for N=${n}`);
+    const w = generate(n, seed);
+    /** @type {{ impl: string, fn: () => unknown, opsPerCall: number, checksum: string }[]} */
+    const cases = [];
+
+    if (gpuvm) {
+      const { GpuVm, Bo } = gpuvm;
+      const { bos, ids } = facadeBos(Bo);
+      for (const backend of gpuvm.backends) {
+        const make = () => new GpuVm({ name: `bench-${backend}`, start: VM_START, range: VM_RANGE, backend });
+        // fused
+        {
+          const loop = fresh(streamFused);
+          const vm = make();
+          loop(vm, w, bos);
+          const c = checksum(facadeState(vm, ids));
+          const wrong = verify(expected, { count: vm.count, checksum: c.checksum });
+          vm.destroy();
+          if (wrong) ctx.error(`kernel-stream: ${backend} does not reproduce the workload: ${wrong}; not timed`);
+          else cases.push({
+            impl: backend,
+            fn: () => {
+              const v = make();
+              loop(v, w, bos);
+              v.destroy();
+            },
+            opsPerCall: n,
+            checksum: c.checksum,
+          });
+        }
+        // ops-list mode
+        {
+          const loop = fresh(streamOpsList);
+          const vm = make();
+          const counts = { map: 0, remap: 0, unmap: 0 };
+          loop(vm, w, bos, counts);
+          const c = checksum(facadeState(vm, ids));
+          const wrong = verify(expected, { count: vm.count, checksum: c.checksum, ops: counts });
+          vm.destroy();
+          if (wrong) ctx.error(`kernel-stream: ${backend}-opslist does not reproduce the workload: ${wrong}; not timed`);
+          else cases.push({
+            impl: `${backend}-opslist`,
+            fn: () => {
+              const v = make();
+              loop(v, w, bos, null);
+              v.destroy();
+            },
+            opsPerCall: n,
+            checksum: c.checksum,
+          });
+        }
+      }
+    }
+
+    for (const [impl, Peer] of /** @type {const} */ ([
+      ['sorted-btree', SortedBtreeVm],
+      ['interval-tree', IntervalTreeVm],
+    ])) {
+      const loop = fresh(streamPeer);
+      const vm = new Peer({ start: VM_START, range: VM_RANGE });
+      loop(vm, w);
+      const c = checksum(vm.mappings());
+      const wrong = verify(expected, { count: vm.count, checksum: c.checksum, ops: vm.applied });
+      if (wrong) ctx.error(`kernel-stream: ${impl} does not reproduce the workload: ${wrong}; not timed`);
+      else cases.push({
+        impl,
+        fn: () => loop(new Peer({ start: VM_START, range: VM_RANGE }), w),
+        opsPerCall: n,
+        checksum: c.checksum,
+      });
+    }
+
+    const res = interleave(cases, { rounds: options.rounds, maxTime: options.streamMaxTime, minSamples: options.streamMinSamples });
+    for (const c of cases) {
+      const r = /** @type {{ nsPerOp: number, rounds: number[], rme: number }} */ (res.get(c.impl));
+      ctx.report({ suite: 'kernel-stream', impl: c.impl, n, nsPerOp: r.nsPerOp, checksum: c.checksum, rounds: r.rounds });
+    }
+  },
+};
