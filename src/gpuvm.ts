@@ -915,7 +915,11 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (n === 0) {
       words = new Uint32Array(0);
     } else if (inData && n <= OPS_PER_CHUNK) {
-      words = E.io().slice(D, D + n * OP_WORDS);
+      const len = n * OP_WORDS;
+      words = takeWords(len);
+      const io = E.io();
+      if (len <= 256) for (let i = 0; i < len; i++) words[i] = io[D + i];
+      else words.set(io.subarray(D, D + len));
     } else {
       words = new Uint32Array(n * OP_WORDS);
       for (let from = 0; from < n; ) {
@@ -925,12 +929,9 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
         from += got;
       }
     }
-    // resolve the BOs now: applying the list may make the VM forget them
-    const bos = new Map<number, Bo>();
-    for (let p = 3; p < words.length; p += OP_WORDS) {
-      const id = words[p];
-      if (id !== 0 && !bos.has(id)) bos.set(id, this.boOf(id)!);
-    }
+    // resolve each op's BO now: applying the list may make the VM forget it
+    const bos: (Bo | null)[] = new Array(n);
+    for (let i = 0; i < n; i++) bos[i] = this.boOf(words[i * OP_WORDS + 3]);
     const list = new OpList<N>(this as GpuVm<N>, words, this._listGen, applied, bos);
     // replacing an untouched list released its VmBo reference
     const io = E.io();
@@ -1010,19 +1011,19 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const p = i * OP_WORDS;
     const k = w[p] & 0xff;
     const base = { list, index: i };
-    const boOf = (id: number): Bo | null => (id === 0 ? null : list._bos.get(id)!);
+    const bo = list._bos[i];
     if (k === OpKind.MAP) {
       const op: MapOp<N> = {
         kind: 'map',
         ...base,
         addr: this._u(w, p + 4, 'addr'),
         range: this._u(w, p + 6, 'range'),
-        bo: boOf(w[p + 3]),
+        bo,
         offset: this._u(w, p + 8, 'offset'),
       };
       return op;
     }
-    const va = this.vaFromOp(w, p, boOf(w[p + 3]));
+    const va = this.vaFromOp(w, p, bo);
     const keep = (w[p] & OP_KEEP) !== 0;
     if (k === OpKind.UNMAP) return { kind: 'unmap', ...base, va, keep } as UnmapOp<N>;
     if (k === OpKind.PREFETCH) return { kind: 'prefetch', ...base, va } as PrefetchOp<N>;
@@ -1187,7 +1188,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (req.op === 'map') list = this.smMapOps(req);
     else if (req.op === 'unmap') list = this.smUnmapOps(req.addr, req.range);
     else throw new TypeError(`touchedBos: op must be 'map' or 'unmap', got ${describe((req as { op: unknown }).op)}`);
-    const out = new Set<Bo>(list._bos.values());
+    const out = new Set<Bo>();
+    for (const bo of list._bos) if (bo !== null) out.add(bo);
     list.drop();
     return out;
   }
@@ -1313,6 +1315,24 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   [Symbol.dispose](): void {
     this.destroy();
   }
+}
+
+/**
+ * Op records of small lists are carved out of a shared slab: a subarray is a
+ * small object, while a fresh ArrayBuffer per list costs about a microsecond.
+ * A slab is dropped (and collected with its last list) when it is used up.
+ */
+let slab = new Uint32Array(1 << 16);
+let slabUsed = 0;
+function takeWords(len: number): Uint32Array {
+  if (len > 1 << 14) return new Uint32Array(len);
+  if (slabUsed + len > slab.length) {
+    slab = new Uint32Array(1 << 16);
+    slabUsed = 0;
+  }
+  const w = slab.subarray(slabUsed, slabUsed + len);
+  slabUsed += len;
+  return w;
 }
 
 function checkEntry(e: unknown, i: number): void {

@@ -69,7 +69,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     /** @internal the op records, OP_WORDS each */ readonly _words: Uint32Array,
     /** @internal the VM's list generation this list belongs to */ readonly _gen: number,
     applied: boolean,
-    /** @internal the BOs the ops name, by id, resolved when the list was made */ readonly _bos: Map<number, Bo>,
+    /** @internal each op's BO (of its mapping or request), resolved when the list was made */ readonly _bos: (Bo | null)[],
   ) {
     this.made = new Array(this.length);
     this._state = applied ? 'applied' : this.length === 0 ? 'applied' : 'pending';
