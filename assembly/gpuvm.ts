@@ -388,14 +388,14 @@ function writeVaRecord(dst: usize, va: u32): void {
 }
 
 /**
- * drm_gpuvm_sm_map_ops_create: per overlapping mapping, ascending, UNMAP(keep)
- * or REMAP(prev?, next?, keep), then one MAP. keep: same non-null BO and the
- * same address->offset relation (u64 wrapping), the three forms of the
- * kernel's case analysis folded into one.
+ * The walk sm_map and sm_unmap share: per overlapping mapping, ascending,
+ * UNMAP or REMAP(prev?, next?), with keep when the mapping has the request's
+ * non-null BO at the same address->offset relation (u64 wrapping; the three
+ * forms of the kernel's case analysis folded into one). bo 0 never keeps,
+ * which is sm_unmap's rule. Returns the mapping records the ops create.
  */
-function smMapGenerate(vm: GpuVm, a: u64, r: u64, bo: u32, off: u64, vmbo: u32, out: Vec): void {
-  const e = a + r;
-  let inserts: u32 = 1;
+function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): u32 {
+  let inserts: u32 = 0;
   let unlinks: u32 = 0;
   const c = vm.tree.lowestOverlapping(a, e - 1);
   while (c.leaf != 0) {
@@ -425,45 +425,20 @@ function smMapGenerate(vm: GpuVm, a: u64, r: u64, bo: u32, off: u64, vmbo: u32, 
     ++unlinks;
     if (t >= e || !cursorNext(c)) break;
   }
-  pushMap(out, vmbo, bo, a, r, off);
-  genInserts = inserts;
   genUnlinks = unlinks;
+  return inserts;
 }
 
-/** drm_gpuvm_sm_unmap_ops_create: the same walk, keep always 0, no MAP. */
+/** drm_gpuvm_sm_map_ops_create: the split walk, then one MAP of the request. */
+function smMapGenerate(vm: GpuVm, a: u64, r: u64, bo: u32, off: u64, vmbo: u32, out: Vec): void {
+  const inserts = splitWalk(vm, a, a + r, bo, off, out);
+  pushMap(out, vmbo, bo, a, r, off);
+  genInserts = inserts + 1;
+}
+
+/** drm_gpuvm_sm_unmap_ops_create: the split walk without a BO (keep always 0), no MAP. */
 function smUnmapGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
-  const e = a + r;
-  let inserts: u32 = 0;
-  let unlinks: u32 = 0;
-  const c = vm.tree.lowestOverlapping(a, e - 1);
-  while (c.leaf != 0) {
-    const s = c.key();
-    if (s >= e) break;
-    const t = c.end();
-    const h = c.val();
-    const m = vaAt(h);
-    const op = pushExisting(out, h, m, s, t);
-    let kind = OP_UNMAP;
-    if (s < a || t > e) {
-      kind = OP_REMAP;
-      if (s < a) {
-        kind |= OP_HAS_PREV;
-        op.prevRange = a - s;
-        ++inserts;
-      }
-      if (t > e) {
-        kind |= OP_HAS_NEXT;
-        op.nextAddr = e;
-        op.nextOffset = m.offset + (e - s);
-        ++inserts;
-      }
-    }
-    op.kind = kind;
-    ++unlinks;
-    if (!cursorNext(c)) break;
-  }
-  genInserts = inserts;
-  genUnlinks = unlinks;
+  genInserts = splitWalk(vm, a, a + r, 0, 0, out);
 }
 
 /** drm_gpuvm_prefetch_ops_create: one PREFETCH per overlapping mapping, the kernel node skipped. */

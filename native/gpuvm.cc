@@ -205,14 +205,13 @@ void Engine::WriteVaRecord(u32* dst, u32 va) const {
 // ---------------------------------------------------------------------------
 // Split/merge generation
 
-// drm_gpuvm_sm_map_ops_create: per overlapping mapping, ascending, UNMAP(keep)
-// or REMAP(prev?, next?, keep), then one MAP. keep: same non-null BO and the
-// same address->offset relation (u64 wrapping), the three forms of the
-// kernel's case analysis folded into one.
-void Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo,
-                           std::vector<GpuVaOp>& out) {
-  const u64 e = a + r;
-  u32 inserts = 1;
+// The walk sm_map and sm_unmap share: per overlapping mapping, ascending,
+// UNMAP or REMAP(prev?, next?), with keep when the mapping has the request's
+// non-null BO at the same address->offset relation (u64 wrapping; the three
+// forms of the kernel's case analysis folded into one). bo 0 never keeps,
+// which is sm_unmap's rule. Returns the mapping records the ops create.
+u32 Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, std::vector<GpuVaOp>& out) {
+  u32 inserts = 0;
   u32 unlinks = 0;
   RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
   while (c.leaf != 0) {
@@ -253,6 +252,14 @@ void Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo,
     ++unlinks;
     if (t >= e || !RangeTree::Next(nodes_, c)) break;
   }
+  genUnlinks_ = unlinks;
+  return inserts;
+}
+
+// drm_gpuvm_sm_map_ops_create: the split walk, then one MAP of the request.
+void Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo,
+                           std::vector<GpuVaOp>& out) {
+  const u32 inserts = SplitWalk(vm, a, a + r, bo, off, out);
   out.emplace_back();
   GpuVaOp& map = out.back();
   map.kind = OP_MAP;
@@ -261,55 +268,12 @@ void Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo,
   map.addr = a;
   map.range = r;
   map.offset = off;
-  genInserts_ = inserts;
-  genUnlinks_ = unlinks;
+  genInserts_ = inserts + 1;
 }
 
-// drm_gpuvm_sm_unmap_ops_create: the same walk, keep always 0, no MAP.
+// drm_gpuvm_sm_unmap_ops_create: the split walk without a BO (keep always 0), no MAP.
 void Engine::SmUnmapGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
-  const u64 e = a + r;
-  u32 inserts = 0;
-  u32 unlinks = 0;
-  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
-  while (c.leaf != 0) {
-    const RangeNode& l = nodes_[c.leaf];
-    const u64 s = l.key[c.slot];
-    if (s >= e) break;
-    const u64 t = l.end[c.slot];
-    const u32 h = l.val[c.slot];
-    const GpuVa& m = vas_[h];
-    // Applying the op unlinks m: start loading its list neighbours now.
-    GPUVM_PREFETCH(&vas_[m.vbPrev]);
-    GPUVM_PREFETCH(&vas_[m.vbNext]);
-    out.emplace_back();
-    GpuVaOp& op = out.back();
-    op.handle = h;
-    op.serial = m.serial;
-    op.bo = m.bo;
-    op.addr = s;
-    op.range = t - s;
-    op.offset = m.offset;
-    u32 kind = OP_UNMAP;
-    if (s < a || t > e) {
-      kind = OP_REMAP;
-      if (s < a) {
-        kind |= OP_HAS_PREV;
-        op.prevRange = a - s;
-        ++inserts;
-      }
-      if (t > e) {
-        kind |= OP_HAS_NEXT;
-        op.nextAddr = e;
-        op.nextOffset = m.offset + (e - s);
-        ++inserts;
-      }
-    }
-    op.kind = kind;
-    ++unlinks;
-    if (!RangeTree::Next(nodes_, c)) break;
-  }
-  genInserts_ = inserts;
-  genUnlinks_ = unlinks;
+  genInserts_ = SplitWalk(vm, a, a + r, 0, 0, out);
 }
 
 // drm_gpuvm_prefetch_ops_create: one PREFETCH per overlapping mapping, the

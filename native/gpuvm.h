@@ -182,6 +182,7 @@ class Engine {
   void SmMapGenerate(GpuVm& vm, u64 addr, u64 range, u32 bo, u64 offset, u32 vmbo,
                      std::vector<GpuVaOp>& out);
   void SmUnmapGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
+  u32 SplitWalk(GpuVm& vm, u64 addr, u64 end, u32 bo, u64 offset, std::vector<GpuVaOp>& out);
   void PrefetchGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
   void MadviseGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
   void VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out);
