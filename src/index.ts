@@ -12,6 +12,23 @@ export type { Op, MapOp, UnmapOp, RemapOp, PrefetchOp, OpMapping, OpListState } 
 export { GpuVmError } from './errors.js';
 export type { ErrnoName } from './backend/engine.js';
 export { availableBackends, backendInfo, packageVersion } from './backend/loader.js';
+import { backendInfo as info, type BackendInfo as Info } from './backend/loader.js';
+/**
+ * The engine in use by default (`backend.name`), what GPUVM_BACKEND asked for
+ * and, in auto mode, why native was skipped (`backend.reason`). Read lazily:
+ * importing gpuvm loads no engine until something needs one.
+ */
+export const backend: Info = {
+  get name() {
+    return info().name;
+  },
+  get requested() {
+    return info().requested;
+  },
+  get reason() {
+    return info().reason;
+  },
+};
 export type { BackendName, BackendInfo } from './backend/loader.js';
 export type { U64 } from './u64.js';
 export { replay } from './replay.js';

@@ -20,3 +20,16 @@ describe('engines', () => {
     });
   }
 });
+
+describe('gpuvm.backend', () => {
+  it('names the engine auto or GPUVM_BACKEND picked, like backendInfo()', async () => {
+    const gpuvm = await import('../src/index.js');
+    expect(gpuvm.backend.name).toBe(backendInfo().name);
+    expect(gpuvm.backend.requested).toBe(backendInfo().requested);
+    expect(backends).toContain(gpuvm.backend.name);
+    if (gpuvm.backend.requested === 'auto' && backends.includes('native')) {
+      expect(gpuvm.backend.name).toBe('native');
+      expect(gpuvm.backend.reason).toBeNull();
+    }
+  });
+});
