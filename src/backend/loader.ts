@@ -57,10 +57,17 @@ function loadNative(): Engine {
     throw new Error(`${file} does not exist (the native build did not run or failed; try \`npm rebuild gpuvm\`)`);
   }
   const req = createRequire(import.meta.url);
-  const addon = req(file) as NativeAddon;
-  const buffer = new ArrayBuffer(IO.WORDS * 4);
-  addon.setup(buffer);
-  const io = new Uint32Array(buffer);
+  const addon = req(file) as NativeAddon & { gpuvmIo?: ArrayBuffer };
+  // The addon has one transfer area per JS environment. When two copies of
+  // this loader run in one process (the ESM and the CJS build, or a bundled
+  // copy), they get the same exports object: share the area set up first
+  // instead of pointing the engine at a second one behind the first's back.
+  if (addon.gpuvmIo === undefined) {
+    const buffer = new ArrayBuffer(IO.WORDS * 4);
+    addon.setup(buffer);
+    addon.gpuvmIo = buffer;
+  }
+  const io = new Uint32Array(addon.gpuvmIo);
   return fastEngine(addon, 'native', () => io);
 }
 
@@ -100,7 +107,7 @@ function loadWasm(): Engine {
 function fastEngine(fns: Record<string, unknown>, name: 'native' | 'wasm', io: () => Uint32Array): Engine {
   const collected: Record<string, unknown> = {};
   for (const k of Object.keys(fns).sort()) {
-    if (typeof fns[k] === 'function' && k !== 'setup') collected[k] = fns[k];
+    if (typeof fns[k] === 'function' && k !== 'setup' && k !== 'gpuvmIo') collected[k] = fns[k];
   }
   return { ...collected, name, io } as unknown as Engine;
 }
