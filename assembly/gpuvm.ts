@@ -1220,43 +1220,36 @@ export function smMapOps(vmh: u32): i32 {
   return listPublish(vm, vmbo);
 }
 
-/** addr(A0) range(A2) -> op count */
-export function smUnmapOps(vmh: u32): i32 {
+/**
+ * The list entry points that take a range share one shape: check the VM, the
+ * range (prefetch only needs it inside the VM, the kernel node is skipped) and
+ * the pending list, then replace the list with what `gen` makes of the range.
+ */
+function rangeListOps(vmh: u32, insideOnly: bool, gen: (vm: GpuVm, a: u64, r: u64, out: Vec) => void): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const addr = ioGet64(IO_ARG + 0);
   const range = ioGet64(IO_ARG + 2);
-  if (!rangeValid(vm, addr, range)) return -EINVAL;
+  if (!(insideOnly ? rangeInVm(vm, addr, range) : rangeValid(vm, addr, range))) return -EINVAL;
   if (listBusy(vm)) return -EBUSY;
   listReset(vm);
-  smUnmapGenerate(vm, addr, range, vm.ops);
+  gen(vm, addr, range, vm.ops);
   return listPublish(vm, 0);
+}
+
+/** addr(A0) range(A2) -> op count */
+export function smUnmapOps(vmh: u32): i32 {
+  return rangeListOps(vmh, false, smUnmapGenerate);
 }
 
 /** addr(A0) range(A2) -> op count (kernel node excluded) */
 export function prefetchOps(vmh: u32): i32 {
-  const vm = getVm(vmh);
-  if (vm === null) return -EINVAL;
-  const addr = ioGet64(IO_ARG + 0);
-  const range = ioGet64(IO_ARG + 2);
-  if (!rangeInVm(vm, addr, range)) return -EINVAL;
-  if (listBusy(vm)) return -EBUSY;
-  listReset(vm);
-  prefetchGenerate(vm, addr, range, vm.ops);
-  return listPublish(vm, 0);
+  return rangeListOps(vmh, true, prefetchGenerate);
 }
 
 /** addr(A0) range(A2) -> op count */
 export function madviseOps(vmh: u32): i32 {
-  const vm = getVm(vmh);
-  if (vm === null) return -EINVAL;
-  const addr = ioGet64(IO_ARG + 0);
-  const range = ioGet64(IO_ARG + 2);
-  if (!rangeValid(vm, addr, range)) return -EINVAL;
-  if (listBusy(vm)) return -EBUSY;
-  listReset(vm);
-  madviseGenerate(vm, addr, range, vm.ops);
-  return listPublish(vm, 0);
+  return rangeListOps(vmh, false, madviseGenerate);
 }
 
 export function vmboUnmapOps(vmh: u32, vmbo: u32): i32 {

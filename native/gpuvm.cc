@@ -1040,44 +1040,25 @@ i32 Engine::SmMapOps(u32 vmh) {
   return ListPublish(vm, vmbo);
 }
 
-i32 Engine::SmUnmapOps(u32 vmh) {
+// The list entry points that take a range share one shape: check the VM, the
+// range (prefetch only needs it inside the VM, the kernel node is skipped) and
+// the pending list, then replace the list with what `gen` makes of the range.
+i32 Engine::RangeListOps(u32 vmh, bool insideOnly, RangeGenerator gen) {
   GpuVm* vmp = GetVm(vmh);
   if (vmp == nullptr) return -kEINVAL;
   GpuVm& vm = *vmp;
   const u64 addr = Read64(io, IO_ARG + 0);
   const u64 range = Read64(io, IO_ARG + 2);
-  if (!RangeValid(vm, addr, range)) return -kEINVAL;
+  if (!(insideOnly ? RangeInVm(vm, addr, range) : RangeValid(vm, addr, range))) return -kEINVAL;
   if (ListBusy(vm)) return -kEBUSY;
   ListReset(vm);
-  SmUnmapGenerate(vm, addr, range, vm.list.ops);
+  (this->*gen)(vm, addr, range, vm.list.ops);
   return ListPublish(vm, 0);
 }
 
-i32 Engine::PrefetchOps(u32 vmh) {
-  GpuVm* vmp = GetVm(vmh);
-  if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
-  const u64 addr = Read64(io, IO_ARG + 0);
-  const u64 range = Read64(io, IO_ARG + 2);
-  if (!RangeInVm(vm, addr, range)) return -kEINVAL;
-  if (ListBusy(vm)) return -kEBUSY;
-  ListReset(vm);
-  PrefetchGenerate(vm, addr, range, vm.list.ops);
-  return ListPublish(vm, 0);
-}
-
-i32 Engine::MadviseOps(u32 vmh) {
-  GpuVm* vmp = GetVm(vmh);
-  if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
-  const u64 addr = Read64(io, IO_ARG + 0);
-  const u64 range = Read64(io, IO_ARG + 2);
-  if (!RangeValid(vm, addr, range)) return -kEINVAL;
-  if (ListBusy(vm)) return -kEBUSY;
-  ListReset(vm);
-  MadviseGenerate(vm, addr, range, vm.list.ops);
-  return ListPublish(vm, 0);
-}
+i32 Engine::SmUnmapOps(u32 vmh) { return RangeListOps(vmh, false, &Engine::SmUnmapGenerate); }
+i32 Engine::PrefetchOps(u32 vmh) { return RangeListOps(vmh, true, &Engine::PrefetchGenerate); }
+i32 Engine::MadviseOps(u32 vmh) { return RangeListOps(vmh, false, &Engine::MadviseGenerate); }
 
 i32 Engine::VmBoUnmapOps(u32 vmh, u32 vmbo) {
   GpuVm* vmp = GetVm(vmh);

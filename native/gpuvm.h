@@ -183,6 +183,8 @@ class Engine {
                      std::vector<GpuVaOp>& out);
   void SmUnmapGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
   u32 SplitWalk(GpuVm& vm, u64 addr, u64 end, u32 bo, u64 offset, std::vector<GpuVaOp>& out);
+  using RangeGenerator = void (Engine::*)(GpuVm&, u64, u64, std::vector<GpuVaOp>&);
+  i32 RangeListOps(u32 vmh, bool insideOnly, RangeGenerator gen);
   void PrefetchGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
   void MadviseGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
   void VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out);
