@@ -72,103 +72,41 @@ const SIZE_CLASSES: u32 = 17;
 
 // ---- growable arrays in unmanaged memory (std::vector in the native twin) ----
 
-@unmanaged class Vec8 {
+@unmanaged class GrowArray<T> {
   data: usize = 0;
   len: u32 = 0;
   cap: u32 = 0;
-  @inline get(i: u32): u8 {
-    return load<u8>(this.data + <usize>i);
+  @inline get(i: u32): T {
+    return load<T>(this.data + (<usize>i) * sizeof<T>());
   }
-  @inline set(i: u32, v: u8): void {
-    store<u8>(this.data + <usize>i, v);
+  @inline set(i: u32, v: T): void {
+    store<T>(this.data + (<usize>i) * sizeof<T>(), v);
   }
   reserve(n: u32): void {
     if (n <= this.cap) return;
     let c = this.cap * 2;
     if (c < 64) c = 64;
     if (c < n) c = n;
-    this.data = this.data == 0 ? heap.alloc(<usize>c) : heap.realloc(this.data, <usize>c);
+    const bytes = <usize>c * sizeof<T>();
+    this.data = this.data == 0 ? heap.alloc(bytes) : heap.realloc(this.data, bytes);
     this.cap = c;
   }
   resize(n: u32): void {
     this.reserve(n);
-    if (n > this.len) memory.fill(this.data + <usize>this.len, 0, <usize>(n - this.len));
+    if (n > this.len) memory.fill(this.data + <usize>this.len * sizeof<T>(), 0, <usize>(n - this.len) * sizeof<T>());
     this.len = n;
   }
-  push(v: u8): void {
+  push(v: T): void {
     this.reserve(this.len + 1);
-    store<u8>(this.data + <usize>this.len, v);
+    store<T>(this.data + <usize>this.len * sizeof<T>(), v);
     this.len++;
   }
-}
-
-@unmanaged class Vec32 {
-  data: usize = 0;
-  len: u32 = 0;
-  cap: u32 = 0;
-  @inline get(i: u32): u32 {
-    return load<u32>(this.data + (<usize>i << 2));
-  }
-  @inline set(i: u32, v: u32): void {
-    store<u32>(this.data + (<usize>i << 2), v);
-  }
-  reserve(n: u32): void {
-    if (n <= this.cap) return;
-    let c = this.cap * 2;
-    if (c < 64) c = 64;
-    if (c < n) c = n;
-    this.data = this.data == 0 ? heap.alloc(<usize>c << 2) : heap.realloc(this.data, <usize>c << 2);
-    this.cap = c;
-  }
-  resize(n: u32): void {
-    this.reserve(n);
-    if (n > this.len) memory.fill(this.data + (<usize>this.len << 2), 0, <usize>(n - this.len) << 2);
-    this.len = n;
-  }
-  push(v: u32): void {
-    this.reserve(this.len + 1);
-    store<u32>(this.data + (<usize>this.len << 2), v);
-    this.len++;
-  }
-  @inline back(): u32 {
+  @inline back(): T {
     return this.get(this.len - 1);
   }
-  @inline pop(): u32 {
+  @inline pop(): T {
     this.len--;
     return this.get(this.len);
-  }
-  @inline clear(): void {
-    this.len = 0;
-  }
-}
-
-@unmanaged class Vec64 {
-  data: usize = 0;
-  len: u32 = 0;
-  cap: u32 = 0;
-  @inline get(i: u32): u64 {
-    return load<u64>(this.data + (<usize>i << 3));
-  }
-  @inline set(i: u32, v: u64): void {
-    store<u64>(this.data + (<usize>i << 3), v);
-  }
-  reserve(n: u32): void {
-    if (n <= this.cap) return;
-    let c = this.cap * 2;
-    if (c < 64) c = 64;
-    if (c < n) c = n;
-    this.data = this.data == 0 ? heap.alloc(<usize>c << 3) : heap.realloc(this.data, <usize>c << 3);
-    this.cap = c;
-  }
-  resize(n: u32): void {
-    this.reserve(n);
-    if (n > this.len) memory.fill(this.data + (<usize>this.len << 3), 0, <usize>(n - this.len) << 3);
-    this.len = n;
-  }
-  push(v: u64): void {
-    this.reserve(this.len + 1);
-    store<u64>(this.data + (<usize>this.len << 3), v);
-    this.len++;
   }
   @inline clear(): void {
     this.len = 0;
@@ -186,44 +124,44 @@ const SIZE_CLASSES: u32 = 17;
 }
 
 // ---- entry storage: blocks of 2^k entries, one LIFO free list per k ----
-const eVal = new Vec64();
-const eMeta = new Vec8();
+const eVal = new GrowArray<u64>();
+const eMeta = new GrowArray<u8>();
 let eTop: u32 = 0;
-const eFree = new Vec32();
+const eFree = new GrowArray<u32>();
 
 // ---- table pool (handle 0 unused) ----
-const tLevel = new Vec8();
-const tShift = new Vec8();
-const tLog2 = new Vec8();
-const tFlags = new Vec8(); // bit 0 alive, bit 1 compact
-const tLive = new Vec32();
-const tBase = new Vec32();
-const tBorn = new Vec32();
-const tFree = new Vec32();
+const tLevel = new GrowArray<u8>();
+const tShift = new GrowArray<u8>();
+const tLog2 = new GrowArray<u8>();
+const tFlags = new GrowArray<u8>(); // bit 0 alive, bit 1 compact
+const tLive = new GrowArray<u32>();
+const tBase = new GrowArray<u32>();
+const tBorn = new GrowArray<u32>();
+const tFree = new GrowArray<u32>();
 
 // ---- page-table records (handle 0 unused; PtRec of the native twin as columns) ----
-const pAlive = new Vec32();
-const pTop = new Vec32();
-const pLeaf = new Vec32();
-const pFlags = new Vec32();
-const pRoot = new Vec32();
-const pTables = new Vec32();
-const pEntries = new Vec32();
-const pSpanBits = new Vec32();
-const pSpanLast = new Vec64();
-const pShift = new Vec8(); // MAX_SHIFTS per record
-const ptFree = new Vec32();
+const pAlive = new GrowArray<u32>();
+const pTop = new GrowArray<u32>();
+const pLeaf = new GrowArray<u32>();
+const pFlags = new GrowArray<u32>();
+const pRoot = new GrowArray<u32>();
+const pTables = new GrowArray<u32>();
+const pEntries = new GrowArray<u32>();
+const pSpanBits = new GrowArray<u32>();
+const pSpanLast = new GrowArray<u64>();
+const pShift = new GrowArray<u8>(); // MAX_SHIFTS per record
+const ptFree = new GrowArray<u32>();
 
 // ---- the current call's cost accounting ----
 let serial: u32 = 0;
-const liveLog = new Vec64();
-const created = new Vec32();
+const liveLog = new GrowArray<u64>();
+const created = new GrowArray<u32>();
 let cAlloc: u32 = 0;
 let cFree: u32 = 0;
-const cost = new Vec32();
+const cost = new GrowArray<u32>();
 
 // ---- staged apply records ----
-const staging = new Vec32();
+const staging = new GrowArray<u32>();
 
 let inited = false;
 
