@@ -1047,8 +1047,8 @@ export function vmStats(vmh: u32): i32 {
     <u64>vm.opsCap * <u64>OP_BYTES +
     <u64>vm.txCap * 4 +
     <u64>vm.zCap * 4;
-  ioSet(IO_OUT + 0, vm.tree.nodeCount);
-  ioSet(IO_OUT + 1, bytes > 0xffffffff ? 0xffffffff : <u32>bytes);
+  ioSet(OUT_INFO + 0, vm.tree.nodeCount);
+  ioSet(OUT_INFO + 1, bytes > 0xffffffff ? 0xffffffff : <u32>bytes);
   return <i32>vm.mappings;
 }
 

@@ -873,8 +873,8 @@ i32 Engine::VmStats(u32 vmh) {
                     static_cast<u64>(vm->vmboCount) * sizeof(GpuVmBo) +
                     vm->list.ops.capacity() * sizeof(GpuVaOp) + vm->txStaged.capacity() * 4 +
                     vm->zombies.capacity() * 4;
-  io[IO_OUT + 0] = vm->tree.Nodes();
-  io[IO_OUT + 1] = bytes > 0xffffffffu ? 0xffffffffu : static_cast<u32>(bytes);
+  io[IO_OUT_INFO + 0] = vm->tree.Nodes();
+  io[IO_OUT_INFO + 1] = bytes > 0xffffffffu ? 0xffffffffu : static_cast<u32>(bytes);
   return static_cast<i32>(vm->mappings);
 }
 

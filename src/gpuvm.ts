@@ -845,7 +845,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const E = this._E;
     const n = E.vmStats(this._h);
     const io = E.io();
-    return { mappings: n, treeNodes: io[IO.OUT], bytes: io[IO.OUT + 1] };
+    return { mappings: n, treeNodes: io[IO.OUT_INFO], bytes: io[IO.OUT_INFO + 1] };
   }
 
   // ---- split / merge: fused ------------------------------------------------------

@@ -186,6 +186,24 @@ describe.each(backends)('GpuVm on %s', (backend) => {
     });
   });
 
+  describe('stats', () => {
+    it('counts mappings, tree nodes and engine bytes, and shrinks back', () => {
+      const vm = new GpuVm({ start: 0, range: 0x100000 * U, backend });
+      const empty = vm.stats();
+      expect(empty).toEqual({ mappings: 0, treeNodes: 1, bytes: expect.any(Number) });
+      for (let i = 0; i < 1000; i++) vm.bind(i * 2 * U, U, null, 0);
+      const full = vm.stats();
+      expect(full.mappings).toBe(1000);
+      expect(full.mappings).toBe(vm.count);
+      expect(full.treeNodes).toBeGreaterThanOrEqual(Math.ceil(1000 / 16));
+      expect(full.treeNodes).toBeLessThan(1000 / 4 + 20); // nodes at least a quarter full
+      expect(full.bytes).toBeGreaterThan(empty.bytes + 1000 * 16);
+      vm.unbind(0, 2000 * U);
+      expect(vm.stats().mappings).toBe(0);
+      expect(vm.stats().treeNodes).toBe(1);
+    });
+  });
+
   describe('insert / remove', () => {
     it('insert: EEXIST on overlap, EINVAL outside; remove: the kernel node is EPERM', () => {
       const vm = new GpuVm({ start: 0x10 * U, range: 0x100 * U, reserve: { start: 0x10 * U, range: U }, backend });

@@ -54,7 +54,7 @@ export const IO = {
   OUT_CREATED: 34,
   /** OUT word: index of the failing entry of a failed txRun */
   OUT_FAIL_INDEX: 38,
-  /** OUT words: vmboInfo results (refcount, mapping count, boId) */
+  /** OUT words: vmboInfo results (refcount, mapping count, boId), vmStats results (tree nodes, bytes) */
   OUT_INFO: 40,
 } as const;
 
@@ -132,7 +132,7 @@ export interface GpuVmEngine {
   vmCreate(): number;
   /** Releases the VM and everything in it. -> 0, or -EINVAL (bad handle) */
   vmDestroy(vm: number): number;
-  /** -> number of mappings, kernel node excluded. Writes OUT+0 = tree nodes in use, OUT+1 = bytes in use by this VM. */
+  /** -> number of mappings, kernel node excluded. Writes OUT_INFO+0 = tree nodes in use, OUT_INFO+1 = bytes in use by this VM. */
   vmStats(vm: number): number;
 
   /** addr(A0) range(A2) offset(A4) boId(A6) flags(A7): insert a new, unlinked mapping. -> handle, serial in OUT_SERIAL; -EINVAL, -EEXIST */
