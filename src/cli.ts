@@ -13,11 +13,20 @@ function versionLine(): string {
   return `gpuvm ${packageVersion()} engine=${info.name}${why}`;
 }
 
+let version: string;
+try {
+  version = versionLine();
+} catch (err) {
+  // GPUVM_BACKEND asked for an engine that cannot load: say why, no stack
+  process.stderr.write(`gpuvm: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+
 const program = new Command();
 program
   .name('gpuvm')
   .description("Linux's GPU virtual-memory machinery: replay VM_BIND streams and page-table commands")
-  .version(versionLine(), '-v, --version', 'print the version and the active engine');
+  .version(version, '-v, --version', 'print the version and the active engine');
 
 program
   .command('replay')
