@@ -26,14 +26,25 @@ function describe(v: unknown): string {
  * allowed (bigint-mode VMs).
  */
 export function putU64(io: Uint32Array, i: number, v: unknown, name: string, big: boolean): void {
+  // Kept tiny so V8 inlines it into every hot call: the common case is a
+  // safe non-negative integer number; everything else takes the slow path.
   if (typeof v === 'number') {
-    if (v >= 0 && v <= MAX_SAFE && Math.floor(v) === v) {
-      io[i] = v >>> 0;
-      io[i + 1] = (v / TWO32) >>> 0;
+    // v = hi * 2^32 + lo exactly iff v is an integer in [0, 2^53): then
+    // (v - lo) / 2^32 is an integer in [0, 2^21); fractions, negatives, NaN,
+    // infinities and values from 2^53 up all fail the test.
+    const lo = v >>> 0;
+    const hi = (v - lo) / TWO32;
+    if (hi >= 0 && hi <= 0x1f_ffff && (hi | 0) === hi) {
+      io[i] = lo;
+      io[i + 1] = hi;
       return;
     }
-    throw badNumber(v, name);
   }
+  putU64Slow(io, i, v, name, big);
+}
+
+function putU64Slow(io: Uint32Array, i: number, v: unknown, name: string, big: boolean): void {
+  if (typeof v === 'number') throw badNumber(v, name);
   if (typeof v === 'bigint') {
     if (v < 0n || v > U64_MAX) throw new RangeError(`${name} must be a u64, got ${describe(v)}`);
     if (!big && v > MAX_SAFE_BIG) {
