@@ -1157,13 +1157,15 @@ export function findFirst(vmh: u32): i32 {
  */
 export function findFirstBatch(vmh: u32, n: u32): i32 {
   const vm = getVm(vmh);
-  if (vm === null || n > IO_DATA_WORDS / 4) return -EINVAL;
+  if (vm === null || n > VAS_PER_CHUNK) return -EINVAL;
   let found: u32 = 0;
   const d = ioPtrAt(IO_DATA);
   const tree = vm.tree;
-  for (let i: u32 = 0; i < n; ++i) {
-    // Query i is read before DATA+2i, DATA+2i+1 are written; those words
-    // belong to queries already answered (2i+1 < 4i for i > 0).
+  // Result i is a whole VA record (words 12i..12i+11), so the caller needs no
+  // second crossing for a mapping it has not seen. Answering from the last
+  // query down, a result only overwrites queries 3i..3i+2, all answered by then
+  // (query 0 is read before result 0 is written).
+  for (let i: u32 = n; i-- > 0; ) {
     const q = d + (<usize>i << 4);
     const addr = load<u64>(q);
     const last = load<u64>(q, 8);
@@ -1172,10 +1174,14 @@ export function findFirstBatch(vmh: u32, n: u32): i32 {
       const c = tree.lowestOverlapping(addr, last);
       if (c.leaf != 0) h = c.val();
     }
-    const r = d + (<usize>i << 3);
-    store<u32>(r, h);
-    store<u32>(r, h != 0 ? vaAt(h).serial : 0, 4);
-    found += <u32>(h != 0);
+    const r = d + <usize>i * (<usize>VA_WORDS << 2);
+    if (h != 0) {
+      writeVaRecord(r, h);
+      ++found;
+    } else {
+      store<u32>(r, 0);
+      store<u32>(r, 0, 4);
+    }
   }
   return <i32>found;
 }

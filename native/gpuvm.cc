@@ -980,12 +980,14 @@ i32 Engine::FindFirst(u32 vmh) {
 
 i32 Engine::FindFirstBatch(u32 vmh, u32 n) {
   GpuVm* vm = GetVm(vmh);
-  if (vm == nullptr || n > IO_DATA_WORDS / 4) return -kEINVAL;
+  if (vm == nullptr || n > VAS_PER_CHUNK) return -kEINVAL;
   u32 found = 0;
   u32* d = io + IO_DATA;
-  for (u32 i = 0; i < n; ++i) {
-    // Query i (words 4i..4i+3) is read before result i (words 2i, 2i+1) is
-    // written; 2i+1 < 4i+4, so no unread query is overwritten.
+  // Result i is a whole VA record (words 12i..12i+11), so the caller needs no
+  // second crossing for a mapping it has not seen. Answering from the last
+  // query down, a result only overwrites queries 3i..3i+2, all answered by then
+  // (query 0 is read before result 0 is written).
+  for (u32 i = n; i-- > 0;) {
     const u64 addr = Read64(d, 4 * i);
     const u64 last = Read64(d, 4 * i + 2);
     u32 h = 0;
@@ -993,9 +995,13 @@ i32 Engine::FindFirstBatch(u32 vmh, u32 n) {
       const RangeCursor c = vm->tree.LowestOverlapping(nodes_, addr, last);
       if (c.leaf != 0) h = nodes_[c.leaf].val[c.slot];
     }
-    d[2 * i] = h;
-    d[2 * i + 1] = h != 0 ? vas_[h].serial : 0;
-    found += h != 0;
+    if (h != 0) {
+      WriteVaRecord(d + VA_WORDS * i, h);
+      ++found;
+    } else {
+      d[VA_WORDS * i] = 0;
+      d[VA_WORDS * i + 1] = 0;
+    }
   }
   return static_cast<i32>(found);
 }

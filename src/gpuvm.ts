@@ -703,7 +703,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /**
    * Batched findFirst: for every address (and `range`, default 1, i.e. "the
    * mapping containing it"), the lowest overlapping mapping or null. One engine
-   * call per 16384 queries.
+   * call per 5461 queries; results come back as whole records, so a mapping
+   * seen for the first time costs no extra crossing.
    */
   findFirstMany(addrs: ArrayLike<U64>, range: U64 = 1): (GpuVa<N> | null)[] {
     this.alive('findFirstMany');
@@ -717,9 +718,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const n = addrs.length;
     const out: (GpuVa<N> | null)[] = new Array(n).fill(null);
     if (r0 === 0 && r1 === 0) return out;
-    const per = IO.DATA_WORDS >>> 2;
-    for (let base = 0; base < n; base += per) {
-      const m = Math.min(per, n - base);
+    for (let base = 0; base < n; base += VAS_PER_CHUNK) {
+      const m = Math.min(VAS_PER_CHUNK, n - base);
       io = E.io();
       for (let i = 0; i < m; i++) {
         this.put(io, A, addrs[base + i], `addrs[${base + i}]`);
@@ -737,19 +737,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
       if (found === 0) continue;
       io = E.io();
       for (let i = 0; i < m; i++) {
-        const h = io[D + 2 * i];
-        if (h === 0) continue;
-        const serial = io[D + 2 * i + 1];
-        const have = this.vaCache.get(h);
-        if (have !== undefined && have.serial === serial) {
-          out[base + i] = have;
-        } else {
-          // not seen before: read its record (one more crossing, then cached)
-          const saved = io.slice(D + 2 * i, D + 2 * m);
-          if (E.vaGet(this._h, h, serial) > 0) out[base + i] = this.vaFromRecord(E.io(), D);
-          io = E.io();
-          io.set(saved, D + 2 * i);
-        }
+        const p = D + VA_WORDS * i;
+        if (io[p] !== 0) out[base + i] = this.vaFromRecord(io, p);
       }
     }
     return out;

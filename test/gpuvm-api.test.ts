@@ -128,6 +128,17 @@ describe.each(backends)('GpuVm on %s', (backend) => {
       expect(vm.findFirstMany(addrs, 0).every((x) => x === null)).toBe(true);
     });
 
+    it('findFirstMany over several engine chunks, cold, agrees with findFirst', () => {
+      const vm = new GpuVm({ start: 0, range: 0x100000 * U, backend });
+      for (let i = 0; i < 3000; i++) vm.bind(i * 4 * U, 2 * U, null, i);
+      const addrs = Array.from({ length: 13000 }, (_, i) => i * U); // 3 chunks of 5461
+      const many = vm.findFirstMany(addrs); // nothing materialised yet: every hit is new
+      const one = addrs.map((a) => vm.findFirst(a, 1));
+      expect(many).toEqual(one);
+      expect(many.filter((v) => v !== null).length).toBe(6000);
+      expect(many[4]).toBe(one[4]); // the same cached objects
+    });
+
     it('returns the same object for the same live mapping', () => {
       const vm = setup();
       const a = vm.findFirst(0x20 * U, 1)!;

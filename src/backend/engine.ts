@@ -150,7 +150,11 @@ export interface GpuVmEngine {
 
   /** addr(A0) last(A2, inclusive): the lowest mapping overlapping [addr, last]. -> handle (record at DATA) or 0 */
   findFirst(vm: number): number;
-  /** n queries at DATA, 4 words each (addr, last); result i is written in place as (handle, serial) at DATA+2i (0, 0 when none). -> number found */
+  /**
+   * n <= VAS_PER_CHUNK queries at DATA, 4 words each (addr, last); result i is
+   * a whole VA record at DATA + VA_WORDS*i (handle 0 when none), written in
+   * place from the last query down. -> number found
+   */
   findFirstBatch(vm: number, n: number): number;
   /** addr(A0) last(A2): up to `max` VA records of mappings overlapping [addr, last], ascending, at DATA. -> count */
   iterate(vm: number, max: number): number;
