@@ -1209,21 +1209,46 @@ export function iterate(vmh: u32, max: u32): i32 {
 // Op lists. Order of checks: bad VM, bad arguments (EINVAL), then a partly
 // applied list (EBUSY). A failing call leaves an untouched list in place.
 
-/** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7) -> op count (first chunk at DATA) */
-export function smMapOps(vmh: u32): i32 {
+/** A map request in ARG (addr, range, offset, BO, VmBo), as readMapRequest left it. */
+@unmanaged class MapRequest {
+  vm: GpuVm | null = null;
+  addr: u64 = 0;
+  range: u64 = 0;
+  offset: u64 = 0;
+  bo: u32 = 0;
+  vmbo: u32 = 0;
+}
+const mapReq = new MapRequest();
+
+/**
+ * The map request of smMapOps and bind: the VM, then the arguments (EINVAL),
+ * then the pending list (EBUSY). Returns 0 with mapReq filled, or the error.
+ */
+function readMapRequest(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
-  const addr = ioGet64(IO_ARG + 0);
-  const range = ioGet64(IO_ARG + 2);
-  const offset = ioGet64(IO_ARG + 4);
-  const bo = ioGet(IO_ARG + 6);
-  const vmbo = ioGet(IO_ARG + 7);
-  if (!rangeValid(vm, addr, range) || !mapVmBoValid(vmh, bo, vmbo)) return -EINVAL;
+  const m = mapReq;
+  m.vm = vm;
+  m.addr = ioGet64(IO_ARG + 0);
+  m.range = ioGet64(IO_ARG + 2);
+  m.offset = ioGet64(IO_ARG + 4);
+  m.bo = ioGet(IO_ARG + 6);
+  m.vmbo = ioGet(IO_ARG + 7);
+  if (!rangeValid(vm, m.addr, m.range) || !mapVmBoValid(vmh, m.bo, m.vmbo)) return -EINVAL;
   if (listBusy(vm)) return -EBUSY;
-  if (vmbo != 0) ++vmboAt(vmbo).refs; // the list's reference, before the old list lets go
+  return 0;
+}
+
+/** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7) -> op count (first chunk at DATA) */
+export function smMapOps(vmh: u32): i32 {
+  const err = readMapRequest(vmh);
+  if (err != 0) return err;
+  const m = mapReq;
+  const vm = changetype<GpuVm>(m.vm);
+  if (m.vmbo != 0) ++vmboAt(m.vmbo).refs; // the list's reference, before the old list lets go
   listReset(vm);
-  smMapGenerate(vm, addr, range, bo, offset, vmbo, vm.ops);
-  return listPublish(vm, vmbo);
+  smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, vm.ops);
+  return listPublish(vm, m.vmbo);
 }
 
 /**
@@ -1316,18 +1341,14 @@ export function opsDrop(vmh: u32): i32 {
 // result equals smMapOps/smUnmapOps + opsApply of the whole list.
 
 export function bind(vmh: u32): i32 {
-  const vm = getVm(vmh);
-  if (vm === null) return -EINVAL;
-  const addr = ioGet64(IO_ARG + 0);
-  const range = ioGet64(IO_ARG + 2);
-  const offset = ioGet64(IO_ARG + 4);
-  const bo = ioGet(IO_ARG + 6);
-  const vmbo = ioGet(IO_ARG + 7);
-  if (!rangeValid(vm, addr, range) || !mapVmBoValid(vmh, bo, vmbo)) return -EINVAL;
-  if (listBusy(vm)) return -EBUSY;
+  const err = readMapRequest(vmh);
+  if (err != 0) return err;
+  const m = mapReq;
+  const vm = changetype<GpuVm>(m.vm);
+  const vmbo = m.vmbo;
   if (vmbo != 0) ++vmboAt(vmbo).refs; // held while the call runs
   listReset(vm);
-  const n = fusedStep(vmh, vm, addr, range, true, bo, offset, vmbo);
+  const n = fusedStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, vmbo);
   if (vmbo != 0) gpuVmBoPutInternal(vmbo);
   writeZombies(vm);
   return <i32>n;

@@ -1029,21 +1029,31 @@ i32 Engine::Iterate(u32 vmh, u32 max) {
 // Op lists. Order of checks: bad VM, bad arguments (EINVAL), then a partly
 // applied list (EBUSY). A failing call leaves an untouched list in place.
 
+// A map request in ARG (addr, range, offset, BO, VmBo) for smMapOps and bind:
+// the VM, then the arguments (EINVAL), then the pending list (EBUSY). Returns
+// 0 with `m` filled, or the error.
+i32 Engine::ReadMapRequest(u32 vmh, GpuVm*& vm, MapRequest& m) {
+  vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  m.addr = Read64(io, IO_ARG + 0);
+  m.range = Read64(io, IO_ARG + 2);
+  m.offset = Read64(io, IO_ARG + 4);
+  m.bo = io[IO_ARG + 6];
+  m.vmbo = io[IO_ARG + 7];
+  if (!RangeValid(*vm, m.addr, m.range) || !MapVmBoValid(vmh, m.bo, m.vmbo)) return -kEINVAL;
+  if (ListBusy(*vm)) return -kEBUSY;
+  return 0;
+}
+
 i32 Engine::SmMapOps(u32 vmh) {
-  GpuVm* vmp = GetVm(vmh);
-  if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
-  const u64 addr = Read64(io, IO_ARG + 0);
-  const u64 range = Read64(io, IO_ARG + 2);
-  const u64 offset = Read64(io, IO_ARG + 4);
-  const u32 bo = io[IO_ARG + 6];
-  const u32 vmbo = io[IO_ARG + 7];
-  if (!RangeValid(vm, addr, range) || !MapVmBoValid(vmh, bo, vmbo)) return -kEINVAL;
-  if (ListBusy(vm)) return -kEBUSY;
-  if (vmbo != 0) ++vmbos_[vmbo].refs;  // the list's reference, before the old list lets go
-  ListReset(vm);
-  SmMapGenerate(vm, addr, range, bo, offset, vmbo, vm.list.ops);
-  return ListPublish(vm, vmbo);
+  GpuVm* vm;
+  MapRequest m;
+  const i32 err = ReadMapRequest(vmh, vm, m);
+  if (err != 0) return err;
+  if (m.vmbo != 0) ++vmbos_[m.vmbo].refs;  // the list's reference, before the old list lets go
+  ListReset(*vm);
+  SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, vm->list.ops);
+  return ListPublish(*vm, m.vmbo);
 }
 
 // The list entry points that take a range share one shape: check the VM, the
@@ -1123,21 +1133,15 @@ i32 Engine::OpsDrop(u32 vmh) {
 // result equals smMapOps/smUnmapOps + opsApply of the whole list.
 
 i32 Engine::Bind(u32 vmh) {
-  GpuVm* vmp = GetVm(vmh);
-  if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
-  const u64 addr = Read64(io, IO_ARG + 0);
-  const u64 range = Read64(io, IO_ARG + 2);
-  const u64 offset = Read64(io, IO_ARG + 4);
-  const u32 bo = io[IO_ARG + 6];
-  const u32 vmbo = io[IO_ARG + 7];
-  if (!RangeValid(vm, addr, range) || !MapVmBoValid(vmh, bo, vmbo)) return -kEINVAL;
-  if (ListBusy(vm)) return -kEBUSY;
-  if (vmbo != 0) ++vmbos_[vmbo].refs;  // held while the call runs
-  ListReset(vm);
-  const u32 n = FusedStep(vmh, vm, addr, range, true, bo, offset, vmbo);
-  if (vmbo != 0) GpuVmBoPutInternal(vmbo);
-  WriteZombies(vm);
+  GpuVm* vm;
+  MapRequest m;
+  const i32 err = ReadMapRequest(vmh, vm, m);
+  if (err != 0) return err;
+  if (m.vmbo != 0) ++vmbos_[m.vmbo].refs;  // held while the call runs
+  ListReset(*vm);
+  const u32 n = FusedStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+  if (m.vmbo != 0) GpuVmBoPutInternal(m.vmbo);
+  WriteZombies(*vm);
   return static_cast<i32>(n);
 }
 

@@ -167,6 +167,11 @@ class Engine {
   static bool RangeInVm(const GpuVm& vm, u64 addr, u64 range);
   // The VmBo a map request links to: 0, or a live VmBo of this VM for `bo`.
   bool MapVmBoValid(u32 vmh, u32 bo, u32 vmbo);
+  struct MapRequest {
+    u64 addr, range, offset;
+    u32 bo, vmbo;
+  };
+  i32 ReadMapRequest(u32 vmh, GpuVm*& vm, MapRequest& m);
 
   // ---- mapping records and VmBo lists ----
   GPUVM_INLINE u32 GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags);
