@@ -256,28 +256,35 @@ function gpuVaRelease(vm: GpuVm, va: u32): void {
   --vm.vaCount;
 }
 
-/** drm_gpuva_link: append to the VmBo's list; each linked mapping holds a reference. */
-function gpuVaLink(va: u32, vmbo: u32): void {
+/**
+ * The VmBo's mapping list (link order) and the reference each linked mapping
+ * holds: put va between prev and next (0 = the list's end)...
+ */
+@inline function vmBoListInsert(va: u32, vmbo: u32, prev: u32, next: u32): void {
   const m = vaAt(va);
   const b = vmboAt(vmbo);
   m.vmbo = vmbo;
-  m.vbPrev = b.tail;
-  m.vbNext = 0;
-  if (b.tail != 0) {
-    vaAt(b.tail).vbNext = va;
+  m.vbPrev = prev;
+  m.vbNext = next;
+  if (prev != 0) {
+    vaAt(prev).vbNext = va;
   } else {
     b.head = va;
   }
-  b.tail = va;
+  if (next != 0) {
+    vaAt(next).vbPrev = va;
+  } else {
+    b.tail = va;
+  }
   ++b.count;
   ++b.refs;
 }
 
-/** drm_gpuva_unlink: leave the VmBo's list and drop the reference. */
-function gpuVaUnlink(va: u32): void {
+/** ...and take it out again; returns the VmBo (0 if va was not linked), whose reference the caller drops as it must. */
+@inline function vmBoListRemove(va: u32): u32 {
   const m = vaAt(va);
   const vb = m.vmbo;
-  if (vb == 0) return;
+  if (vb == 0) return 0;
   const b = vmboAt(vb);
   if (m.vbPrev != 0) {
     vaAt(m.vbPrev).vbNext = m.vbNext;
@@ -293,7 +300,18 @@ function gpuVaUnlink(va: u32): void {
   m.vmbo = 0;
   m.vbPrev = 0;
   m.vbNext = 0;
-  gpuVmBoPutInternal(vb);
+  return vb;
+}
+
+/** drm_gpuva_link: append to the VmBo's list; each linked mapping holds a reference. */
+function gpuVaLink(va: u32, vmbo: u32): void {
+  vmBoListInsert(va, vmbo, vmboAt(vmbo).tail, 0);
+}
+
+/** drm_gpuva_unlink: leave the VmBo's list and drop the reference. */
+function gpuVaUnlink(va: u32): void {
+  const vb = vmBoListRemove(va);
+  if (vb != 0) gpuVmBoPutInternal(vb);
 }
 
 /**
@@ -897,39 +915,10 @@ function txUndoAll(vm: GpuVm, log: Vec): void {
       const vb = load<u32>(u, 8);
       const vbPrev = load<u32>(u, 12);
       const vbNext = load<u32>(u, 16);
-      const b = vmboAt(vb);
-      m.vmbo = vb;
-      m.vbPrev = vbPrev;
-      m.vbNext = vbNext;
-      if (vbPrev != 0) {
-        vaAt(vbPrev).vbNext = va;
-      } else {
-        b.head = va;
-      }
-      if (vbNext != 0) {
-        vaAt(vbNext).vbPrev = va;
-      } else {
-        b.tail = va;
-      }
-      ++b.count;
-      ++b.refs;
+      vmBoListInsert(va, vb, vbPrev, vbNext);
     } else if (kind == TX_UNDO_CREATED) {
-      if (m.vmbo != 0) {
-        const b = vmboAt(m.vmbo);
-        if (m.vbPrev != 0) {
-          vaAt(m.vbPrev).vbNext = m.vbNext;
-        } else {
-          b.head = m.vbNext;
-        }
-        if (m.vbNext != 0) {
-          vaAt(m.vbNext).vbPrev = m.vbPrev;
-        } else {
-          b.tail = m.vbPrev;
-        }
-        --b.count;
-        --b.refs;
-        m.vmbo = 0;
-      }
+      const vb = vmBoListRemove(va);
+      if (vb != 0) --vmboAt(vb).refs;
       tree.remove(m.addr);
       --vm.mappings;
       gpuVaRelease(vm, va);

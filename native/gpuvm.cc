@@ -109,28 +109,34 @@ GPUVM_INLINE void Engine::GpuVaRelease(GpuVm& vm, u32 va) {
   --vm.vaCount;
 }
 
-// drm_gpuva_link: append to the VmBo's list; each linked mapping holds a ref.
-GPUVM_INLINE void Engine::GpuVaLink(u32 va, u32 vmbo) {
+// The VmBo's mapping list (link order) and the reference each linked mapping
+// holds: put va between prev and next (0 = the list's end)...
+GPUVM_INLINE void Engine::VmBoListInsert(u32 va, u32 vmbo, u32 prev, u32 next) {
   GpuVa& m = vas_[va];
   GpuVmBo& b = vmbos_[vmbo];
   m.vmbo = vmbo;
-  m.vbPrev = b.tail;
-  m.vbNext = 0;
-  if (b.tail != 0) {
-    vas_[b.tail].vbNext = va;
+  m.vbPrev = prev;
+  m.vbNext = next;
+  if (prev != 0) {
+    vas_[prev].vbNext = va;
   } else {
     b.head = va;
   }
-  b.tail = va;
+  if (next != 0) {
+    vas_[next].vbPrev = va;
+  } else {
+    b.tail = va;
+  }
   ++b.count;
   ++b.refs;
 }
 
-// drm_gpuva_unlink: leave the VmBo's list and drop the reference.
-GPUVM_INLINE void Engine::GpuVaUnlink(u32 va) {
+// ...and take it out again; returns the VmBo (0 if va was not linked), whose
+// reference the caller drops as it must.
+GPUVM_INLINE u32 Engine::VmBoListRemove(u32 va) {
   GpuVa& m = vas_[va];
   const u32 vb = m.vmbo;
-  if (vb == 0) return;
+  if (vb == 0) return 0;
   GpuVmBo& b = vmbos_[vb];
   if (m.vbPrev != 0) {
     vas_[m.vbPrev].vbNext = m.vbNext;
@@ -146,7 +152,18 @@ GPUVM_INLINE void Engine::GpuVaUnlink(u32 va) {
   m.vmbo = 0;
   m.vbPrev = 0;
   m.vbNext = 0;
-  GpuVmBoPutInternal(vb);
+  return vb;
+}
+
+// drm_gpuva_link: append to the VmBo's list; each linked mapping holds a ref.
+GPUVM_INLINE void Engine::GpuVaLink(u32 va, u32 vmbo) {
+  VmBoListInsert(va, vmbo, vmbos_[vmbo].tail, 0);
+}
+
+// drm_gpuva_unlink: leave the VmBo's list and drop the reference.
+GPUVM_INLINE void Engine::GpuVaUnlink(u32 va) {
+  const u32 vb = VmBoListRemove(va);
+  if (vb != 0) GpuVmBoPutInternal(vb);
 }
 
 // A reference dropped inside the engine: at 0 the VmBo becomes a zombie that
@@ -730,39 +747,10 @@ void Engine::TxUndoAll(GpuVm& vm, const std::vector<TxUndo>& log) {
     const TxUndo& u = log[i];
     GpuVa& m = vas_[u.va];
     if (u.kind == TX_UNDO_UNLINKED) {
-      GpuVmBo& b = vmbos_[u.vmbo];
-      m.vmbo = u.vmbo;
-      m.vbPrev = u.vbPrev;
-      m.vbNext = u.vbNext;
-      if (u.vbPrev != 0) {
-        vas_[u.vbPrev].vbNext = u.va;
-      } else {
-        b.head = u.va;
-      }
-      if (u.vbNext != 0) {
-        vas_[u.vbNext].vbPrev = u.va;
-      } else {
-        b.tail = u.va;
-      }
-      ++b.count;
-      ++b.refs;
+      VmBoListInsert(u.va, u.vmbo, u.vbPrev, u.vbNext);
     } else if (u.kind == TX_UNDO_CREATED) {
-      if (m.vmbo != 0) {
-        GpuVmBo& b = vmbos_[m.vmbo];
-        if (m.vbPrev != 0) {
-          vas_[m.vbPrev].vbNext = m.vbNext;
-        } else {
-          b.head = m.vbNext;
-        }
-        if (m.vbNext != 0) {
-          vas_[m.vbNext].vbPrev = m.vbPrev;
-        } else {
-          b.tail = m.vbPrev;
-        }
-        --b.count;
-        --b.refs;
-        m.vmbo = 0;
-      }
+      const u32 vb = VmBoListRemove(u.va);
+      if (vb != 0) --vmbos_[vb].refs;
       const u64 addr = m.addr;
       vm.tree.Remove(nodes_, addr);
       --vm.mappings;

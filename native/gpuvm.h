@@ -177,6 +177,8 @@ class Engine {
   GPUVM_INLINE u32 GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags);
   GPUVM_INLINE void GpuVaRelease(GpuVm& vm, u32 va);
   GPUVM_INLINE void GpuVaLink(u32 va, u32 vmbo);
+  GPUVM_INLINE void VmBoListInsert(u32 va, u32 vmbo, u32 prev, u32 next);
+  GPUVM_INLINE u32 VmBoListRemove(u32 va);
   GPUVM_INLINE void GpuVaUnlink(u32 va);  // drops the VmBo reference; may make a zombie
   void GpuVmBoPutInternal(u32 vmbo);  // refs - 1; at 0 the VmBo becomes a zombie
   void GpuVmBoRelease(GpuVm& vm, u32 vmbo);
