@@ -958,26 +958,26 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return this.takeList(n, false);
   }
 
-  /** Split/merge ops for unmapping a range (drm_gpuvm_sm_unmap_ops_create). */
-  smUnmapOps(addr: U64, range: U64): OpList<N> {
+  /** A list the engine makes of a range (the facade side of the engines' rangeListOps). */
+  private rangeList(what: 'smUnmapOps' | 'prefetchOps' | 'madviseOps', addr: U64, range: U64): OpList<N> {
     const E = this._E;
     const io = E.io();
     this.put(io, A + 0, addr, 'addr');
     this.put(io, A + 2, range, 'range');
-    const n = E.smUnmapOps(this._h);
-    if (n < 0) throw this.fail(n, 'smUnmapOps', addr, range);
+    const n = E[what](this._h);
+    // prefetch skips the kernel node rather than refusing it
+    if (n < 0) throw this.fail(n, what, addr, range, what !== 'prefetchOps');
     return this.takeList(n, false);
+  }
+
+  /** Split/merge ops for unmapping a range (drm_gpuvm_sm_unmap_ops_create). */
+  smUnmapOps(addr: U64, range: U64): OpList<N> {
+    return this.rangeList('smUnmapOps', addr, range);
   }
 
   /** One PREFETCH per mapping overlapping the range, the kernel node skipped (drm_gpuvm_prefetch_ops_create). */
   prefetchOps(addr: U64, range: U64): OpList<N> {
-    const E = this._E;
-    const io = E.io();
-    this.put(io, A + 0, addr, 'addr');
-    this.put(io, A + 2, range, 'range');
-    const n = E.prefetchOps(this._h);
-    if (n < 0) throw this.fail(n, 'prefetchOps', addr, range, false);
-    return this.takeList(n, false);
+    return this.rangeList('prefetchOps', addr, range);
   }
 
   /**
@@ -985,13 +985,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * attributes; no unmaps (drm_gpuvm_madvise_ops_create).
    */
   madviseOps(addr: U64, range: U64): OpList<N> {
-    const E = this._E;
-    const io = E.io();
-    this.put(io, A + 0, addr, 'addr');
-    this.put(io, A + 2, range, 'range');
-    const n = E.madviseOps(this._h);
-    if (n < 0) throw this.fail(n, 'madviseOps', addr, range);
-    return this.takeList(n, false);
+    return this.rangeList('madviseOps', addr, range);
   }
 
   /** @internal an op object for record i of a list */
