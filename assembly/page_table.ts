@@ -165,12 +165,8 @@ const staging = new GrowArray<u32>();
 
 let inited = false;
 
-function init(): void {
-  if (inited) return;
-  inited = true;
-  eFree.resize(SIZE_CLASSES);
-  for (let k: u32 = 0; k < SIZE_CLASSES; k++) eFree.set(k, NONE);
-  cost.resize(5);
+/** One more table slot in every per-table array (slot 0 is never a table). */
+function newTableSlot(): void {
   tLevel.push(0);
   tShift.push(0);
   tLog2.push(0);
@@ -178,6 +174,15 @@ function init(): void {
   tLive.push(0);
   tBase.push(0);
   tBorn.push(0);
+}
+
+function init(): void {
+  if (inited) return;
+  inited = true;
+  eFree.resize(SIZE_CLASSES);
+  for (let k: u32 = 0; k < SIZE_CLASSES; k++) eFree.set(k, NONE);
+  cost.resize(5);
+  newTableSlot();
   ptPush();
 }
 
@@ -245,13 +250,7 @@ export function tableAlloc(pt: u32, level: u32, compact: bool): u32 {
     t = tFree.pop();
   } else {
     t = tLevel.len;
-    tLevel.push(0);
-    tShift.push(0);
-    tLog2.push(0);
-    tFlags.push(0);
-    tLive.push(0);
-    tBase.push(0);
-    tBorn.push(0);
+    newTableSlot();
   }
   tLevel.set(t, <u8>level);
   tShift.set(t, <u8>sh);

@@ -45,10 +45,8 @@ std::vector<uint32_t> staging;
 
 bool inited = false;
 
-void init() {
-  if (inited) return;
-  inited = true;
-  for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
+// One more table slot in every per-table array (slot 0 is never a table).
+void newTableSlot() {
   tLevel.push_back(0);
   tShift.push_back(0);
   tLog2.push_back(0);
@@ -56,6 +54,13 @@ void init() {
   tLive.push_back(0);
   tBase.push_back(0);
   tBorn.push_back(0);
+}
+
+void init() {
+  if (inited) return;
+  inited = true;
+  for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
+  newTableSlot();
   pts.push_back(PtRec{});
 }
 
@@ -113,13 +118,7 @@ uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact) {
     tFree.pop_back();
   } else {
     t = (uint32_t)tLevel.size();
-    tLevel.push_back(0);
-    tShift.push_back(0);
-    tLog2.push_back(0);
-    tFlags.push_back(0);
-    tLive.push_back(0);
-    tBase.push_back(0);
-    tBorn.push_back(0);
+    newTableSlot();
   }
   tLevel[t] = (uint8_t)level;
   tShift[t] = (uint8_t)sh;
