@@ -123,6 +123,10 @@ const SIZE_CLASSES: u32 = 17;
   return ((<u64>1) << <u64>sh) - 1;
 }
 
+// The module globals below are the native twin's `Space` (all page-table
+// state of one engine instance): one WASM instance is one environment, so
+// they need no struct around them. Keep them in step with that struct.
+
 // ---- entry storage: blocks of 2^k entries, one LIFO free list per k ----
 const eVal = new GrowArray<u64>();
 const eMeta = new GrowArray<u8>();

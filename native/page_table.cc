@@ -10,43 +10,23 @@ namespace pt {
 namespace {
 
 constexpr uint32_t kNone = 0xffffffffu;
-constexpr uint32_t kSizeClasses = 17;  // blocks of 2^0 .. 2^16 entries
 
-// ---- entry storage: blocks of 2^k entries, one LIFO free list per k -------
-std::vector<uint64_t> eVal;
-std::vector<uint8_t> eMeta;
-uint32_t eTop = 0;
-uint32_t eFree[kSizeClasses];
+inline uint64_t rd64(const uint32_t* w) { return (uint64_t)w[0] | ((uint64_t)w[1] << 32); }
+inline void wr64(uint32_t* w, uint64_t v) {
+  w[0] = (uint32_t)v;
+  w[1] = (uint32_t)(v >> 32);
+}
 
-// ---- table pool (handle 0 unused) -------------------------------------------
-std::vector<uint8_t> tLevel;
-std::vector<uint8_t> tShift;  // entry shift (16 for compact level-0 tables)
-std::vector<uint8_t> tLog2;   // log2 of the entry count
-std::vector<uint8_t> tFlags;  // bit 0 alive, bit 1 compact
-std::vector<uint32_t> tLive;  // non-empty entries (zapped ones included)
-std::vector<uint32_t> tBase;  // first entry in eVal / eMeta
-std::vector<uint32_t> tBorn;  // serial of the call that created it (0 outside calls)
-std::vector<uint32_t> tFree;
+}  // namespace
 
-// ---- page-table records (handle 0 unused) -----------------------------------
-std::vector<PtRec> pts;
-std::vector<uint32_t> ptFree;
-
-// ---- the current call's cost accounting ----------------------------------------
-uint32_t serial = 0;
-std::vector<uint64_t> liveLog;  // (table << 32) | index of writes into pre-existing tables
-std::vector<uint32_t> created;  // tables created by the call
-uint32_t cAlloc = 0;
-uint32_t cFree = 0;
-uint32_t cost[5];
-
-// ---- staged apply records ------------------------------------------------------
-std::vector<uint32_t> staging;
-
-bool inited = false;
+Space::Space() {
+  for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
+  newTableSlot();
+  pts.push_back(PtRec{});
+}
 
 // One more table slot in every per-table array (slot 0 is never a table).
-void newTableSlot() {
+void Space::newTableSlot() {
   tLevel.push_back(0);
   tShift.push_back(0);
   tLog2.push_back(0);
@@ -56,27 +36,11 @@ void newTableSlot() {
   tBorn.push_back(0);
 }
 
-void init() {
-  if (inited) return;
-  inited = true;
-  for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
-  newTableSlot();
-  pts.push_back(PtRec{});
-}
-
-inline uint64_t rd64(const uint32_t* w) { return (uint64_t)w[0] | ((uint64_t)w[1] << 32); }
-inline void wr64(uint32_t* w, uint64_t v) {
-  w[0] = (uint32_t)v;
-  w[1] = (uint32_t)(v >> 32);
-}
-
-bool ptValid(uint32_t pt) { return pt > 0 && pt < pts.size() && pts[pt].alive != 0; }
-
-}  // namespace
+bool Space::ptValid(uint32_t pt) const { return pt > 0 && pt < pts.size() && pts[pt].alive != 0; }
 
 // ---- storage -----------------------------------------------------------------------
 
-uint32_t blockAlloc(uint32_t log2) {
+uint32_t Space::blockAlloc(uint32_t log2) {
   const uint32_t n = 1u << log2;
   uint32_t b = eFree[log2];
   if (b != kNone) {
@@ -96,12 +60,12 @@ uint32_t blockAlloc(uint32_t log2) {
   return b;
 }
 
-void blockFree(uint32_t b, uint32_t log2) {
+void Space::blockFree(uint32_t b, uint32_t log2) {
   eVal[b] = eFree[log2];
   eFree[log2] = b;
 }
 
-uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact) {
+uint32_t Space::tableAlloc(uint32_t pt, uint32_t level, bool compact) {
   PtRec& p = pts[pt];
   uint32_t sh;
   uint32_t log2;
@@ -135,7 +99,7 @@ uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact) {
 
 // Releases a table and every table below it (hidden children of zapped
 // entries included), without writing any entry.
-void releaseTable(uint32_t pt, uint32_t t) {
+void Space::releaseTable(uint32_t pt, uint32_t t) {
   if (tLevel[t] > 0) {
     const uint32_t n = 1u << tLog2[t];
     for (uint32_t i = 0; i < n; i++) {
@@ -155,7 +119,7 @@ void releaseTable(uint32_t pt, uint32_t t) {
 
 // Writes one entry, keeping live counts; a write into a table the current
 // call did not create is logged for the cost report.
-void writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint64_t val) {
+void Space::writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint64_t val) {
   const uint32_t e = tBase[t] + idx;
   const bool was = (eMeta[e] & kKindMask) != 0;
   const bool is = (meta & kKindMask) != 0;
@@ -199,7 +163,7 @@ void sortU64(uint64_t* a, uint32_t n) {
   }
 }
 
-void beginCall() {
+void Space::beginCall() {
   serial++;
   if (serial == 0) serial = 1;
   liveLog.clear();
@@ -208,7 +172,7 @@ void beginCall() {
   cFree = 0;
 }
 
-void endCall() {
+void Space::endCall() {
   const uint32_t n = (uint32_t)liveLog.size();
   uint32_t k = 1;
   while (k < n && liveLog[k - 1] <= liveLog[k]) k++;
@@ -248,7 +212,7 @@ void endCall() {
 // entry straight to the last one: only the (at most two) edge entries of each
 // table are visited. A visitor stops the walk by setting `abort`.
 template <class V>
-bool walkRange(V& v, uint32_t t, uint32_t L, uint64_t addr, uint64_t last, bool shared) {
+bool Space::walkRange(V& v, uint32_t t, uint32_t L, uint64_t addr, uint64_t last, bool shared) {
   const uint32_t sh = tShift[t];
   const uint64_t esz1 = ((uint64_t)1 << sh) - 1;
   const uint32_t mask = (1u << tLog2[t]) - 1;
@@ -288,7 +252,7 @@ bool walkRange(V& v, uint32_t t, uint32_t L, uint64_t addr, uint64_t last, bool 
 
 // Replaces the leaf entry (t, idx) at level L > 0 by a directory entry whose
 // new child holds the same mapping expressed one level down.
-uint32_t splitLeaf(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L) {
+uint32_t Space::splitLeaf(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L) {
   const uint32_t e = tBase[t] + idx;
   const uint8_t kind = eMeta[e] & kKindMask;
   const uint64_t val = eVal[e];
@@ -308,7 +272,7 @@ uint32_t splitLeaf(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L) {
 
 // Replaces the compact level-0 child of (t, idx) by a normal one holding the
 // same mappings (each 64 KiB entry as 2^(16-s0) entries).
-uint32_t decompact(uint32_t pt, uint32_t t, uint32_t idx) {
+uint32_t Space::decompact(uint32_t pt, uint32_t t, uint32_t idx) {
   const uint32_t old = (uint32_t)eVal[tBase[t] + idx];
   const uint32_t c = tableAlloc(pt, 0, false);
   const PtRec& p = pts[pt];
@@ -336,7 +300,7 @@ uint32_t decompact(uint32_t pt, uint32_t t, uint32_t idx) {
 }
 
 // The index run [*i0, *i1] of the entries of table t lying wholly inside [addr, last].
-bool fullRun(uint32_t t, uint64_t addr, uint64_t last, uint32_t* i0, uint32_t* i1) {
+bool Space::fullRun(uint32_t t, uint64_t addr, uint64_t last, uint32_t* i0, uint32_t* i1) {
   const uint32_t sh = tShift[t];
   const uint64_t esz1 = ((uint64_t)1 << sh) - 1;
   const uint32_t mask = (1u << tLog2[t]) - 1;
@@ -352,7 +316,7 @@ bool fullRun(uint32_t t, uint64_t addr, uint64_t last, uint32_t* i0, uint32_t* i
 
 // The kill rule: every non-empty entry of table t lies inside [addr, last],
 // or is a live directory entry whose child satisfies the rule itself.
-bool killable(uint32_t t, uint64_t addr, uint64_t last) {
+bool Space::killable(uint32_t t, uint64_t addr, uint64_t last) {
   const uint32_t live = tLive[t];
   const uint32_t sh = tShift[t];
   const uint64_t esz1 = ((uint64_t)1 << sh) - 1;
@@ -383,7 +347,7 @@ bool killable(uint32_t t, uint64_t addr, uint64_t last) {
 
 // Unbind of the run of table t wholly inside [addr, last]: non-empty entries
 // are cleared, their subtrees released.
-void clearRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last) {
+void Space::clearRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last) {
   uint32_t i0, i1;
   if (!fullRun(t, addr, last, &i0, &i1)) return;
   for (uint32_t i = i0; i <= i1; i++) {
@@ -397,7 +361,7 @@ void clearRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last) {
 
 // Zap of the run of table t wholly inside [addr, last]: visible entries
 // become zapped, nothing is released.
-void zapRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last) {
+void Space::zapRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last) {
   uint32_t i0, i1;
   if (!fullRun(t, addr, last, &i0, &i1)) return;
   for (uint32_t i = i0; i <= i1; i++) {
@@ -415,6 +379,7 @@ inline bool aligned64K(uint64_t addr, uint64_t last) {
 // ---- bind (xe_pt_stage_bind) ------------------------------------------------------------
 
 struct BindWalk {
+  Space& s;
   uint32_t pt;
   const uint32_t* segs;
   bool isNull;
@@ -452,11 +417,11 @@ struct BindWalk {
   // The level-0 entries of [addr, last] in table c become leaves: what the
   // walker's visit of each level-0 entry does (pre at L = 0), as one loop.
   void fillLeaves(uint32_t c, uint64_t addr, uint64_t last) {
-    const uint32_t sh = tShift[c];
-    const uint32_t idx0 = (uint32_t)(addr >> sh) & ((1u << tLog2[c]) - 1);
+    const uint32_t sh = s.tShift[c];
+    const uint32_t idx0 = (uint32_t)(addr >> sh) & ((1u << s.tLog2[c]) - 1);
     const uint32_t n = (uint32_t)((last - addr) >> sh) + 1;
-    uint8_t* m = eMeta.data() + tBase[c] + idx0;
-    uint64_t* v = eVal.data() + tBase[c] + idx0;
+    uint8_t* m = s.eMeta.data() + s.tBase[c] + idx0;
+    uint64_t* v = s.eVal.data() + s.tBase[c] + idx0;
     uint32_t added = 0;
     if (isNull) {
       for (uint32_t i = 0; i < n; i++) {
@@ -481,26 +446,26 @@ struct BindWalk {
         va += (uint64_t)k << sh;
       }
     }
-    tLive[c] += added;
-    pts[pt].entries += added;
-    if (tBorn[c] != serial) {
-      for (uint32_t i = 0; i < n; i++) liveLog.push_back(((uint64_t)c << 32) | (idx0 + i));
+    s.tLive[c] += added;
+    s.pts[pt].entries += added;
+    if (s.tBorn[c] != s.serial) {
+      for (uint32_t i = 0; i < n; i++) s.liveLog.push_back(((uint64_t)c << 32) | (idx0 + i));
     }
   }
 
   // Descends into the child of (t, idx) at level L: level-0 children are filled at once.
   int descend(uint32_t t, uint32_t idx, uint32_t L, uint64_t addr, uint64_t last) {
     if (L != 1) return kSubtree;
-    fillLeaves((uint32_t)eVal[tBase[t] + idx], addr, last);
+    fillLeaves((uint32_t)s.eVal[s.tBase[t] + idx], addr, last);
     return kContinue;
   }
 
   int pre(uint32_t t, uint32_t idx, uint32_t L, uint64_t addr, uint64_t last) {
-    const PtRec& p = pts[pt];
-    const uint32_t sh = tShift[t];
+    const PtRec& p = s.pts[pt];
+    const uint32_t sh = s.tShift[t];
     const uint64_t esz1 = ((uint64_t)1 << sh) - 1;
-    const uint32_t e = tBase[t] + idx;
-    const uint8_t m = eMeta[e];
+    const uint32_t e = s.tBase[t] + idx;
+    const uint8_t m = s.eMeta[e];
     const uint8_t kind = m & kKindMask;
     const bool covered = (addr & esz1) == 0 && last - addr == esz1;
     if (!isNull) seek(addr);
@@ -509,27 +474,27 @@ struct BindWalk {
       leaf = isNull || (last - segVa < segLen(seg) && ((segPa(seg) + (addr - segVa)) & esz1) == 0);
     }
     if (leaf) {
-      if (kind == kDir) releaseTable(pt, (uint32_t)eVal[e]);
+      if (kind == kDir) s.releaseTable(pt, (uint32_t)s.eVal[e]);
       if (isNull) {
-        writeEntry(pt, t, idx, kNull, 0);
+        s.writeEntry(pt, t, idx, kNull, 0);
       } else {
-        writeEntry(pt, t, idx, kLeaf, segPa(seg) + (addr - segVa));
+        s.writeEntry(pt, t, idx, kLeaf, segPa(seg) + (addr - segVa));
       }
       return kContinue;
     }
     if (covered || kind != kDir || (m & kZapped) != 0) {
       if (!covered && (kind == kLeaf || kind == kNull) && (m & kZapped) == 0) {
-        splitLeaf(pt, t, idx, L);
+        s.splitLeaf(pt, t, idx, L);
         return descend(t, idx, L, addr, last);
       }
-      const uint32_t old = (uint32_t)eVal[e];
+      const uint32_t old = (uint32_t)s.eVal[e];
       const bool compact = L == 1 && covered && (p.flags & kCreateCompact) != 0 && scan64K(addr, last);
-      const uint32_t c = tableAlloc(pt, L - 1, compact);
-      if (kind == kDir) releaseTable(pt, old);
-      writeEntry(pt, t, idx, (uint8_t)(kDir | (compact ? kCompactChild : 0)), c);
+      const uint32_t c = s.tableAlloc(pt, L - 1, compact);
+      if (kind == kDir) s.releaseTable(pt, old);
+      s.writeEntry(pt, t, idx, (uint8_t)(kDir | (compact ? kCompactChild : 0)), c);
       return descend(t, idx, L, addr, last);
     }
-    if ((m & kCompactChild) != 0 && !(aligned64K(addr, last) && scan64K(addr, last))) decompact(pt, t, idx);
+    if ((m & kCompactChild) != 0 && !(aligned64K(addr, last) && scan64K(addr, last))) s.decompact(pt, t, idx);
     return descend(t, idx, L, addr, last);
   }
 
@@ -539,66 +504,68 @@ struct BindWalk {
 // ---- unbind (xe_pt_stage_unbind with the kill rule) ---------------------------------------
 
 struct UnbindWalk {
+  Space& s;
   uint32_t pt;
   bool abort;
 
   int pre(uint32_t t, uint32_t idx, uint32_t L, uint64_t addr, uint64_t last) {
-    const uint32_t e = tBase[t] + idx;
-    const uint8_t m = eMeta[e];
+    const uint32_t e = s.tBase[t] + idx;
+    const uint8_t m = s.eMeta[e];
     const uint8_t kind = m & kKindMask;
     if (kind == kEmpty || (m & kZapped) != 0) return kContinue;
     if (kind != kDir) {
       if (L == 0) return kContinue;
-      splitLeaf(pt, t, idx, L);
+      s.splitLeaf(pt, t, idx, L);
       return kSubtree;
     }
-    const uint32_t c = (uint32_t)eVal[e];
-    if (killable(c, addr, last)) {
-      releaseTable(pt, c);
-      writeEntry(pt, t, idx, kEmpty, 0);
+    const uint32_t c = (uint32_t)s.eVal[e];
+    if (s.killable(c, addr, last)) {
+      s.releaseTable(pt, c);
+      s.writeEntry(pt, t, idx, kEmpty, 0);
       return kContinue;
     }
-    if ((m & kCompactChild) != 0 && !aligned64K(addr, last)) decompact(pt, t, idx);
+    if ((m & kCompactChild) != 0 && !aligned64K(addr, last)) s.decompact(pt, t, idx);
     return kSubtree;
   }
 
   void post(uint32_t t, uint32_t idx, uint32_t, uint64_t addr, uint64_t last) {
-    const uint32_t e = tBase[t] + idx;
-    if ((eMeta[e] & (kKindMask | kZapped)) != kDir) return;
-    clearRun(pt, (uint32_t)eVal[e], addr, last);
+    const uint32_t e = s.tBase[t] + idx;
+    if ((s.eMeta[e] & (kKindMask | kZapped)) != kDir) return;
+    s.clearRun(pt, (uint32_t)s.eVal[e], addr, last);
   }
 };
 
 // ---- zap (xe_pt_zap_ptes) ----------------------------------------------------------------
 
 struct ZapWalk {
+  Space& s;
   uint32_t pt;
   bool abort;
 
   int pre(uint32_t t, uint32_t idx, uint32_t, uint64_t, uint64_t) {
-    return (eMeta[tBase[t] + idx] & (kKindMask | kZapped)) == kDir ? kSubtree : kContinue;
+    return (s.eMeta[s.tBase[t] + idx] & (kKindMask | kZapped)) == kDir ? kSubtree : kContinue;
   }
 
   void post(uint32_t t, uint32_t idx, uint32_t, uint64_t addr, uint64_t last) {
-    const uint32_t e = tBase[t] + idx;
-    if ((eMeta[e] & (kKindMask | kZapped)) != kDir) return;
-    zapRun(pt, (uint32_t)eVal[e], addr, last);
+    const uint32_t e = s.tBase[t] + idx;
+    if ((s.eMeta[e] & (kKindMask | kZapped)) != kDir) return;
+    s.zapRun(pt, (uint32_t)s.eVal[e], addr, last);
   }
 };
 
-void runBind(uint32_t pt, uint64_t va, uint64_t last, const uint32_t* segs, bool isNull) {
-  BindWalk v{pt, segs, isNull, 0, va, false};
+void Space::runBind(uint32_t pt, uint64_t va, uint64_t last, const uint32_t* segs, bool isNull) {
+  BindWalk v{*this, pt, segs, isNull, 0, va, false};
   walkRange(v, pts[pt].root, pts[pt].top, va, last, false);
 }
 
-void runUnbind(uint32_t pt, uint64_t va, uint64_t last) {
-  UnbindWalk v{pt, false};
+void Space::runUnbind(uint32_t pt, uint64_t va, uint64_t last) {
+  UnbindWalk v{*this, pt, false};
   walkRange(v, pts[pt].root, pts[pt].top, va, last, true);
   clearRun(pt, pts[pt].root, va, last);
 }
 
-void runZap(uint32_t pt, uint64_t va, uint64_t last) {
-  ZapWalk v{pt, false};
+void Space::runZap(uint32_t pt, uint64_t va, uint64_t last) {
+  ZapWalk v{*this, pt, false};
   walkRange(v, pts[pt].root, pts[pt].top, va, last, true);
   zapRun(pt, pts[pt].root, va, last);
 }
@@ -607,7 +574,7 @@ void runZap(uint32_t pt, uint64_t va, uint64_t last) {
 
 // PS64: a level-0 leaf of a normal table whose aligned 64 KiB block holds
 // 2^(16-s0) visible leaves of one kind, physically contiguous and 64 KiB aligned.
-bool hint64K(uint32_t pt, uint32_t t, uint32_t idx) {
+bool Space::hint64K(uint32_t pt, uint32_t t, uint32_t idx) {
   const PtRec& p = pts[pt];
   if (tLevel[t] != 0 || (tFlags[t] & 2) != 0) return false;
   if (!(p.shift[0] < kShift64K && p.shift[1] > kShift64K)) return false;
@@ -625,7 +592,7 @@ bool hint64K(uint32_t pt, uint32_t t, uint32_t idx) {
   return true;
 }
 
-uint32_t entryInfo(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L) {
+uint32_t Space::entryInfo(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L) {
   const uint8_t m = eMeta[tBase[t] + idx];
   const uint8_t kind = m & kKindMask;
   uint32_t info = (L << kInfoLevelShift) | ((uint32_t)tShift[t] << kInfoSizeShift);
@@ -639,6 +606,7 @@ uint32_t entryInfo(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L) {
 }
 
 struct OutWalk {
+  Space& s;
   uint32_t pt;
   uint32_t flags;
   uint32_t top;
@@ -661,15 +629,15 @@ struct OutWalk {
       abort = true;
       return;
     }
-    const uint32_t e = tBase[t] + idx;
-    const uint8_t m = eMeta[e];
+    const uint32_t e = s.tBase[t] + idx;
+    const uint8_t m = s.eMeta[e];
     const uint8_t kind = m & kKindMask;
-    const uint64_t esz1 = ((uint64_t)1 << tShift[t]) - 1;
+    const uint64_t esz1 = ((uint64_t)1 << s.tShift[t]) - 1;
     uint32_t* r = data + count * kWalkWords;
     wr64(r, addr & ~esz1);
-    wr64(r + 2, kind == kLeaf ? eVal[e] : 0);
-    r[4] = entryInfo(pt, t, idx, L) | post;
-    r[5] = kind == kDir ? tLive[(uint32_t)eVal[e]] : 0;
+    wr64(r + 2, kind == kLeaf ? s.eVal[e] : 0);
+    r[4] = s.entryInfo(pt, t, idx, L) | post;
+    r[5] = kind == kDir ? s.tLive[(uint32_t)s.eVal[e]] : 0;
     r[6] = t;
     r[7] = idx;
     count++;
@@ -679,7 +647,7 @@ struct OutWalk {
 
   int pre(uint32_t t, uint32_t idx, uint32_t L, uint64_t addr, uint64_t last) {
     if (hasCursor && last < cpos) return kContinue;
-    const uint8_t m = eMeta[tBase[t] + idx];
+    const uint8_t m = s.eMeta[s.tBase[t] + idx];
     const uint8_t kind = m & kKindMask;
     bool want;
     if (kind == kEmpty) {
@@ -697,7 +665,7 @@ struct OutWalk {
 
   void post(uint32_t t, uint32_t idx, uint32_t L, uint64_t, uint64_t last) {
     if ((flags & kWalkPost) == 0) return;
-    if ((eMeta[tBase[t] + idx] & (kKindMask | kZapped)) != kDir) return;
+    if ((s.eMeta[s.tBase[t] + idx] & (kKindMask | kZapped)) != kDir) return;
     if (after(last, 64 + L)) emit(t, idx, L, last, kInfoPost, last, 64 + L);
   }
 };
@@ -717,8 +685,7 @@ int32_t geomValid(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t fl
   return 0;
 }
 
-int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags) {
-  init();
+int32_t Space::ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags) {
   const int32_t r = geomValid(shifts, n, leaf, flags);
   if (r < 0) return r;
   uint32_t pt;
@@ -746,8 +713,7 @@ int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t fla
   return (int32_t)pt;
 }
 
-int32_t ptDestroy(uint32_t pt) {
-  init();
+int32_t Space::ptDestroy(uint32_t pt) {
   if (!ptValid(pt)) return -kEinval;
   releaseTable(pt, pts[pt].root);
   pts[pt].alive = 0;
@@ -806,7 +772,9 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint32_t*
   return (int32_t)idx;
 }
 
-int32_t runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* out) {
+}  // namespace
+
+int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* out) {
   const int32_t count = validateRecords(pts[pt], w, n, out + kOutFailIndex);
   if (count < 0) return count;
   uint32_t total[5] = {0, 0, 0, 0, 0};
@@ -834,10 +802,7 @@ int32_t runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* out) {
   return count;
 }
 
-}  // namespace
-
-int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out) {
-  init();
+int32_t Space::ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out) {
   if (!ptValid(pt) || n > kIoDataWords || (flags & ~(kApplyBegin | kApplyEnd)) != 0) {
     staging.clear();
     return -kEinval;
@@ -851,8 +816,7 @@ int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, 
   return r;
 }
 
-int32_t ptTranslate(uint32_t pt, uint64_t va, uint32_t* out) {
-  init();
+int32_t Space::ptTranslate(uint32_t pt, uint64_t va, uint32_t* out) {
   out[0] = 0;
   out[1] = 0;
   out[2] = 0;
@@ -879,8 +843,7 @@ int32_t ptTranslate(uint32_t pt, uint64_t va, uint32_t* out) {
   }
 }
 
-int32_t ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n) {
-  init();
+int32_t Space::ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n) {
   if (!ptValid(pt) || n > kIoDataWords / 4) return -kEinval;
   int32_t found = 0;
   for (uint32_t i = 0; i < n; i++) {
@@ -895,9 +858,8 @@ int32_t ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n) {
   return found;
 }
 
-int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32_t crank, uint32_t hasCursor,
+int32_t Space::ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32_t crank, uint32_t hasCursor,
                uint32_t flags, uint32_t max, uint32_t* data, uint32_t* out) {
-  init();
   const uint32_t all = kWalkDirs | kWalkPost | kWalkShared | kWalkEmpty | kWalkZapped;
   if (!ptValid(pt) || (flags & ~all) != 0 || max > kIoDataWords / kWalkWords) return -kEinval;
   wr64(out, cpos);
@@ -906,7 +868,7 @@ int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32
   if (first > p.spanLast) return 0;
   if (last > p.spanLast) last = p.spanLast;
   if (first > last || max == 0) return 0;
-  OutWalk v{pt, flags, p.top, hasCursor != 0, cpos, crank, data, max, 0, 0, 0, false};
+  OutWalk v{*this, pt, flags, p.top, hasCursor != 0, cpos, crank, data, max, 0, 0, 0, false};
   walkRange(v, p.root, p.top, first, last, (flags & kWalkShared) != 0);
   if (v.count > 0) {
     wr64(out, v.lastPos);
@@ -915,8 +877,7 @@ int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32
   return (int32_t)v.count;
 }
 
-int32_t ptStats(uint32_t pt, uint32_t* out) {
-  init();
+int32_t Space::ptStats(uint32_t pt, uint32_t* out) {
   if (!ptValid(pt)) return -kEinval;
   out[0] = pts[pt].tables;
   out[1] = pts[pt].entries;

@@ -7,8 +7,8 @@
 //   the highest level that may hold a leaf, and optionally compact 64 KiB
 //   level-0 tables. A table at level L < top has 2^(s[L+1]-s[L]) entries, the
 //   root as many as the level below it.
-// - Tables live in an engine-global pool (handle 0 = none). Their entries live
-//   in two engine-global arrays (value u64, meta u8), allocated in blocks of
+// - Tables live in a pool of the Space (handle 0 = none). Their entries live
+//   in two arrays of the Space (value u64, meta u8), allocated in blocks of
 //   2^k entries with one free list per k. An entry is empty, a leaf (value =
 //   physical address of its first byte), a null leaf (sparse), or a directory
 //   entry (value = child table). Any non-empty entry may be zapped: it then
@@ -113,21 +113,84 @@ struct PtRec {
   uint8_t shift[kMaxShifts];
 };
 
-// ---- engine-global storage -------------------------------------------------
-uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact);
-void releaseTable(uint32_t pt, uint32_t t);
-void writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint64_t val);
+// All page-table state of one engine instance. The addon makes one per
+// environment (main thread, each worker, each package copy loading the
+// addon), so page tables never share storage, handles or cost accounting
+// across environments. The WASM twin needs none: one module instance is one
+// environment, its globals are its Space.
+struct Space {
+  static constexpr uint32_t kSizeClasses = 17;  // blocks of 2^0 .. 2^16 entries
 
-// ---- public operations (marshalled by page_table_addon.cc) ----------------
+  // entry storage: blocks of 2^k entries, one LIFO free list per k
+  std::vector<uint64_t> eVal;
+  std::vector<uint8_t> eMeta;
+  uint32_t eTop = 0;
+  uint32_t eFree[kSizeClasses];
+
+  // table pool (handle 0 unused)
+  std::vector<uint8_t> tLevel;
+  std::vector<uint8_t> tShift;  // entry shift (16 for compact level-0 tables)
+  std::vector<uint8_t> tLog2;   // log2 of the entry count
+  std::vector<uint8_t> tFlags;  // bit 0 alive, bit 1 compact
+  std::vector<uint32_t> tLive;  // non-empty entries (zapped ones included)
+  std::vector<uint32_t> tBase;  // first entry in eVal / eMeta
+  std::vector<uint32_t> tBorn;  // serial of the call that created it (0 outside calls)
+  std::vector<uint32_t> tFree;
+
+  // page-table records (handle 0 unused)
+  std::vector<PtRec> pts;
+  std::vector<uint32_t> ptFree;
+
+  // the current call's cost accounting
+  uint32_t serial = 0;
+  std::vector<uint64_t> liveLog;  // (table << 32) | index of writes into pre-existing tables
+  std::vector<uint32_t> created;  // tables created by the call
+  uint32_t cAlloc = 0;
+  uint32_t cFree = 0;
+  uint32_t cost[5] = {0, 0, 0, 0, 0};
+
+  // staged apply records
+  std::vector<uint32_t> staging;
+
+  Space();
+
+  // ---- public operations (marshalled by page_table_addon.cc) ----
+  int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
+  int32_t ptDestroy(uint32_t pt);
+  int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out);
+  int32_t ptTranslate(uint32_t pt, uint64_t va, uint32_t* out);
+  int32_t ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n);
+  int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32_t crank, uint32_t hasCursor,
+                 uint32_t flags, uint32_t max, uint32_t* data, uint32_t* out);
+  int32_t ptStats(uint32_t pt, uint32_t* out);
+
+  // ---- storage and algorithms (page_table.cc) ----
+  void newTableSlot();
+  bool ptValid(uint32_t pt) const;
+  uint32_t blockAlloc(uint32_t log2);
+  void blockFree(uint32_t b, uint32_t log2);
+  uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact);
+  void releaseTable(uint32_t pt, uint32_t t);
+  void writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint64_t val);
+  void beginCall();
+  void endCall();
+  template <class V>
+  bool walkRange(V& v, uint32_t t, uint32_t L, uint64_t addr, uint64_t last, bool shared);
+  uint32_t splitLeaf(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L);
+  uint32_t decompact(uint32_t pt, uint32_t t, uint32_t idx);
+  bool fullRun(uint32_t t, uint64_t addr, uint64_t last, uint32_t* i0, uint32_t* i1);
+  bool killable(uint32_t t, uint64_t addr, uint64_t last);
+  void clearRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last);
+  void zapRun(uint32_t pt, uint32_t t, uint64_t addr, uint64_t last);
+  void runBind(uint32_t pt, uint64_t va, uint64_t last, const uint32_t* segs, bool isNull);
+  void runUnbind(uint32_t pt, uint64_t va, uint64_t last);
+  void runZap(uint32_t pt, uint64_t va, uint64_t last);
+  bool hint64K(uint32_t pt, uint32_t t, uint32_t idx);
+  uint32_t entryInfo(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L);
+  int32_t runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* out);
+};
+
 int32_t geomValid(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
-int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
-int32_t ptDestroy(uint32_t pt);
-int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out);
-int32_t ptTranslate(uint32_t pt, uint64_t va, uint32_t* out);
-int32_t ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n);
-int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32_t crank, uint32_t hasCursor,
-               uint32_t flags, uint32_t max, uint32_t* data, uint32_t* out);
-int32_t ptStats(uint32_t pt, uint32_t* out);
 
 }  // namespace pt
 }  // namespace gpuvm

@@ -12,8 +12,9 @@
  * allowed at levels 0..leaf), entries are empty, leaves (a physical address),
  * null leaves (sparse), or directory entries (a child table); any non-empty
  * entry can be zapped (translates to nothing, still live, keeps its hidden
- * subtree). Tables and entries live in engine-global pools; the walker runs
- * inside the engine, and walks come out in chunks through io.
+ * subtree). Tables and entries live in pools of the engine instance (one per
+ * environment: thread, package copy); the walker runs inside the engine, and
+ * walks come out in chunks through io.
  *
  * Inside the engine ranges are inclusive [first, last], so a 2^64 span needs
  * no 65-bit arithmetic; the facade passes `va` and `size` for mutations.
