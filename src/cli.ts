@@ -1,11 +1,11 @@
 /**
- * The `gpuvm` command: `gpuvm replay FILE|-` (SPEC §8) and `gpuvm --version`.
+ * The `gpuvm` command: `gpuvm replay FILE|-` and `gpuvm --version`.
  */
-import { readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { Command } from 'commander';
 import { backendInfo } from './backend/loader.js';
 import { packageVersion } from './backend/loader.js';
-import { replay } from './replay.js';
+import { replayStream } from './replay-stream.js';
 
 function versionLine(): string {
   const info = backendInfo();
@@ -30,11 +30,15 @@ program
 
 program
   .command('replay')
-  .description('run a replay file (SPEC §8); - reads stdin')
+  .description('run a replay file, each command as its line arrives; - reads stdin')
   .argument('<file>', 'replay file, or - for stdin')
-  .action((file: string) => {
-    const text = file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8');
-    process.stdout.write(replay(text));
+  .action(async (file: string) => {
+    // a reader that stops early (`| head`) ends the run quietly, like other filters
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+    });
+    const input = file === '-' ? process.stdin : createReadStream(file);
+    await replayStream(input, process.stdout);
   });
 
 program.parseAsync(process.argv).catch((err: Error) => {

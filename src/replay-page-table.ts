@@ -1,5 +1,5 @@
 /**
- * The page-table commands of the replay language (SPEC §8.1):
+ * The page-table commands of the replay language:
  *
  *   pt [<shift0> <shift1> ...] [leaf=<L>]   new table (default 12 21 30 39, leaf=min(2, top))
  *   ptbind <va> <size> <pa>+<len>[,...] | null
@@ -11,8 +11,8 @@
  * Commands before any `pt` line use the default table. A successful ptbind,
  * ptunbind or ptzap prints its cost line and `ok`; anything refused or
  * malformed prints `err EINVAL` and changes nothing. Tables are created in
- * bigint mode so every u64 is exact. handle() returns false for a command it
- * does not know (the GpuVm commands of replay.ts).
+ * bigint mode so every u64 is exact. lines() and handle() refuse a command
+ * they do not know (the GpuVm commands of replay.ts) with null / false.
  */
 import type { BackendName } from './backend/loader.js';
 import type { Engine } from './backend/engine.js';
@@ -21,6 +21,13 @@ import { DEFAULT_SHIFTS, PageTable, type PtCost, type PtSegment } from './page-t
 import { U64_MAX } from './u64.js';
 
 export interface PageTableReplay {
+  /**
+   * The output lines of one page-table command, produced as it runs (a
+   * ptdump is walked in engine-sized pieces, never held whole), or null for
+   * a command that is not a page-table command.
+   */
+  lines(cmd: string, args: string[]): Generator<string, void, undefined> | null;
+  /** lines(), collected into `out`; false for a command that is not a page-table command */
   handle(cmd: string, args: string[], out: string[]): boolean;
   /** releases the current table */
   close(): void;
@@ -76,7 +83,7 @@ export function createPageTableReplay(engine?: Engine | BackendName | null): Pag
     if (args.length !== n) throw new Malformed(`${cmd} takes ${n} arguments`);
   };
 
-  const run = (cmd: string, args: string[], out: string[]): void => {
+  function* run(cmd: string, args: string[]): Generator<string, void, undefined> {
     switch (cmd) {
       case 'pt': {
         const shifts: number[] = [];
@@ -101,8 +108,8 @@ export function createPageTableReplay(engine?: Engine | BackendName | null): Pag
         const va = parseU64(args[0]);
         const size = parseU64(args[1]);
         const backing = parseBacking(args[2]);
-        out.push(costLine(current().bind(va, size, backing)));
-        out.push('ok');
+        yield costLine(current().bind(va, size, backing));
+        yield 'ok';
         return;
       }
       case 'ptunbind':
@@ -111,41 +118,48 @@ export function createPageTableReplay(engine?: Engine | BackendName | null): Pag
         const va = parseU64(args[0]);
         const size = parseU64(args[1]);
         const t = current();
-        out.push(costLine(cmd === 'ptunbind' ? t.unbind(va, size) : t.zap(va, size)));
-        out.push('ok');
+        yield costLine(cmd === 'ptunbind' ? t.unbind(va, size) : t.zap(va, size));
+        yield 'ok';
         return;
       }
       case 'translate': {
         arity(cmd, args, 1);
         const va = parseU64(args[0]);
         const r = current().translate(va);
-        if (r === null) out.push('none');
-        else out.push(`pa ${r.pa === null ? 'null' : hex(r.pa)} size=${hex(r.size)} level=${r.level}`);
+        if (r === null) yield 'none';
+        else yield `pa ${r.pa === null ? 'null' : hex(r.pa)} size=${hex(r.size)} level=${r.level}`;
         return;
       }
       case 'ptdump': {
         arity(cmd, args, 0);
         for (const e of current().walk()) {
-          out.push(`pte ${hex(e.va)} ${hex(e.size)} pa=${e.pa === null ? 'null' : hex(e.pa)} level=${e.level}`);
+          yield `pte ${hex(e.va)} ${hex(e.size)} pa=${e.pa === null ? 'null' : hex(e.pa)} level=${e.level}`;
         }
         return;
       }
     }
-  };
+  }
+
+  function* guarded(cmd: string, rawArgs: string[]): Generator<string, void, undefined> {
+    // tolerate a trailing comment the caller did not strip
+    const hash = rawArgs.findIndex((a) => a.startsWith('#'));
+    const args = hash >= 0 ? rawArgs.slice(0, hash) : rawArgs;
+    try {
+      yield* run(cmd, args);
+    } catch (err) {
+      if (err instanceof GpuVmError) yield `err ${err.code}`;
+      else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) yield 'err EINVAL';
+      else throw err;
+    }
+  }
 
   return {
-    handle(cmd: string, rawArgs: string[], out: string[]): boolean {
+    lines(cmd: string, args: string[]): Generator<string, void, undefined> | null {
+      return COMMANDS.has(cmd) ? guarded(cmd, args) : null;
+    },
+    handle(cmd: string, args: string[], out: string[]): boolean {
       if (!COMMANDS.has(cmd)) return false;
-      // tolerate a trailing comment the caller did not strip
-      const hash = rawArgs.findIndex((a) => a.startsWith('#'));
-      const args = hash >= 0 ? rawArgs.slice(0, hash) : rawArgs;
-      try {
-        run(cmd, args, out);
-      } catch (err) {
-        if (err instanceof GpuVmError) out.push(`err ${err.code}`);
-        else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) out.push('err EINVAL');
-        else throw err;
-      }
+      for (const line of guarded(cmd, args)) out.push(line);
       return true;
     },
     close(): void {

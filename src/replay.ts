@@ -1,7 +1,12 @@
 /**
- * The replay language (SPEC §8): one command per line, output byte for byte
- * as the spec says. VMs are created in bigint mode so every u64 is exact.
- * Page-table commands (§8.1) are handed to replay-page-table.ts.
+ * The replay language: one command per line, output byte for byte as the
+ * language defines it. VMs are created in bigint mode so every u64 is exact.
+ * Page-table commands are handed to replay-page-table.ts.
+ *
+ * A session turns one input line into its output lines through a generator,
+ * so a driver can run each command as its line arrives and write a large
+ * output (a dump) piece by piece: replay() below collects everything for a
+ * string, replay-stream.ts feeds the CLI's streams through the same session.
  */
 import { engineFor, type BackendName } from './backend/loader.js';
 import { GpuVmError } from './errors.js';
@@ -82,7 +87,8 @@ class ReplaySession {
     }
   }
 
-  run(cmd: string, args: string[], out: string[]): void {
+  /** The output lines of one GpuVm command; throws for a refused or malformed one. */
+  private *run(cmd: string, args: string[]): Generator<string, void, undefined> {
     const arity = (min: number, max = min) => {
       if (args.length < min || args.length > max) throw new Malformed(`${cmd} takes ${min}..${max} arguments`);
     };
@@ -106,35 +112,36 @@ class ReplaySession {
         arity(4);
         const [addr, range, bo, offset] = args.map(parseU64);
         const ops = this.needVm().smMapOps({ addr, range, bo: this.bo(bo), offset });
-        for (const op of ops) out.push(this.opLine(op));
+        for (const op of ops) yield this.opLine(op);
         ops.apply();
-        out.push('ok');
+        yield 'ok';
         return;
       }
       case 'unmap': {
         arity(2);
         const [addr, range] = args.map(parseU64);
         const ops = this.needVm().smUnmapOps(addr, range);
-        for (const op of ops) out.push(this.opLine(op));
+        for (const op of ops) yield this.opLine(op);
         ops.apply();
-        out.push('ok');
+        yield 'ok';
         return;
       }
       case 'prefetch': {
         arity(2);
         const [addr, range] = args.map(parseU64);
         const ops = this.needVm().prefetchOps(addr, range);
-        for (const op of ops) out.push(this.opLine(op));
+        for (const op of ops) yield this.opLine(op);
         ops.drop();
-        out.push('ok');
+        yield 'ok';
         return;
       }
       case 'unmapbo': {
         arity(1);
         const id = parseU64(args[0]);
         const vm = this.needVm();
-        const bo = this.bo(id);
-        const vb = bo === null ? null : vm.findBo(bo);
+        // BO 0 is the "no BO" of a sparse mapping: no object, so nothing to name
+        if (id === 0n) throw new GpuVmError('EINVAL', 'unmapbo: bo 0 names no BO');
+        const vb = vm.findBo(this.bo(id)!);
         if (vb !== null) {
           try {
             const ops = vb.unmapOps();
@@ -144,20 +151,20 @@ class ReplaySession {
               const b = (y as { va: { addr: bigint } }).va.addr;
               return a < b ? -1 : a > b ? 1 : 0;
             });
-            for (const op of sorted) out.push(this.opLine(op));
+            for (const op of sorted) yield this.opLine(op);
             ops.apply();
           } finally {
             if (vb.live) vb.put();
           }
         }
-        out.push('ok');
+        yield 'ok';
         return;
       }
       case 'dump': {
         arity(0);
         for (const va of this.needVm().mappings()) {
           if (va.isKernelNode) continue;
-          out.push(`va ${h(va.addr)} ${h(va.range)} bo=${this.id(va.bo)} off=${h(va.offset)}`);
+          yield `va ${h(va.addr)} ${h(va.range)} bo=${this.id(va.bo)} off=${h(va.offset)}`;
         }
         return;
       }
@@ -166,17 +173,21 @@ class ReplaySession {
     }
   }
 
-  line(raw: string, out: string[]): void {
+  /**
+   * The output lines of one input line (without line ends), produced while
+   * the command runs. Iterate it to the end before the next line: a refusal
+   * shows up as its last line, `err <CODE>`.
+   */
+  *line(raw: string): Generator<string, void, undefined> {
     const hash = raw.indexOf('#');
     const text = (hash >= 0 ? raw.slice(0, hash) : raw).trim();
     if (text === '') return;
     const [cmd, ...args] = text.split(/\s+/);
     try {
-      if (this.pt.handle(cmd, args, out)) return;
-      this.run(cmd, args, out);
+      yield* this.pt.lines(cmd, args) ?? this.run(cmd, args);
     } catch (err) {
-      if (err instanceof GpuVmError) out.push(`err ${err.code}`);
-      else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) out.push('err EINVAL');
+      if (err instanceof GpuVmError) yield `err ${err.code}`;
+      else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) yield 'err EINVAL';
       else throw err;
     }
   }
@@ -188,14 +199,83 @@ class ReplaySession {
   }
 }
 
+/**
+ * Splits text into lines as it arrives: a line ends at \n, \r\n or a lone \r,
+ * also when a chunk boundary falls between the \r and the \n of a CRLF.
+ */
+export class LineSplitter {
+  private partial = '';
+  private afterCr = false;
+
+  /** The lines that `chunk` completes, in order. */
+  push(chunk: string): string[] {
+    let from = 0;
+    if (this.afterCr && chunk.length > 0) {
+      // the \n of a CRLF whose \r ended the previous chunk
+      if (chunk.charCodeAt(0) === 10) from = 1;
+      this.afterCr = false;
+    }
+    const lines: string[] = [];
+    const end = /\r\n?|\n/g;
+    end.lastIndex = from;
+    for (let m = end.exec(chunk); m !== null; m = end.exec(chunk)) {
+      lines.push(this.partial + chunk.slice(from, m.index));
+      this.partial = '';
+      from = end.lastIndex;
+    }
+    if (from === chunk.length && chunk.length > 0 && chunk.charCodeAt(from - 1) === 13) this.afterCr = true;
+    this.partial += chunk.slice(from);
+    return lines;
+  }
+
+  /** The last line if the input did not end with a line end. */
+  end(): string[] {
+    const rest = this.partial;
+    this.partial = '';
+    this.afterCr = false;
+    return rest === '' ? [] : [rest];
+  }
+}
+
+/**
+ * A replay session: open(), then lines(text) for each piece of input as it
+ * arrives (any split, even inside a line or a CRLF), end() after the last
+ * one, close() always. Each call returns the output lines as a generator
+ * that runs the commands while it is iterated.
+ */
+export class ReplayRun {
+  private readonly session: ReplaySession;
+  private readonly splitter = new LineSplitter();
+
+  constructor(options: ReplayOptions = {}) {
+    this.session = new ReplaySession(options.backend);
+  }
+
+  /** Runs the lines `chunk` completes; yields their output lines. */
+  *lines(chunk: string): Generator<string, void, undefined> {
+    for (const raw of this.splitter.push(chunk)) yield* this.session.line(raw);
+  }
+
+  /** Runs a last line without a line end; yields its output lines. */
+  *end(): Generator<string, void, undefined> {
+    for (const raw of this.splitter.end()) yield* this.session.line(raw);
+  }
+
+  /** Releases the VM and the page table. */
+  close(): void {
+    this.session.close();
+  }
+}
+
 /** Runs a whole replay text; returns its output (each line ending in a newline). */
 export function replay(text: string, options: ReplayOptions = {}): string {
-  const session = new ReplaySession(options.backend);
-  const out: string[] = [];
+  const run = new ReplayRun(options);
+  let out = '';
   try {
-    for (const raw of text.split(/\r?\n/)) session.line(raw, out);
+    for (const line of run.lines(text)) out += line + '\n';
+    for (const line of run.end()) out += line + '\n';
   } finally {
-    session.close();
+    run.close();
   }
-  return out.length === 0 ? '' : out.join('\n') + '\n';
+  return out;
 }
