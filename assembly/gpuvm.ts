@@ -8,7 +8,7 @@
 
 import {
   EINVAL, EEXIST, EPERM, EBUSY, ENOMEM,
-  io, ioGet, ioSet, ioGet64,
+  io, ioGet, ioSet, ioGet64, ioSet64,
   IO_ARG, IO_OUT, IO_DATA, IO_DATA_WORDS,
   OUT_ZOMBIES, OUT_SERIAL, OUT_CREATED, OUT_FAIL_INDEX, OUT_INFO,
   OPS_PER_CHUNK, OP_MAP, OP_REMAP, OP_UNMAP, OP_PREFETCH, OP_KEEP, OP_HAS_PREV, OP_HAS_NEXT,
@@ -16,6 +16,7 @@ import {
   TX_WORDS, TX_PER_CHUNK, TX_MAP, TX_UNMAP, TX_PREFETCH, TX_UNMAP_ALL, TX_INJECT_ERROR,
 } from "./io";
 import { Pool, Vec, initPool } from "./pool";
+import { memUsed, memLimit, memSetLimitBytes } from "./budget";
 import { RangeTree, RangeRun, cursorNext, nodes, nodeAt, nKey, nEnd, nVal, nN, nNext, NODE_BYTES, RANGE_TREE_BYTES } from "./range_tree";
 
 // ---------------------------------------------------------------------------
@@ -145,6 +146,8 @@ const vmbos = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), 
 let serial: u32 = 0; // last serial handed out (engine-global)
 
 // Scratch kept between calls so transactions do not reallocate.
+// A list being generated, swapped into the VM once it fits.
+const genOps = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 const txOps = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 const txLog = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 // VmBos MAP entries link to, referenced for the whole run.
@@ -171,8 +174,9 @@ const stepVa = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 @inline function opAt(v: Vec, i: u32): GpuVaOp {
   return changetype<GpuVaOp>(v.at(i, OP_BYTES));
 }
-@inline function pushOp(out: Vec): GpuVaOp {
-  return changetype<GpuVaOp>(out.push(OP_BYTES));
+/** A new op record at the end of out, or null when its growth is refused. */
+@inline function pushOp(out: Vec): GpuVaOp | null {
+  return changetype<GpuVaOp | null>(out.push(OP_BYTES));
 }
 @inline function opKind(op: GpuVaOp): u32 {
   return op.kind & 0xff;
@@ -205,19 +209,24 @@ function getVmBo(vm: u32, vmbo: u32): GpuVmBo | null {
   return b;
 }
 
-/** Non-empty, no u64 overflow (an end of exactly 2^64 counts), inside the VM. */
-function rangeInVm(vm: GpuVm, addr: u64, range: u64): bool {
+/**
+ * drm_gpuvm_range_valid: non-empty, no u64 overflow (an end of exactly 2^64
+ * counts), inside the VM, clear of the kernel node.
+ */
+function rangeValid(vm: GpuVm, addr: u64, range: u64): bool {
   if (range == 0) return false;
   const end = addr + range;
   if (end <= addr) return false; // wrapped, or exactly 2^64
-  return addr >= vm.start && end <= vm.end;
+  if (addr < vm.start || end > vm.end) return false;
+  return !(vm.kend != vm.kstart && addr < vm.kend && vm.kstart < end);
 }
 
-/** drm_gpuvm_range_valid: rangeInVm and clear of the kernel node. */
-function rangeValid(vm: GpuVm, addr: u64, range: u64): bool {
-  if (!rangeInVm(vm, addr, range)) return false;
-  const end = addr + range;
-  return !(vm.kend != vm.kstart && addr < vm.kend && vm.kstart < end);
+/**
+ * The kernel does not check a prefetch range against the VM: it lists what
+ * the range overlaps, nothing for a zero range. Only overflow is refused.
+ */
+function prefetchRangeValid(vm: GpuVm, addr: u64, range: u64): bool {
+  return range == 0 || addr + range > addr;
 }
 
 /** The VmBo a map request links to: 0, or a live VmBo of this VM for `bo`. */
@@ -323,7 +332,11 @@ function gpuVmBoPutInternal(vmbo: u32): void {
   if (--b.refs != 0) return;
   b.state = VMBO_ZOMBIE;
   const vm = vmAt(b.vm);
-  vm.zombies.pushU32(vmbo); // room was ensured by the caller
+  // Room was ensured by the caller; should that reasoning ever fail, grow
+  // past the limit rather than write out of bounds.
+  const z = vm.zombies;
+  if (z.len == z.cap) z.reserve(<u64>z.len + 1, 4, true);
+  if (z.len < z.cap) z.pushU32(vmbo);
   ++vm.zombieCount;
 }
 
@@ -348,8 +361,8 @@ function gpuVmBoRelease(vm: GpuVm, vmbo: u32): void {
  * Zombie pushes must not allocate while a list is applied, so the array
  * keeps room for `extra` more plus what the pending list was promised.
  */
-function ensureZombieRoom(vm: GpuVm, extra: u32): void {
-  vm.zombies.reserve(vm.zLen + extra + vm.listZombieSlack, 4);
+function ensureZombieRoom(vm: GpuVm, extra: u32): bool {
+  return vm.zombies.reserve(<u64>vm.zLen + <u64>extra + <u64>vm.listZombieSlack, 4);
 }
 
 function writeVaRecord(dst: usize, va: u32): void {
@@ -377,8 +390,9 @@ function writeVaRecord(dst: usize, va: u32): void {
 // Split/merge generation
 
 /** An UNMAP/REMAP/PREFETCH record naming mapping h = [s, t). */
-@inline function pushExisting(out: Vec, h: u32, m: GpuVa, s: u64, t: u64): GpuVaOp {
+@inline function pushExisting(out: Vec, h: u32, m: GpuVa, s: u64, t: u64): GpuVaOp | null {
   const op = pushOp(out);
+  if (op === null) return null;
   op.handle = h;
   op.serial = m.serial;
   op.bo = m.bo;
@@ -391,8 +405,10 @@ function writeVaRecord(dst: usize, va: u32): void {
   return op;
 }
 
-@inline function pushMap(out: Vec, vmbo: u32, bo: u32, addr: u64, range: u64, offset: u64): void {
+/** false when out's growth is refused. */
+@inline function pushMap(out: Vec, vmbo: u32, bo: u32, addr: u64, range: u64, offset: u64): bool {
   const op = pushOp(out);
+  if (op === null) return false;
   op.kind = OP_MAP;
   op.handle = vmbo;
   op.serial = 0;
@@ -403,16 +419,20 @@ function writeVaRecord(dst: usize, va: u32): void {
   op.prevRange = 0;
   op.nextAddr = 0;
   op.nextOffset = 0;
+  return true;
 }
 
 /**
+ * Generators append to `out` and return false when its growth is refused
+ * (the VM is untouched either way; genInserts/genUnlinks describe `out`).
+ *
  * The walk sm_map and sm_unmap share: per overlapping mapping, ascending,
  * UNMAP or REMAP(prev?, next?), with keep when the mapping has the request's
  * non-null BO at the same address->offset relation (u64 wrapping; the three
  * forms of the kernel's case analysis folded into one). bo 0 never keeps,
- * which is sm_unmap's rule. Returns the mapping records the ops create.
+ * which is sm_unmap's rule.
  */
-function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): u32 {
+function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): bool {
   let inserts: u32 = 0;
   let unlinks: u32 = 0;
   const c = vm.tree.lowestOverlapping(a, e - 1);
@@ -423,6 +443,7 @@ function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): u32 
     const h = c.val();
     const m = vaAt(h);
     const op = pushExisting(out, h, m, s, t);
+    if (op === null) return false;
     let kind = OP_UNMAP;
     if (s < a || t > e) {
       kind = OP_REMAP;
@@ -443,24 +464,29 @@ function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): u32 
     ++unlinks;
     if (t >= e || !cursorNext(c)) break;
   }
+  genInserts = inserts;
   genUnlinks = unlinks;
-  return inserts;
+  return true;
 }
 
 /** drm_gpuvm_sm_map_ops_create: the split walk, then one MAP of the request. */
-function smMapGenerate(vm: GpuVm, a: u64, r: u64, bo: u32, off: u64, vmbo: u32, out: Vec): void {
-  const inserts = splitWalk(vm, a, a + r, bo, off, out);
-  pushMap(out, vmbo, bo, a, r, off);
-  genInserts = inserts + 1;
+function smMapGenerate(vm: GpuVm, a: u64, r: u64, bo: u32, off: u64, vmbo: u32, out: Vec): bool {
+  if (!splitWalk(vm, a, a + r, bo, off, out)) return false;
+  if (!pushMap(out, vmbo, bo, a, r, off)) return false;
+  ++genInserts;
+  return true;
 }
 
 /** drm_gpuvm_sm_unmap_ops_create: the split walk without a BO (keep always 0), no MAP. */
-function smUnmapGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
-  genInserts = splitWalk(vm, a, a + r, 0, 0, out);
+function smUnmapGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): bool {
+  return splitWalk(vm, a, a + r, 0, 0, out);
 }
 
 /** drm_gpuvm_prefetch_ops_create: one PREFETCH per overlapping mapping, the kernel node skipped. */
-function prefetchGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
+function prefetchGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): bool {
+  genInserts = 0;
+  genUnlinks = 0;
+  if (r == 0) return true;
   const e = a + r;
   const c = vm.tree.lowestOverlapping(a, e - 1);
   while (c.leaf != 0) {
@@ -470,12 +496,12 @@ function prefetchGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
     const m = vaAt(h);
     if ((m.state & VA_KERNEL) == 0) {
       const op = pushExisting(out, h, m, s, c.end());
+      if (op === null) return false;
       op.kind = OP_PREFETCH;
     }
     if (!cursorNext(c)) break;
   }
-  genInserts = 0;
-  genUnlinks = 0;
+  return true;
 }
 
 /**
@@ -484,7 +510,7 @@ function prefetchGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
  * edge of the request are split. As upstream, the MAPs are bare requests: no
  * BO and offset 0 (the final one is the request itself, whose offset is 0).
  */
-function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
+function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): bool {
   const e = a + r;
   let inserts: u32 = 0;
   let unlinks: u32 = 0;
@@ -506,6 +532,7 @@ function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
       continue;
     }
     const op = pushExisting(out, h, m, s, t);
+    if (op === null) return false;
     let kind = OP_REMAP;
     if (s < a) {
       kind |= OP_HAS_PREV;
@@ -522,13 +549,13 @@ function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
     ++unlinks;
     if (s > a) {
       // Starts inside, ends past the request: map [s, e) and stop.
-      pushMap(out, 0, 0, s, e - s, 0);
+      if (!pushMap(out, 0, 0, s, e - s, 0)) return false;
       ++inserts;
       break;
     }
     if (t < e) {
       // Starts before, ends inside: map [a, t) at once and go on.
-      pushMap(out, 0, 0, a, t - a, 0);
+      if (!pushMap(out, 0, 0, a, t - a, 0)) return false;
       ++inserts;
       if (!cursorNext(c)) break;
       continue;
@@ -538,11 +565,12 @@ function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
     break;
   }
   if (finalMap) {
-    pushMap(out, 0, 0, a, r, 0);
+    if (!pushMap(out, 0, 0, a, r, 0)) return false;
     ++inserts;
   }
   genInserts = inserts;
   genUnlinks = unlinks;
+  return true;
 }
 
 /**
@@ -550,17 +578,19 @@ function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): void {
  * link order; linked mappings already out of the tree are skipped (they
  * cannot be unmapped).
  */
-function vmBoUnmapGenerate(vmbo: u32, out: Vec): void {
+function vmBoUnmapGenerate(vmbo: u32, out: Vec): bool {
   let unlinks: u32 = 0;
   for (let h = vmboAt(vmbo).head; h != 0; h = vaAt(h).vbNext) {
     const m = vaAt(h);
     if ((m.state & VA_INSERTED) == 0) continue;
     const op = pushExisting(out, h, m, m.addr, m.end);
+    if (op === null) return false;
     op.kind = OP_UNMAP;
     ++unlinks;
   }
   genInserts = 0;
   genUnlinks = unlinks;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -600,21 +630,39 @@ function listReset(vm: GpuVm): void {
 }
 
 /**
- * Reserves what applying the freshly generated list needs, takes over the
- * reference on `vmbo` and writes the first chunk to io.
+ * Makes genOps (just generated) the VM's pending list in place of the old
+ * one: first checks that everything it needs fits (pool reservations, zombie
+ * room, opsApply's scratch; -ENOMEM with nothing changed), then takes the
+ * VmBo reference `vmbo` for the list, drops the old list and writes the
+ * first chunk to io. -> op count
  */
 function listPublish(vm: GpuVm, vmbo: u32): i32 {
-  const n = vm.opsLen;
+  const n = genOps.len;
+  const resVas = genInserts;
+  const resNodes = genInserts * vm.tree.insertNeed();
+  const slack = genUnlinks + 1;
+  // The old list's reservations are returned before the new ones are taken,
+  // and dropping it pushes at most its VmBo as a zombie.
+  if (
+    !vas.ensure(resVas > vm.listResVas ? resVas - vm.listResVas : 0) ||
+    !nodes.ensure(resNodes > vm.listResNodes ? resNodes - vm.listResNodes : 0) ||
+    !vm.zombies.reserve(<u64>vm.zLen + (vm.listVmbo != 0 ? 1 : 0) + <u64>slack, 4) ||
+    !doomed.reserve(n, 4)
+  ) {
+    genOps.clear();
+    return -ENOMEM;
+  }
+  if (vmbo != 0) ++vmboAt(vmbo).refs; // the list's reference, before the old list lets go
+  listReset(vm);
+  vm.ops.swap(genOps);
   vm.listNext = 0;
   vm.listVmbo = vmbo;
-  vm.listResVas = genInserts;
-  vm.listResNodes = genInserts * vm.tree.insertNeed();
-  vas.reserve(vm.listResVas);
-  nodes.reserve(vm.listResNodes);
-  const slack = genUnlinks + 1;
-  ensureZombieRoom(vm, slack);
+  vm.listResVas = resVas;
+  vm.listResNodes = resNodes;
+  // Cannot fail: ensured above.
+  vas.reserve(resVas);
+  nodes.reserve(resNodes);
   vm.listZombieSlack = slack;
-  doomed.reserve(n, 4);
   const chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
   memory.copy(ioPtrAt(IO_DATA), vm.opsData, <usize>chunk * OP_BYTES);
   if (n == 0) listRelease(vm);
@@ -625,11 +673,18 @@ function listPublish(vm: GpuVm, vmbo: u32): i32 {
 // ---------------------------------------------------------------------------
 // Op application
 
-/** Capacity for applying what was just generated, outside any reservation. */
-function ensureApply(vm: GpuVm): void {
-  vas.ensure(genInserts);
-  nodes.ensure(genInserts * vm.tree.insertNeed());
-  ensureZombieRoom(vm, genUnlinks + 1);
+/**
+ * Capacity for applying `ops` freshly generated ops (what genInserts /
+ * genUnlinks describe) with an undo log, right now (transactions).
+ */
+function ensureApply(vm: GpuVm, ops: u32): bool {
+  // An op logs at most 4 undo records (REMAP: removed, two pieces, unlinked).
+  return (
+    vas.ensure(genInserts) &&
+    nodes.ensure(genInserts * vm.tree.insertNeed()) &&
+    ensureZombieRoom(vm, genUnlinks + 1) &&
+    txLog.reserve(<u64>txLog.len + 4 * <u64>ops, TX_UNDO_BYTES)
+  );
 }
 
 /**
@@ -670,7 +725,7 @@ function validateOps(vmh: u32, vm: GpuVm, from: u32, to: u32): i32 {
 }
 
 @inline function logPush(log: Vec, kind: u32, va: u32, vmbo: u32, vbPrev: u32, vbNext: u32): void {
-  const p = log.push(TX_UNDO_BYTES);
+  const p = log.pushReserved(TX_UNDO_BYTES); // ensureApply made room
   store<u32>(p, kind);
   store<u32>(p, va, 4);
   store<u32>(p, vmbo, 8);
@@ -776,7 +831,7 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
  * calls applyOp would make (replace / remove / insert), removals grouped per
  * leaf where prepareRun allows. No op list is left afterwards. -> op count
  */
-function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): u32 {
+function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): i32 {
   const e = a + r;
   const tree = vm.tree;
   const c = tree.lowestOverlapping(a, e - 1);
@@ -789,7 +844,12 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
     const l = nodeAt(c.leaf);
     const s = nKey(l, c.slot);
     if (s >= e) break;
-    store<u64>(stepStart.push(8), s);
+    if (k == stepVa.cap && (!stepStart.reserve(2 * <u64>k + 64, 8) || !stepVa.reserve(2 * <u64>k + 64, 4))) {
+      stepStart.clear();
+      stepVa.clear();
+      return -ENOMEM;
+    }
+    store<u64>(stepStart.pushReserved(8), s);
     stepVa.pushU32(nVal(l, c.slot));
     ++k;
     lastEnd = nEnd(l, c.slot);
@@ -814,9 +874,21 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
     whole = tree.prepareRun(cLeaf, cSlot, run);
   }
 
-  vas.ensure(3);
-  nodes.ensure(3 * tree.insertNeed());
-  ensureZombieRoom(vm, k + 1);
+  // Everything the step may take, checked before anything changes; the
+  // pending list it replaces gives its reservations back first, and dropping
+  // it pushes at most its VmBo as a zombie.
+  const needNodes: u32 = 3 * tree.insertNeed();
+  if (
+    !vas.ensure(<u32>3 > vm.listResVas ? <u32>3 - vm.listResVas : 0) ||
+    !nodes.ensure(needNodes > vm.listResNodes ? needNodes - vm.listResNodes : 0) ||
+    !vm.zombies.reserve(<u64>vm.zLen + (vm.listVmbo != 0 ? 1 : 0) + <u64>k + 1, 4)
+  ) {
+    stepStart.clear();
+    stepVa.clear();
+    return -ENOMEM;
+  }
+  if (vmbo != 0) ++vmboAt(vmbo).refs; // held while the step runs
+  listReset(vm);
   // (Native prefetches the records and their VmBo list neighbours here; WASM
   // has no prefetch, and early loads measured no gain.)
   let prevPiece: u32 = 0;
@@ -897,7 +969,8 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
   }
   stepStart.clear();
   stepVa.clear();
-  return k + (map ? 1 : 0);
+  if (vmbo != 0) gpuVmBoPutInternal(vmbo);
+  return <i32>(k + (map ? 1 : 0));
 }
 
 /**
@@ -925,7 +998,9 @@ function txUndoAll(vm: GpuVm, log: Vec): void {
     } else {
       // TX_UNDO_REMOVED
       m.state = (m.state & ~VA_KEPT) | VA_INSERTED;
-      nodes.ensure(tree.insertNeed());
+      // The state being restored fit before; the pool never shrinks, so this
+      // only grows in a pathological tree shape, and then past the limit.
+      nodes.ensure(tree.insertNeed(), true);
       tree.insert(m.addr, m.end, va);
       ++vm.mappings;
     }
@@ -949,6 +1024,8 @@ export function vmCreate(): i32 {
     rend = rstart + rrange;
     if (rend <= rstart || rstart < start || rend > end) return -EINVAL;
   }
+  // The VM record, its root leaf and the kernel node's record and insert.
+  if (!vms.ensure(1) || !nodes.ensure(rrange != 0 ? 3 : 1) || !vas.ensure(rrange != 0 ? 1 : 0)) return -ENOMEM;
   const h = vms.alloc();
   const vm = vmAt(h);
   vm.start = start;
@@ -971,11 +1048,8 @@ export function vmCreate(): i32 {
   vm.txStaged.clear();
   vm.zombies.clear();
   vm.zombieCount = 0;
-  nodes.ensure(1);
   vm.tree.init();
   if (rrange != 0) {
-    vas.ensure(1);
-    nodes.ensure(vm.tree.insertNeed());
     const k = gpuVaCreate(h, vm, rstart, rend, 0, 0, 0);
     vaAt(k).state |= VA_KERNEL | VA_INSERTED;
     vm.tree.insert(rstart, rend, k);
@@ -989,7 +1063,7 @@ export function vmCreate(): i32 {
  * the order is part of the contract): linked mappings already out of the tree
  * (per VmBo in creation order, link order), then the tree's mappings in
  * address order, then the VmBos in creation order, then the VM. The VM's
- * arrays keep their storage for the next VM in this slot.
+ * arrays go back to the budget (records stay: pools never shrink).
  */
 export function vmDestroy(vmh: u32): i32 {
   const vm = getVm(vmh);
@@ -1000,7 +1074,7 @@ export function vmDestroy(vmh: u32): i32 {
   vm.listResNodes = 0;
   vm.listVmbo = 0;
   vm.listZombieSlack = 0;
-  vm.ops.clear();
+  vm.ops.release();
   vm.listNext = 0;
   for (let b = vm.vmboHead; b != 0; b = vmboAt(b).vmNext) {
     for (let h = vmboAt(b).head; h != 0; ) {
@@ -1016,8 +1090,8 @@ export function vmDestroy(vmh: u32): i32 {
   }
   while (vm.vmboHead != 0) gpuVmBoRelease(vm, vm.vmboHead);
   vm.tree.destroy();
-  vm.txStaged.clear();
-  vm.zombies.clear();
+  vm.txStaged.release();
+  vm.zombies.release();
   vm.zombieCount = 0;
   vm.live = 0;
   vms.free(vmh);
@@ -1056,8 +1130,7 @@ export function vaInsert(vmh: u32): i32 {
   if (!rangeValid(vm, addr, range)) return -EINVAL;
   const end = addr + range;
   if (vm.tree.lowestOverlapping(addr, end - 1).leaf != 0) return -EEXIST;
-  vas.ensure(1);
-  nodes.ensure(vm.tree.insertNeed());
+  if (!vas.ensure(1) || !nodes.ensure(vm.tree.insertNeed())) return -ENOMEM;
   const h = gpuVaCreate(vmh, vm, addr, end, offset, bo, flags);
   vm.tree.insert(addr, end, h);
   vaAt(h).state |= VA_INSERTED;
@@ -1100,7 +1173,7 @@ export function vaUnlink(vmh: u32, va: u32, serial: u32): i32 {
   const m = getVa(vmh, va, serial);
   if (m === null) return -EINVAL;
   if (m.vmbo != 0) {
-    ensureZombieRoom(vm, 1);
+    if (!ensureZombieRoom(vm, 1)) return -ENOMEM;
     gpuVaUnlink(va);
   }
   if ((vaAt(va).state & VA_INSERTED) == 0) gpuVaRelease(vm, va);
@@ -1207,7 +1280,7 @@ export function iterate(vmh: u32, max: u32): i32 {
   bo: u32 = 0;
   vmbo: u32 = 0;
 }
-const mapReq = new MapRequest();
+const mapReq = changetype<MapRequest>(memory.data(<i32>offsetof<MapRequest>(), 8));
 
 /**
  * The map request of smMapOps and bind: the VM, then the arguments (EINVAL),
@@ -1234,42 +1307,45 @@ export function smMapOps(vmh: u32): i32 {
   if (err != 0) return err;
   const m = mapReq;
   const vm = changetype<GpuVm>(m.vm);
-  if (m.vmbo != 0) ++vmboAt(m.vmbo).refs; // the list's reference, before the old list lets go
-  listReset(vm);
-  smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, vm.ops);
+  genOps.clear();
+  if (!smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps)) return -ENOMEM;
   return listPublish(vm, m.vmbo);
 }
 
 /**
  * The list entry points that take a range share one shape: check the VM, the
- * range (prefetch only needs it inside the VM, the kernel node is skipped) and
- * the pending list, then replace the list with what `gen` makes of the range.
+ * range (prefetch only refuses overflow, the kernel node is skipped) and the
+ * pending list, then replace the list with what `gen` makes of the range.
  */
-function rangeListOps(vmh: u32, insideOnly: bool, gen: (vm: GpuVm, a: u64, r: u64, out: Vec) => void): i32 {
+function rangeListOps(
+  vmh: u32,
+  valid: (vm: GpuVm, a: u64, r: u64) => bool,
+  gen: (vm: GpuVm, a: u64, r: u64, out: Vec) => bool,
+): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const addr = ioGet64(IO_ARG + 0);
   const range = ioGet64(IO_ARG + 2);
-  if (!(insideOnly ? rangeInVm(vm, addr, range) : rangeValid(vm, addr, range))) return -EINVAL;
+  if (!valid(vm, addr, range)) return -EINVAL;
   if (listBusy(vm)) return -EBUSY;
-  listReset(vm);
-  gen(vm, addr, range, vm.ops);
+  genOps.clear();
+  if (!gen(vm, addr, range, genOps)) return -ENOMEM;
   return listPublish(vm, 0);
 }
 
 /** addr(A0) range(A2) -> op count */
 export function smUnmapOps(vmh: u32): i32 {
-  return rangeListOps(vmh, false, smUnmapGenerate);
+  return rangeListOps(vmh, rangeValid, smUnmapGenerate);
 }
 
-/** addr(A0) range(A2) -> op count (kernel node excluded) */
+/** addr(A0) range(A2) -> op count (kernel node excluded; a zero range lists nothing) */
 export function prefetchOps(vmh: u32): i32 {
-  return rangeListOps(vmh, true, prefetchGenerate);
+  return rangeListOps(vmh, prefetchRangeValid, prefetchGenerate);
 }
 
 /** addr(A0) range(A2) -> op count */
 export function madviseOps(vmh: u32): i32 {
-  return rangeListOps(vmh, false, madviseGenerate);
+  return rangeListOps(vmh, rangeValid, madviseGenerate);
 }
 
 export function vmboUnmapOps(vmh: u32, vmbo: u32): i32 {
@@ -1277,8 +1353,8 @@ export function vmboUnmapOps(vmh: u32, vmbo: u32): i32 {
   if (vm === null) return -EINVAL;
   if (getVmBo(vmh, vmbo) === null) return -EINVAL;
   if (listBusy(vm)) return -EBUSY;
-  listReset(vm);
-  vmBoUnmapGenerate(vmbo, vm.ops);
+  genOps.clear();
+  if (!vmBoUnmapGenerate(vmbo, genOps)) return -ENOMEM;
   return listPublish(vm, 0);
 }
 
@@ -1334,13 +1410,9 @@ export function bind(vmh: u32): i32 {
   if (err != 0) return err;
   const m = mapReq;
   const vm = changetype<GpuVm>(m.vm);
-  const vmbo = m.vmbo;
-  if (vmbo != 0) ++vmboAt(vmbo).refs; // held while the call runs
-  listReset(vm);
-  const n = fusedStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, vmbo);
-  if (vmbo != 0) gpuVmBoPutInternal(vmbo);
+  const n = fusedStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
   writeZombies(vm);
-  return <i32>n;
+  return n;
 }
 
 export function unbind(vmh: u32): i32 {
@@ -1350,10 +1422,9 @@ export function unbind(vmh: u32): i32 {
   const range = ioGet64(IO_ARG + 2);
   if (!rangeValid(vm, addr, range)) return -EINVAL;
   if (listBusy(vm)) return -EBUSY;
-  listReset(vm);
   const n = fusedStep(vmh, vm, addr, range, false, 0, 0, 0);
   writeZombies(vm);
-  return <i32>n;
+  return n;
 }
 
 // ---------------------------------------------------------------------------
@@ -1370,7 +1441,7 @@ export function txStage(vmh: u32, n: u32): i32 {
   }
   const st = vm.txStaged;
   const words = n * TX_WORDS;
-  st.reserve(st.len + words, 4);
+  if (!st.reserve(<u64>st.len + <u64>words, 4)) return -ENOMEM;
   memory.copy(st.at(st.len, 4), d, <usize>words << 2);
   st.len += words;
   return <i32>(st.len / TX_WORDS);
@@ -1406,6 +1477,11 @@ export function txRun(vmh: u32): i32 {
   // Every VmBo a MAP entry links to is referenced for the whole run, so an
   // earlier entry that unmaps its last mapping cannot destroy it first.
   txHeld.clear();
+  if (!txHeld.reserve(entries, 4)) {
+    vm.txStaged.clear();
+    ioSet(OUT_FAIL_INDEX, 0);
+    return -ENOMEM;
+  }
   for (let i: u32 = 0; i < entries; ++i) {
     const e = vm.txStaged.at(i * TX_WORDS, 4);
     const vb = load<u32>(e, 8);
@@ -1430,25 +1506,29 @@ export function txRun(vmh: u32): i32 {
       if (!rangeValid(vm, addr, range) || !mapVmBoValid(vmh, bo, vmbo)) {
         err = -EINVAL;
       } else {
-        if (vmbo != 0) ++vmboAt(vmbo).refs;
-        smMapGenerate(vm, addr, range, bo, offset, vmbo, txOps);
-        ensureApply(vm);
-        for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
-        if (vmbo != 0) gpuVmBoPutInternal(vmbo);
+        if (!smMapGenerate(vm, addr, range, bo, offset, vmbo, txOps) || !ensureApply(vm, txOps.len - first)) {
+          err = -ENOMEM;
+        } else {
+          if (vmbo != 0) ++vmboAt(vmbo).refs;
+          for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+          if (vmbo != 0) gpuVmBoPutInternal(vmbo);
+        }
       }
     } else if (kind == TX_UNMAP) {
       if (!rangeValid(vm, addr, range)) {
         err = -EINVAL;
       } else {
-        smUnmapGenerate(vm, addr, range, txOps);
-        ensureApply(vm);
-        for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+        if (!smUnmapGenerate(vm, addr, range, txOps) || !ensureApply(vm, txOps.len - first)) {
+          err = -ENOMEM;
+        } else {
+          for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+        }
       }
     } else if (kind == TX_PREFETCH) {
-      if (!rangeInVm(vm, addr, range)) {
+      if (!prefetchRangeValid(vm, addr, range)) {
         err = -EINVAL;
-      } else {
-        prefetchGenerate(vm, addr, range, txOps);
+      } else if (!prefetchGenerate(vm, addr, range, txOps)) {
+        err = -ENOMEM;
       }
     } else {
       // TX_UNMAP_ALL: a BO without a VmBo in this VM (vmbo 0) has nothing to unmap
@@ -1456,9 +1536,11 @@ export function txRun(vmh: u32): i32 {
       if (vmbo != 0 && getVmBo(vmh, vmbo) === null) {
         err = -EINVAL;
       } else if (vmbo != 0) {
-        vmBoUnmapGenerate(vmbo, txOps);
-        ensureApply(vm);
-        for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+        if (!vmBoUnmapGenerate(vmbo, txOps) || !ensureApply(vm, txOps.len - first)) {
+          err = -ENOMEM;
+        } else {
+          for (let k = first; k < txOps.len; ++k) applyOp(vmh, vm, opAt(txOps, k), txLog, 0);
+        }
       }
     }
     if (err != 0) {
@@ -1467,6 +1549,12 @@ export function txRun(vmh: u32): i32 {
     }
   }
   vm.txStaged.clear();
+  // Committing drops the held references and the replaced list's VmBo: room
+  // for the zombies that may make, or the whole run is undone.
+  if (err == 0 && !vm.zombies.reserve(<u64>vm.zLen + <u64>txHeld.len + 1 + <u64>vm.listZombieSlack, 4)) {
+    err = -ENOMEM;
+    failAt = entries == 0 ? 0 : entries - 1;
+  }
 
   if (err != 0) {
     txUndoAll(vm, txLog);
@@ -1511,11 +1599,28 @@ export function txRun(vmh: u32): i32 {
 }
 
 // ---------------------------------------------------------------------------
+// The storage budget (budget.ts: the instance's linear memory)
+
+/** limit(A0) in bytes, 0 for none but the platform's -> 0 */
+export function memSetLimit(): i32 {
+  memSetLimitBytes(ioGet64(IO_ARG + 0));
+  return 0;
+}
+
+/** -> 0; bytes in use at OUT_INFO+0..1, the limit at OUT_INFO+2..3 */
+export function memStats(): i32 {
+  ioSet64(OUT_INFO + 0, memUsed());
+  ioSet64(OUT_INFO + 2, memLimit());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
 // VmBos
 
 export function vmboCreate(vmh: u32, bo: u32): i32 {
   const vmp = getVm(vmh);
   if (vmp === null || bo == 0) return -EINVAL;
+  if (!vmbos.ensure(1)) return -ENOMEM;
   const h = vmbos.alloc();
   const vm = vmAt(vmh);
   const b = vmboAt(h);
@@ -1550,6 +1655,9 @@ export function vmboPut(vmh: u32, vmbo: u32): i32 {
   if (vm === null) return -EINVAL;
   const b = getVmBo(vmh, vmbo);
   if (b === null || b.state != VMBO_LIVE) return -EINVAL;
+  // The caller may drop only references it holds: each linked mapping holds
+  // one, and so does a pending list that maps to this VmBo.
+  if (b.refs <= b.count + (vm.listVmbo == vmbo ? 1 : 0)) return -EINVAL;
   const refs = --b.refs;
   if (refs == 0) gpuVmBoRelease(vm, vmbo); // no mappings: each would hold a ref
   writeZombies(vm);

@@ -20,6 +20,7 @@ export {
   bind, unbind,
   txStage, txClear, txRun,
   vmboCreate, vmboGet, vmboPut, vmboInfo, vmboMappings, vmboReap,
+  memSetLimit, memStats,
 } from "./gpuvm";
 
 export * from "./page_table_api";

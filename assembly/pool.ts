@@ -10,9 +10,14 @@
 // Reservation (the dma-fence rule): a pending op list reserve()s what its
 // application may need; any other allocation first calls ensure(need), which
 // grows the pool so that `available >= reserved + need`. Applying a list then
-// only calls alloc() and never grows the storage.
+// only calls alloc() and never grows the storage. Growth goes through the
+// engine's budget (budget.ts): ensure, reserve and Vec.reserve return false
+// (nothing changed) when it is refused; alloc() requires a prior ensure or
+// reserve.
 //
-// Everything lives in unmanaged memory (heap.alloc/realloc/free): no GC.
+// Everything lives in unmanaged memory from budget.ts: no GC, no traps.
+
+import { memRealloc, memFree } from "./budget";
 
 @unmanaged export class Pool {
   base: usize = 0;
@@ -43,18 +48,24 @@
     return this.limit - 1 - this.freeCount;
   }
 
-  /** Grow so that `need` slots can be taken without touching reservations. */
-  ensure(need: u32): void {
+  /** Grow so that `need` slots can be taken without touching reservations; `force` ignores the limit (undo only). */
+  @inline ensure(need: u32, force: bool = false): bool {
     const want = <u64>this.reserved + <u64>need;
-    if (<u64>this.available() >= want) return;
-    let cap = <u64>this.cap;
-    while (<u64>this.freeCount + cap - <u64>this.limit < want) cap *= 2;
-    this.grow(<u32>cap);
+    if (<u64>this.available() >= want) return true;
+    return this.growFor(want, force);
   }
 
-  reserve(n: u32): void {
-    this.ensure(n);
+  growFor(want: u64, force: bool): bool {
+    let cap = <u64>this.cap;
+    while (<u64>this.freeCount + cap - <u64>this.limit < want) cap *= 2;
+    if (cap > 0xffffffff) return false; // handles are u32
+    return this.grow(<u32>cap, force);
+  }
+
+  reserve(n: u32): bool {
+    if (!this.ensure(n)) return false;
     this.reserved += n;
+    return true;
   }
 
   @inline unreserve(n: u32): void {
@@ -68,8 +79,6 @@
       --this.freeCount;
       return h;
     }
-    // Only reached without a prior ensure(); keeps the pool usable anyway.
-    if (this.limit == this.cap) this.grow(this.cap * 2);
     return this.limit++;
   }
 
@@ -79,20 +88,24 @@
     ++this.freeCount;
   }
 
-  grow(cap: u32): void {
-    const bytes = <usize>cap * <usize>this.stride;
+  /** New capacity, in place when the block can grow, else moved; false (nothing changed) when refused. */
+  grow(cap: u32, force: bool = false): bool {
+    const bytes64 = <u64>cap * <u64>this.stride;
+    if (bytes64 + <u64>this.align >= 0xffffffff) return false;
+    const bytes = <usize>bytes64;
     const old = <usize>this.cap * <usize>this.stride;
     const a = <usize>this.align;
-    const raw = heap.alloc(bytes + a);
+    const shift = this.base - this.raw; // where the records start in the block
+    const raw = memRealloc(this.raw, <u64>(bytes + a), force);
+    if (raw == 0) return false;
     const nb = (raw + a - 1) & ~(a - 1);
-    if (this.base != 0) {
-      memory.copy(nb, this.base, old);
-      heap.free(this.raw);
-    }
+    // A moved block keeps the records at their old offset: realign them.
+    if (this.base != 0 && nb != raw + shift) memory.copy(nb, raw + shift, old);
     memory.fill(nb + old, 0, bytes - old);
     this.raw = raw;
     this.base = nb;
     this.cap = cap;
+    return true;
   }
 }
 
@@ -107,7 +120,7 @@ export function initPool(p: Pool, stride: u32, initial: u32 = 64, align: u32 = 1
   p.freeHead = 0;
   p.freeCount = 0;
   p.reserved = 0;
-  p.grow(initial < 2 ? 2 : initial);
+  p.grow(initial < 2 ? 2 : initial, true);
   return p;
 }
 
@@ -121,19 +134,31 @@ export function initPool(p: Pool, stride: u32, initial: u32 = 64, align: u32 = 1
   cap: u32 = 0;
   len: u32 = 0;
 
-  reserve(n: u32, stride: u32): void {
-    if (n <= this.cap) return;
-    let c: u32 = this.cap < 16 ? 16 : this.cap * 2;
+  /** Capacity for n elements; false (nothing changed) when refused. */
+  reserve(n: u64, stride: u32, force: bool = false): bool {
+    if (n <= <u64>this.cap) return true;
+    if (n > 0x7fffffff) return false;
+    let c: u64 = this.cap < 16 ? 16 : <u64>this.cap * 2;
     while (c < n) c *= 2;
-    const bytes = <usize>c * <usize>stride;
-    this.data = this.data == 0 ? heap.alloc(bytes) : heap.realloc(this.data, bytes);
-    this.cap = c;
+    if (c > 0x7fffffff) c = 0x7fffffff;
+    const p = memRealloc(this.data, c * <u64>stride, force);
+    if (p == 0) return false;
+    this.data = p;
+    this.cap = <u32>c;
+    return true;
   }
 
-  /** Appends one element and returns its address (contents undefined). */
+  /** Appends one element and returns its address (contents undefined), or 0 when refused. */
   @inline push(stride: u32): usize {
     const i = this.len;
-    if (i == this.cap) this.reserve(i + 1, stride);
+    if (i == this.cap && !this.reserve(<u64>i + 1, stride)) return 0;
+    this.len = i + 1;
+    return this.data + <usize>i * <usize>stride;
+  }
+
+  /** Appends into room the caller reserved. */
+  @inline pushReserved(stride: u32): usize {
+    const i = this.len;
     this.len = i + 1;
     return this.data + <usize>i * <usize>stride;
   }
@@ -148,7 +173,7 @@ export function initPool(p: Pool, stride: u32, initial: u32 = 64, align: u32 = 1
 
   /** Frees the storage. */
   release(): void {
-    if (this.data != 0) heap.free(this.data);
+    memFree(this.data);
     this.data = 0;
     this.cap = 0;
     this.len = 0;
@@ -167,8 +192,9 @@ export function initPool(p: Pool, stride: u32, initial: u32 = 64, align: u32 = 1
   }
 
   // u32 element helpers
+  /** Appends into room the caller reserved. */
   @inline pushU32(v: u32): void {
-    store<u32>(this.push(4), v);
+    store<u32>(this.pushReserved(4), v);
   }
   @inline u32At(i: u32): u32 {
     return load<u32>(this.data + (<usize>i << 2));

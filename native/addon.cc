@@ -104,6 +104,8 @@ GPUVM_EXPORT2(VmBoPut, VmBoPut)
 GPUVM_EXPORT2(VmBoInfo, VmBoInfo)
 GPUVM_EXPORT4(VmBoMappings, VmBoMappings)
 GPUVM_EXPORT1(VmBoReap, VmBoReap)
+GPUVM_EXPORT0(MemSetLimit, MemSetLimit)
+GPUVM_EXPORT0(MemStats, MemStats)
 
 // Function::New<fn> dispatches to the C++ function directly (no per-call
 // trampoline object); `s` comes back as info.Data().
@@ -150,6 +152,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<VmBoInfo>(env, exports, s, "vmboInfo");
   Export<VmBoMappings>(env, exports, s, "vmboMappings");
   Export<VmBoReap>(env, exports, s, "vmboReap");
+  Export<MemSetLimit>(env, exports, s, "memSetLimit");
+  Export<MemStats>(env, exports, s, "memStats");
 
   gpuvm::RegisterPageTable(env, exports, &s->engine.io);
   return exports;

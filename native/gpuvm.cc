@@ -30,13 +30,30 @@ void CopyOpsOut(u32* dst, const GpuVaOp* ops, u32 n) {
     Write64(dst, 14, op.nextOffset);
   }
 #else
-  std::memcpy(dst, ops, static_cast<size_t>(n) * sizeof(GpuVaOp));
+  // An empty list may have no storage at all (a null pointer).
+  if (n != 0) std::memcpy(dst, ops, static_cast<size_t>(n) * sizeof(GpuVaOp));
 #endif
 }
 
 }  // namespace
 
-Engine::Engine() : vms_(8), vas_(1024), vmbos_(64), nodes_(256) {}
+Engine::Engine() : vms_(&budget_, 8), vas_(&budget_, 1024), vmbos_(&budget_, 64), nodes_(&budget_, 256) {}
+
+Engine::~Engine() {
+  for (u32 h = 1; h < vms_.Limit(); ++h) {
+    GpuVm& vm = vms_[h];
+    vm.list.ops.Release(budget_);
+    vm.txStaged.Release(budget_);
+    vm.zombies.Release(budget_);
+  }
+  genOps_.Release(budget_);
+  txOps_.Release(budget_);
+  txLog_.Release(budget_);
+  txHeld_.Release(budget_);
+  doomed_.Release(budget_);
+  stepStart_.Release(budget_);
+  stepVa_.Release(budget_);
+}
 
 // ---------------------------------------------------------------------------
 // Lookups and validation
@@ -61,17 +78,18 @@ GpuVmBo* Engine::GetVmBo(u32 vm, u32 vmbo) {
   return &b;
 }
 
-bool Engine::RangeInVm(const GpuVm& vm, u64 addr, u64 range) {
+bool Engine::RangeValid(const GpuVm& vm, u64 addr, u64 range) {
   if (range == 0) return false;
   const u64 end = addr + range;
   if (end <= addr) return false;  // wrapped, or exactly 2^64
-  return addr >= vm.start && end <= vm.end;
+  if (addr < vm.start || end > vm.end) return false;
+  return !(vm.kend != vm.kstart && addr < vm.kend && vm.kstart < end);
 }
 
-bool Engine::RangeValid(const GpuVm& vm, u64 addr, u64 range) {
-  if (!RangeInVm(vm, addr, range)) return false;
-  const u64 end = addr + range;
-  return !(vm.kend != vm.kstart && addr < vm.kend && vm.kstart < end);
+// The kernel does not check a prefetch range against the VM: it lists what
+// the range overlaps, nothing for a zero range. Only overflow is refused.
+bool Engine::PrefetchRangeValid(const GpuVm&, u64 addr, u64 range) {
+  return range == 0 || addr + range > addr;
 }
 
 bool Engine::MapVmBoValid(u32 vmh, u32 bo, u32 vmbo) {
@@ -173,7 +191,10 @@ void Engine::GpuVmBoPutInternal(u32 vmbo) {
   if (--b.refs != 0) return;
   b.state = VMBO_ZOMBIE;
   GpuVm& vm = vms_[b.vm];
-  vm.zombies.push_back(vmbo);  // room was ensured by the caller
+  // Room was ensured by the caller; should that reasoning ever fail, grow
+  // past the limit rather than write out of bounds.
+  if (vm.zombies.size() == vm.zombies.capacity()) vm.zombies.Reserve(budget_, vm.zombies.size() + 1, true);
+  if (vm.zombies.size() < vm.zombies.capacity()) vm.zombies.PushReserved(vmbo);
   ++vm.zombieCount;
 }
 
@@ -194,15 +215,10 @@ void Engine::GpuVmBoRelease(GpuVm& vm, u32 vmbo) {
   vmbos_.Free(vmbo);
 }
 
-// Zombie pushes must not allocate while a list is applied, so the vector
+// Zombie pushes must not allocate while a list is applied, so the array
 // keeps room for `extra` more plus what the pending list was promised.
-void Engine::EnsureZombieRoom(GpuVm& vm, u32 extra) {
-  const size_t need = vm.zombies.size() + extra + vm.list.zombieSlack;
-  if (vm.zombies.capacity() < need) {
-    size_t cap = vm.zombies.capacity() < 16 ? 16 : vm.zombies.capacity() * 2;
-    while (cap < need) cap *= 2;
-    vm.zombies.reserve(cap);
-  }
+bool Engine::EnsureZombieRoom(GpuVm& vm, u32 extra) {
+  return vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + extra + vm.list.zombieSlack);
 }
 
 void Engine::WriteVaRecord(u32* dst, u32 va) const {
@@ -227,7 +243,7 @@ void Engine::WriteVaRecord(u32* dst, u32 va) const {
 // non-null BO at the same address->offset relation (u64 wrapping; the three
 // forms of the kernel's case analysis folded into one). bo 0 never keeps,
 // which is sm_unmap's rule. Returns the mapping records the ops create.
-u32 Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, std::vector<GpuVaOp>& out) {
+bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
   u32 inserts = 0;
   u32 unlinks = 0;
   RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
@@ -241,14 +257,18 @@ u32 Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, std::vector<GpuV
     // Applying the op unlinks m: start loading its list neighbours now.
     GPUVM_PREFETCH(&vas_[m.vbPrev]);
     GPUVM_PREFETCH(&vas_[m.vbNext]);
-    out.emplace_back();
-    GpuVaOp& op = out.back();
+    GpuVaOp* slot = out.Append(budget_);
+    if (slot == nullptr) return false;
+    GpuVaOp& op = *slot;
     op.handle = h;
     op.serial = m.serial;
     op.bo = m.bo;
     op.addr = s;
     op.range = t - s;
     op.offset = m.offset;
+    op.prevRange = 0;
+    op.nextAddr = 0;
+    op.nextOffset = 0;
     u32 kind = OP_UNMAP;
     if (s < a || t > e) {
       kind = OP_REMAP;
@@ -269,33 +289,42 @@ u32 Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, std::vector<GpuV
     ++unlinks;
     if (t >= e || !RangeTree::Next(nodes_, c)) break;
   }
+  genInserts_ = inserts;
   genUnlinks_ = unlinks;
-  return inserts;
+  return true;
 }
 
 // drm_gpuvm_sm_map_ops_create: the split walk, then one MAP of the request.
-void Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo,
-                           std::vector<GpuVaOp>& out) {
-  const u32 inserts = SplitWalk(vm, a, a + r, bo, off, out);
-  out.emplace_back();
-  GpuVaOp& map = out.back();
+bool Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo, OpArray& out) {
+  if (!SplitWalk(vm, a, a + r, bo, off, out)) return false;
+  GpuVaOp* slot = out.Append(budget_);
+  if (slot == nullptr) return false;
+  GpuVaOp& map = *slot;
   map.kind = OP_MAP;
   map.handle = vmbo;
+  map.serial = 0;
   map.bo = bo;
   map.addr = a;
   map.range = r;
   map.offset = off;
-  genInserts_ = inserts + 1;
+  map.prevRange = 0;
+  map.nextAddr = 0;
+  map.nextOffset = 0;
+  ++genInserts_;
+  return true;
 }
 
 // drm_gpuvm_sm_unmap_ops_create: the split walk without a BO (keep always 0), no MAP.
-void Engine::SmUnmapGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
-  genInserts_ = SplitWalk(vm, a, a + r, 0, 0, out);
+bool Engine::SmUnmapGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
+  return SplitWalk(vm, a, a + r, 0, 0, out);
 }
 
 // drm_gpuvm_prefetch_ops_create: one PREFETCH per overlapping mapping, the
 // kernel node skipped.
-void Engine::PrefetchGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
+bool Engine::PrefetchGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
+  genInserts_ = 0;
+  genUnlinks_ = 0;
+  if (r == 0) return true;
   const u64 e = a + r;
   RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
   while (c.leaf != 0) {
@@ -316,23 +345,23 @@ void Engine::PrefetchGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out
       op.prevRange = 0;
       op.nextAddr = 0;
       op.nextOffset = 0;
-      out.push_back(op);
+      if (!out.Push(budget_, op)) return false;
     }
     if (!RangeTree::Next(nodes_, c)) break;
   }
-  genInserts_ = 0;
-  genUnlinks_ = 0;
+  return true;
 }
 
 // drm_gpuvm_madvise_ops_create: the sm_map walk in madvise mode. Mappings
 // with a BO are skipped, no UNMAPs are emitted, BO-less mappings crossing an
 // edge of the request are split; the MAPs are bare requests as upstream builds
 // them (a map_req with only the VA set): no BO, offset 0.
-void Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out) {
+bool Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
   const u64 e = a + r;
   u32 inserts = 0;
   u32 unlinks = 0;
   bool finalMap = false;
+  bool ok = true;
   auto pushMap = [&](u64 addr, u64 range, u64 offset) {
     GpuVaOp map;
     map.kind = OP_MAP;
@@ -345,7 +374,7 @@ void Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out)
     map.prevRange = 0;
     map.nextAddr = 0;
     map.nextOffset = 0;
-    out.push_back(map);
+    ok = ok && out.Push(budget_, map);
     ++inserts;
   };
   RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
@@ -386,7 +415,7 @@ void Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out)
       op.nextOffset = m.offset + (e - s);
       ++inserts;
     }
-    out.push_back(op);
+    if (!out.Push(budget_, op)) return false;
     ++unlinks;
     if (s > a) {
       // Starts inside, ends past the request: map [s, e) and stop.
@@ -406,12 +435,13 @@ void Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, std::vector<GpuVaOp>& out)
   if (finalMap) pushMap(a, r, 0);
   genInserts_ = inserts;
   genUnlinks_ = unlinks;
+  return ok;
 }
 
 // drm_gpuvm_bo_unmap_ops_create: UNMAP(keep=0) per mapping of the VmBo in
 // link order; linked mappings already out of the tree are skipped (they
 // cannot be unmapped).
-void Engine::VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out) {
+bool Engine::VmBoUnmapGenerate(u32 vmbo, OpArray& out) {
   u32 unlinks = 0;
   for (u32 h = vmbos_[vmbo].head; h != 0; h = vas_[h].vbNext) {
     const GpuVa& m = vas_[h];
@@ -427,11 +457,12 @@ void Engine::VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out) {
     op.prevRange = 0;
     op.nextAddr = 0;
     op.nextOffset = 0;
-    out.push_back(op);
+    if (!out.Push(budget_, op)) return false;
     ++unlinks;
   }
   genInserts_ = 0;
   genUnlinks_ = unlinks;
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -458,23 +489,36 @@ void Engine::ListRelease(GpuVm& vm) {
 
 void Engine::ListReset(GpuVm& vm) {
   ListRelease(vm);
-  vm.list.ops.clear();
+  vm.list.ops.Clear();
   vm.list.next = 0;
 }
 
 i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
   GpuVaOps& l = vm.list;
-  const u32 n = static_cast<u32>(l.ops.size());
+  const u32 n = genOps_.size();
+  const u32 resVas = genInserts_;
+  const u32 resNodes = genInserts_ * vm.tree.InsertNeed();
+  const u32 slack = genUnlinks_ + 1;
+  // The old list's reservations are returned before the new ones are taken,
+  // and dropping it pushes at most its VmBo as a zombie.
+  if (!vas_.Ensure(resVas > l.resVas ? resVas - l.resVas : 0) ||
+      !nodes_.Ensure(resNodes > l.resNodes ? resNodes - l.resNodes : 0) ||
+      !vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + (l.vmbo != 0 ? 1 : 0) + slack) ||
+      !doomed_.Reserve(budget_, n)) {
+    genOps_.Clear();
+    return -kENOMEM;
+  }
+  if (vmbo != 0) ++vmbos_[vmbo].refs;  // the list's reference, before the old list lets go
+  ListReset(vm);
+  l.ops.Swap(genOps_);
   l.next = 0;
   l.vmbo = vmbo;
-  l.resVas = genInserts_;
-  l.resNodes = genInserts_ * vm.tree.InsertNeed();
-  vas_.Reserve(l.resVas);
-  nodes_.Reserve(l.resNodes);
-  const u32 slack = genUnlinks_ + 1;
-  EnsureZombieRoom(vm, slack);
+  l.resVas = resVas;
+  l.resNodes = resNodes;
+  // Cannot fail: ensured above.
+  vas_.Reserve(resVas);
+  nodes_.Reserve(resNodes);
   l.zombieSlack = slack;
-  if (doomed_.capacity() < n) doomed_.reserve(n);
   const u32 chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
   CopyOpsOut(io + IO_DATA, l.ops.data(), chunk);
   if (n == 0) ListRelease(vm);
@@ -485,10 +529,11 @@ i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
 // ---------------------------------------------------------------------------
 // Op application
 
-void Engine::EnsureApply(GpuVm& vm) {
-  vas_.Ensure(genInserts_);
-  nodes_.Ensure(genInserts_ * vm.tree.InsertNeed());
-  EnsureZombieRoom(vm, genUnlinks_ + 1);
+bool Engine::EnsureApply(GpuVm& vm, u32 ops) {
+  // An op logs at most 4 undo records (REMAP: removed, two pieces, unlinked).
+  return vas_.Ensure(genInserts_) && nodes_.Ensure(genInserts_ * vm.tree.InsertNeed()) &&
+         EnsureZombieRoom(vm, genUnlinks_ + 1) &&
+         txLog_.Reserve(budget_, static_cast<u64>(txLog_.size()) + 4 * static_cast<u64>(ops));
 }
 
 // Checks that ops [from, to) can all be applied to the VM as it is now, so
@@ -497,7 +542,7 @@ void Engine::EnsureApply(GpuVm& vm) {
 // overlaps is unmapped by an earlier op of the range (EEXIST).
 i32 Engine::ValidateOps(u32 vmh, GpuVm& vm, u32 from, u32 to) {
   i32 err = 0;
-  doomed_.clear();
+  doomed_.Clear();
   for (u32 k = from; k < to && err == 0; ++k) {
     const GpuVaOp& op = vm.list.ops[k];
     const u32 kind = OpKind(op);
@@ -508,7 +553,7 @@ i32 Engine::ValidateOps(u32 vmh, GpuVm& vm, u32 from, u32 to) {
         break;
       }
       m->state |= VA_DOOMED;
-      doomed_.push_back(op.handle);
+      doomed_.PushReserved(op.handle);  // ListPublish reserved one per op
     } else if (kind == OP_MAP) {
       const u64 e = op.addr + op.range;
       RangeCursor c = vm.tree.LowestOverlapping(nodes_, op.addr, e - 1);
@@ -531,8 +576,7 @@ i32 Engine::ValidateOps(u32 vmh, GpuVm& vm, u32 from, u32 to) {
 // (transactions) removed mappings are kept for undo instead of released.
 // REMAP: pieces are created prev first, inherit the old mapping's BO and
 // flags, and are linked to its VmBo before the old mapping is unlinked.
-void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>* log,
-                     u32* created) {
+void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, Array<TxUndo>* log, u32* created) {
   const u32 kind = OpKind(op);
   if (kind == OP_MAP) {
     const u64 end = op.addr + op.range;
@@ -541,7 +585,7 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>*
     vas_[h].state |= VA_INSERTED;
     ++vm.mappings;
     if (op.handle != 0) GpuVaLink(h, op.handle);
-    if (log) log->push_back({TX_UNDO_CREATED, h, 0, 0, 0});
+    if (log) log->PushReserved({TX_UNDO_CREATED, h, 0, 0, 0});
     if (created) {
       created[0] = h;
       created[1] = vas_[h].serial;
@@ -565,7 +609,7 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>*
     if (log) o.state |= VA_KEPT;
   }
   --vm.mappings;
-  if (log) log->push_back({TX_UNDO_REMOVED, old, 0, 0, 0});
+  if (log) log->PushReserved({TX_UNDO_REMOVED, old, 0, 0, 0});
 
   if (kind == OP_UNMAP) {
     vm.tree.Remove(nodes_, oaddr);
@@ -581,7 +625,7 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>*
       vas_[p].state |= VA_INSERTED;
       ++vm.mappings;
       if (ovmbo != 0) GpuVaLink(p, ovmbo);
-      if (log) log->push_back({TX_UNDO_CREATED, p, 0, 0, 0});
+      if (log) log->PushReserved({TX_UNDO_CREATED, p, 0, 0, 0});
       piece[0] = p;
     }
     if (op.kind & OP_HAS_NEXT) {
@@ -595,7 +639,7 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>*
       vas_[n].state |= VA_INSERTED;
       ++vm.mappings;
       if (ovmbo != 0) GpuVaLink(n, ovmbo);
-      if (log) log->push_back({TX_UNDO_CREATED, n, 0, 0, 0});
+      if (log) log->PushReserved({TX_UNDO_CREATED, n, 0, 0, 0});
       piece[1] = n;
     }
     if (!replaced) vm.tree.Remove(nodes_, oaddr);  // a REMAP always has a piece
@@ -610,7 +654,7 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>*
   if (ovmbo != 0) {
     if (log) {
       const GpuVa& o = vas_[old];
-      log->push_back({TX_UNDO_UNLINKED, old, ovmbo, o.vbPrev, o.vbNext});
+      log->PushReserved({TX_UNDO_UNLINKED, old, ovmbo, o.vbPrev, o.vbNext});
     }
     GpuVaUnlink(old);
   }
@@ -627,7 +671,7 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>*
 // that RangeTree::PrepareRun/CommitRun merge calls into one leaf edit where
 // that leaves the same tree: the whole step when it stays in one leaf,
 // otherwise each group of consecutive removals within one leaf.
-u32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
+i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
   const u64 e = a + r;
   RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
   u32 k = 0;  // mappings unmapped or remapped
@@ -636,9 +680,10 @@ u32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
   for (RangeCursor w = c; w.leaf != 0;) {
     const RangeNode& l = nodes_[w.leaf];
     if (l.key[w.slot] >= e) break;
-    if (k == stepVa_.size()) {
-      stepStart_.resize(2 * k);
-      stepVa_.resize(2 * k);
+    if (k == stepVa_.capacity() &&
+        (!stepStart_.Reserve(budget_, 2 * static_cast<u64>(k) + 64) ||
+         !stepVa_.Reserve(budget_, 2 * static_cast<u64>(k) + 64))) {
+      return -kENOMEM;
     }
     stepStart_[k] = l.key[w.slot];
     stepVa_[k] = l.val[w.slot];
@@ -666,9 +711,20 @@ u32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
     whole = vm.tree.PrepareRun(nodes_, c, &run);
   }
 
-  vas_.Ensure(3);
-  nodes_.Ensure(3 * vm.tree.InsertNeed());
-  EnsureZombieRoom(vm, k + 1);
+  // Everything the step may take, checked before anything changes; the
+  // pending list it replaces gives its reservations back first, and dropping
+  // it pushes at most its VmBo as a zombie.
+  {
+    const GpuVaOps& l = vm.list;
+    const u32 needNodes = 3 * vm.tree.InsertNeed();
+    if (!vas_.Ensure(3 > l.resVas ? 3 - l.resVas : 0) ||
+        !nodes_.Ensure(needNodes > l.resNodes ? needNodes - l.resNodes : 0) ||
+        !vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + (l.vmbo != 0 ? 1 : 0) + k + 1)) {
+      return -kENOMEM;
+    }
+  }
+  if (vmbo != 0) ++vmbos_[vmbo].refs;  // held while the step runs
+  ListReset(vm);
   // Unlinking touches each mapping's VmBo list neighbours: start loading them.
   for (u32 i = 0; i < k; ++i) {
     const GpuVa& o = vas_[stepVa_[i]];
@@ -710,7 +766,8 @@ u32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
     vm.tree.CommitRun(nodes_, run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
     if (run.insertNext && !run.nextInLeaf) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
     if (map && !run.midInLeaf) vm.tree.Insert(nodes_, a, e, mapped);
-    return k + (map ? 1 : 0);
+    if (vmbo != 0) GpuVmBoPutInternal(vmbo);
+    return static_cast<i32>(k + (map ? 1 : 0));
   }
   // Call by call, removals grouped per leaf.
   u32 i = 0, end = k;
@@ -737,13 +794,14 @@ u32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
   if (lastNext && !insertNext) vm.tree.Replace(nodes_, stepStart_[k - 1], e, lastEnd, nextPiece);
   if (insertNext) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
   if (map) vm.tree.Insert(nodes_, a, e, mapped);
-  return k + (map ? 1 : 0);
+  if (vmbo != 0) GpuVmBoPutInternal(vmbo);
+  return static_cast<i32>(k + (map ? 1 : 0));
 }
 
 // Replays a transaction log backwards. Reference counts are restored by the
 // reversed link/unlink steps themselves, so no zombie transitions happen here.
-void Engine::TxUndoAll(GpuVm& vm, const std::vector<TxUndo>& log) {
-  for (size_t i = log.size(); i-- > 0;) {
+void Engine::TxUndoAll(GpuVm& vm, const Array<TxUndo>& log) {
+  for (u32 i = log.size(); i-- > 0;) {
     const TxUndo& u = log[i];
     GpuVa& m = vas_[u.va];
     if (u.kind == TX_UNDO_UNLINKED) {
@@ -758,7 +816,9 @@ void Engine::TxUndoAll(GpuVm& vm, const std::vector<TxUndo>& log) {
     } else {  // TX_UNDO_REMOVED
       const u64 addr = m.addr, end = m.end;
       m.state = (m.state & ~VA_KEPT) | VA_INSERTED;
-      nodes_.Ensure(vm.tree.InsertNeed());
+      // The state being restored fit before; the pool never shrinks, so this
+      // only grows in a pathological tree shape, and then past the limit.
+      nodes_.Ensure(vm.tree.InsertNeed(), true);
       vm.tree.Insert(nodes_, addr, end, u.va);
       ++vm.mappings;
     }
@@ -781,6 +841,10 @@ i32 Engine::VmCreate() {
     rend = rstart + rrange;
     if (rend <= rstart || rstart < start || rend > end) return -kEINVAL;
   }
+  // The VM record, its root leaf and the kernel node's record and insert.
+  if (!vms_.Ensure(1) || !nodes_.Ensure(rrange != 0 ? 3 : 1) || !vas_.Ensure(rrange != 0 ? 1 : 0)) {
+    return -kENOMEM;
+  }
   const u32 h = vms_.Alloc();
   GpuVm& vm = vms_[h];
   vm.start = start;
@@ -794,20 +858,17 @@ i32 Engine::VmCreate() {
   vm.vmboCount = 0;
   vm.vmboHead = 0;
   vm.vmboTail = 0;
-  vm.list.ops.clear();
+  vm.list.ops.Clear();
   vm.list.next = 0;
   vm.list.vmbo = 0;
   vm.list.resVas = 0;
   vm.list.resNodes = 0;
   vm.list.zombieSlack = 0;
-  vm.txStaged.clear();
-  vm.zombies.clear();
+  vm.txStaged.Clear();
+  vm.zombies.Clear();
   vm.zombieCount = 0;
-  nodes_.Ensure(1);
   vm.tree.Init(nodes_);
   if (rrange != 0) {
-    vas_.Ensure(1);
-    nodes_.Ensure(vm.tree.InsertNeed());
     const u32 k = GpuVaCreate(h, vm, rstart, rend, 0, 0, 0);
     vas_[k].state |= VA_KERNEL | VA_INSERTED;
     vm.tree.Insert(nodes_, rstart, rend, k);
@@ -829,7 +890,7 @@ i32 Engine::VmDestroy(u32 vmh) {
   vm.list.resVas = vm.list.resNodes = 0;
   vm.list.vmbo = 0;
   vm.list.zombieSlack = 0;
-  vm.list.ops.clear();
+  vm.list.ops.Release(budget_);
   vm.list.next = 0;
   for (u32 b = vm.vmboHead; b != 0; b = vmbos_[b].vmNext) {
     for (u32 h = vmbos_[b].head; h != 0;) {
@@ -845,8 +906,9 @@ i32 Engine::VmDestroy(u32 vmh) {
   }
   while (vm.vmboHead != 0) GpuVmBoRelease(vm, vm.vmboHead);
   vm.tree.Destroy(nodes_);
-  vm.txStaged.clear();
-  vm.zombies.clear();
+  // The arrays go back to the budget (records stay: pools never shrink).
+  vm.txStaged.Release(budget_);
+  vm.zombies.Release(budget_);
   vm.zombieCount = 0;
   vm.live = 0;
   vms_.Free(vmh);
@@ -881,8 +943,7 @@ i32 Engine::VaInsert(u32 vmh) {
   if (!RangeValid(vm, addr, range)) return -kEINVAL;
   const u64 end = addr + range;
   if (vm.tree.LowestOverlapping(nodes_, addr, end - 1).leaf != 0) return -kEEXIST;
-  vas_.Ensure(1);
-  nodes_.Ensure(vm.tree.InsertNeed());
+  if (!vas_.Ensure(1) || !nodes_.Ensure(vm.tree.InsertNeed())) return -kENOMEM;
   const u32 h = GpuVaCreate(vmh, vm, addr, end, offset, bo, flags);
   vm.tree.Insert(nodes_, addr, end, h);
   vas_[h].state |= VA_INSERTED;
@@ -927,7 +988,7 @@ i32 Engine::VaUnlink(u32 vmh, u32 va, u32 serial) {
   GpuVa* m = GetVa(vmh, va, serial);
   if (m == nullptr) return -kEINVAL;
   if (m->vmbo != 0) {
-    EnsureZombieRoom(vm, 1);
+    if (!EnsureZombieRoom(vm, 1)) return -kENOMEM;
     GpuVaUnlink(va);
   }
   if (!(vas_[va].state & VA_INSERTED)) GpuVaRelease(vm, va);
@@ -1038,31 +1099,30 @@ i32 Engine::SmMapOps(u32 vmh) {
   MapRequest m;
   const i32 err = ReadMapRequest(vmh, vm, m);
   if (err != 0) return err;
-  if (m.vmbo != 0) ++vmbos_[m.vmbo].refs;  // the list's reference, before the old list lets go
-  ListReset(*vm);
-  SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, vm->list.ops);
+  genOps_.Clear();
+  if (!SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps_)) return -kENOMEM;
   return ListPublish(*vm, m.vmbo);
 }
 
 // The list entry points that take a range share one shape: check the VM, the
-// range (prefetch only needs it inside the VM, the kernel node is skipped) and
-// the pending list, then replace the list with what `gen` makes of the range.
-i32 Engine::RangeListOps(u32 vmh, bool insideOnly, RangeGenerator gen) {
+// range (prefetch only refuses overflow, the kernel node is skipped) and the
+// pending list, then replace the list with what `gen` makes of the range.
+i32 Engine::RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen) {
   GpuVm* vmp = GetVm(vmh);
   if (vmp == nullptr) return -kEINVAL;
   GpuVm& vm = *vmp;
   const u64 addr = Read64(io, IO_ARG + 0);
   const u64 range = Read64(io, IO_ARG + 2);
-  if (!(insideOnly ? RangeInVm(vm, addr, range) : RangeValid(vm, addr, range))) return -kEINVAL;
+  if (!valid(vm, addr, range)) return -kEINVAL;
   if (ListBusy(vm)) return -kEBUSY;
-  ListReset(vm);
-  (this->*gen)(vm, addr, range, vm.list.ops);
+  genOps_.Clear();
+  if (!(this->*gen)(vm, addr, range, genOps_)) return -kENOMEM;
   return ListPublish(vm, 0);
 }
 
-i32 Engine::SmUnmapOps(u32 vmh) { return RangeListOps(vmh, false, &Engine::SmUnmapGenerate); }
-i32 Engine::PrefetchOps(u32 vmh) { return RangeListOps(vmh, true, &Engine::PrefetchGenerate); }
-i32 Engine::MadviseOps(u32 vmh) { return RangeListOps(vmh, false, &Engine::MadviseGenerate); }
+i32 Engine::SmUnmapOps(u32 vmh) { return RangeListOps(vmh, &RangeValid, &Engine::SmUnmapGenerate); }
+i32 Engine::PrefetchOps(u32 vmh) { return RangeListOps(vmh, &PrefetchRangeValid, &Engine::PrefetchGenerate); }
+i32 Engine::MadviseOps(u32 vmh) { return RangeListOps(vmh, &RangeValid, &Engine::MadviseGenerate); }
 
 i32 Engine::VmBoUnmapOps(u32 vmh, u32 vmbo) {
   GpuVm* vmp = GetVm(vmh);
@@ -1070,8 +1130,8 @@ i32 Engine::VmBoUnmapOps(u32 vmh, u32 vmbo) {
   GpuVm& vm = *vmp;
   if (GetVmBo(vmh, vmbo) == nullptr) return -kEINVAL;
   if (ListBusy(vm)) return -kEBUSY;
-  ListReset(vm);
-  VmBoUnmapGenerate(vmbo, vm.list.ops);
+  genOps_.Clear();
+  if (!VmBoUnmapGenerate(vmbo, genOps_)) return -kENOMEM;
   return ListPublish(vm, 0);
 }
 
@@ -1125,12 +1185,9 @@ i32 Engine::Bind(u32 vmh) {
   MapRequest m;
   const i32 err = ReadMapRequest(vmh, vm, m);
   if (err != 0) return err;
-  if (m.vmbo != 0) ++vmbos_[m.vmbo].refs;  // held while the call runs
-  ListReset(*vm);
-  const u32 n = FusedStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
-  if (m.vmbo != 0) GpuVmBoPutInternal(m.vmbo);
+  const i32 n = FusedStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
   WriteZombies(*vm);
-  return static_cast<i32>(n);
+  return n;
 }
 
 i32 Engine::Unbind(u32 vmh) {
@@ -1141,10 +1198,9 @@ i32 Engine::Unbind(u32 vmh) {
   const u64 range = Read64(io, IO_ARG + 2);
   if (!RangeValid(vm, addr, range)) return -kEINVAL;
   if (ListBusy(vm)) return -kEBUSY;
-  ListReset(vm);
-  const u32 n = FusedStep(vmh, vm, addr, range, false, 0, 0, 0);
+  const i32 n = FusedStep(vmh, vm, addr, range, false, 0, 0, 0);
   WriteZombies(vm);
-  return static_cast<i32>(n);
+  return n;
 }
 
 // ---------------------------------------------------------------------------
@@ -1161,14 +1217,14 @@ i32 Engine::TxStage(u32 vmh, u32 n) {
       return -kEINVAL;
     }
   }
-  vm->txStaged.insert(vm->txStaged.end(), d, d + static_cast<size_t>(n) * TX_WORDS);
+  if (!vm->txStaged.Append(budget_, d, n * TX_WORDS)) return -kENOMEM;
   return static_cast<i32>(vm->txStaged.size() / TX_WORDS);
 }
 
 i32 Engine::TxClear(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
-  vm->txStaged.clear();
+  vm->txStaged.Clear();
   return 0;
 }
 
@@ -1181,24 +1237,29 @@ i32 Engine::TxRun(u32 vmh) {
   if (vmp == nullptr) return -kEINVAL;
   GpuVm& vm = *vmp;
   if (ListBusy(vm)) {
-    vm.txStaged.clear();
+    vm.txStaged.Clear();
     return -kEBUSY;
   }
-  txOps_.clear();
-  txLog_.clear();
+  txOps_.Clear();
+  txLog_.Clear();
   const u32 serialStart = serial_;
-  const size_t zombiesStart = vm.zombies.size();
+  const u32 zombiesStart = vm.zombies.size();
   const u32 entries = static_cast<u32>(vm.txStaged.size() / TX_WORDS);
   i32 err = 0;
   u32 failAt = 0;
   // Every VmBo a MAP entry links to is referenced for the whole run, so an
   // earlier entry that unmaps its last mapping cannot destroy it first.
-  txHeld_.clear();
+  txHeld_.Clear();
+  if (!txHeld_.Reserve(budget_, entries)) {
+    vm.txStaged.Clear();
+    io[IO_OUT_FAIL_INDEX] = 0;
+    return -kENOMEM;
+  }
   for (u32 i = 0; i < entries; ++i) {
     const u32* e = vm.txStaged.data() + static_cast<size_t>(i) * TX_WORDS;
     if ((e[0] & 0xff) == TX_MAP && e[2] != 0 && MapVmBoValid(vmh, e[1], e[2])) {
       ++vmbos_[e[2]].refs;
-      txHeld_.push_back(e[2]);
+      txHeld_.PushReserved(e[2]);
     }
   }
   for (u32 i = 0; i < entries; ++i) {
@@ -1207,7 +1268,7 @@ i32 Engine::TxRun(u32 vmh) {
     const u64 addr = Read64(e, 4);
     const u64 range = Read64(e, 6);
     const u64 offset = Read64(e, 8);
-    const size_t first = txOps_.size();
+    const u32 first = txOps_.size();
     if (e[0] & TX_INJECT_ERROR) {
       err = -kENOMEM;
     } else if (kind == TX_MAP) {
@@ -1216,25 +1277,30 @@ i32 Engine::TxRun(u32 vmh) {
       if (!RangeValid(vm, addr, range) || !MapVmBoValid(vmh, bo, vmbo)) {
         err = -kEINVAL;
       } else {
-        if (vmbo != 0) ++vmbos_[vmbo].refs;
-        SmMapGenerate(vm, addr, range, bo, offset, vmbo, txOps_);
-        EnsureApply(vm);
-        for (size_t k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
-        if (vmbo != 0) GpuVmBoPutInternal(vmbo);
+        if (!SmMapGenerate(vm, addr, range, bo, offset, vmbo, txOps_) ||
+            !EnsureApply(vm, txOps_.size() - first)) {
+          err = -kENOMEM;
+        } else {
+          if (vmbo != 0) ++vmbos_[vmbo].refs;
+          for (u32 k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+          if (vmbo != 0) GpuVmBoPutInternal(vmbo);
+        }
       }
     } else if (kind == TX_UNMAP) {
       if (!RangeValid(vm, addr, range)) {
         err = -kEINVAL;
       } else {
-        SmUnmapGenerate(vm, addr, range, txOps_);
-        EnsureApply(vm);
-        for (size_t k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+        if (!SmUnmapGenerate(vm, addr, range, txOps_) || !EnsureApply(vm, txOps_.size() - first)) {
+          err = -kENOMEM;
+        } else {
+          for (u32 k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+        }
       }
     } else if (kind == TX_PREFETCH) {
-      if (!RangeInVm(vm, addr, range)) {
+      if (!PrefetchRangeValid(vm, addr, range)) {
         err = -kEINVAL;
-      } else {
-        PrefetchGenerate(vm, addr, range, txOps_);
+      } else if (!PrefetchGenerate(vm, addr, range, txOps_)) {
+        err = -kENOMEM;
       }
     } else {  // TX_UNMAP_ALL
       const u32 vmbo = e[2];
@@ -1243,9 +1309,11 @@ i32 Engine::TxRun(u32 vmh) {
       } else if (GetVmBo(vmh, vmbo) == nullptr) {
         err = -kEINVAL;
       } else {
-        VmBoUnmapGenerate(vmbo, txOps_);
-        EnsureApply(vm);
-        for (size_t k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+        if (!VmBoUnmapGenerate(vmbo, txOps_) || !EnsureApply(vm, txOps_.size() - first)) {
+          err = -kENOMEM;
+        } else {
+          for (u32 k = first; k < txOps_.size(); ++k) ApplyOp(vmh, vm, txOps_[k], &txLog_, nullptr);
+        }
       }
     }
     if (err != 0) {
@@ -1253,24 +1321,31 @@ i32 Engine::TxRun(u32 vmh) {
       break;
     }
   }
-  vm.txStaged.clear();
+  vm.txStaged.Clear();
+  // Committing drops the held references and the replaced list's VmBo: room
+  // for the zombies that may make, or the whole run is undone.
+  if (err == 0 && !vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + txHeld_.size() + 1 +
+                                                  vm.list.zombieSlack)) {
+    err = -kENOMEM;
+    failAt = entries == 0 ? 0 : entries - 1;
+  }
 
   if (err != 0) {
     TxUndoAll(vm, txLog_);
     serial_ = serialStart;
     // VmBos that turned zombie during the run have their references back.
-    for (size_t i = zombiesStart; i < vm.zombies.size(); ++i) {
+    for (u32 i = zombiesStart; i < vm.zombies.size(); ++i) {
       GpuVmBo& b = vmbos_[vm.zombies[i]];
       if (b.state == VMBO_ZOMBIE && b.refs > 0) {
         b.state = VMBO_LIVE;
         --vm.zombieCount;
       }
     }
-    vm.zombies.resize(zombiesStart);
+    vm.zombies.Truncate(zombiesStart);
     for (u32 vb : txHeld_) GpuVmBoPutInternal(vb);
-    txHeld_.clear();
-    txOps_.clear();
-    txLog_.clear();
+    txHeld_.Clear();
+    txOps_.Clear();
+    txLog_.Clear();
     io[IO_OUT_FAIL_INDEX] = failAt;
     WriteZombies(vm);
     return err;
@@ -1284,15 +1359,29 @@ i32 Engine::TxRun(u32 vmh) {
       GpuVaRelease(vm, u.va);
     }
   }
-  txLog_.clear();
+  txLog_.Clear();
   for (u32 vb : txHeld_) GpuVmBoPutInternal(vb);
-  txHeld_.clear();
+  txHeld_.Clear();
   ListReset(vm);
-  vm.list.ops.swap(txOps_);
-  vm.list.next = static_cast<u32>(vm.list.ops.size());
-  txOps_.clear();
+  vm.list.ops.Swap(txOps_);
+  vm.list.next = vm.list.ops.size();
+  txOps_.Clear();
   WriteZombies(vm);
   return static_cast<i32>(vm.list.ops.size());
+}
+
+// ---------------------------------------------------------------------------
+// The storage budget
+
+i32 Engine::MemSetLimit() {
+  budget_.limit = Read64(io, IO_ARG + 0);
+  return 0;
+}
+
+i32 Engine::MemStats() {
+  Write64(io, IO_OUT_INFO + 0, budget_.used);
+  Write64(io, IO_OUT_INFO + 2, budget_.limit);
+  return 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -1301,6 +1390,7 @@ i32 Engine::TxRun(u32 vmh) {
 i32 Engine::VmBoCreate(u32 vmh, u32 bo) {
   GpuVm* vmp = GetVm(vmh);
   if (vmp == nullptr || bo == 0) return -kEINVAL;
+  if (!vmbos_.Ensure(1)) return -kENOMEM;
   const u32 h = vmbos_.Alloc();
   GpuVm& vm = vms_[vmh];
   GpuVmBo& b = vmbos_[h];
@@ -1335,6 +1425,9 @@ i32 Engine::VmBoPut(u32 vmh, u32 vmbo) {
   if (vm == nullptr) return -kEINVAL;
   GpuVmBo* b = GetVmBo(vmh, vmbo);
   if (b == nullptr || b->state != VMBO_LIVE) return -kEINVAL;
+  // The caller may drop only references it holds: each linked mapping holds
+  // one, and so does a pending list that maps to this VmBo.
+  if (b->refs <= b->count + (vm->list.vmbo == vmbo ? 1u : 0u)) return -kEINVAL;
   const u32 refs = --b->refs;
   if (refs == 0) GpuVmBoRelease(*vm, vmbo);  // no mappings: each would hold a ref
   WriteZombies(*vm);
@@ -1378,7 +1471,7 @@ i32 Engine::VmBoReap(u32 vmh) {
   if (vmp == nullptr) return -kEINVAL;
   GpuVm& vm = *vmp;
   u32 n = 0;
-  size_t i = 0;
+  u32 i = 0;
   for (; i < vm.zombies.size() && n < IO_DATA_WORDS; ++i) {
     const u32 h = vm.zombies[i];
     GpuVmBo& b = vmbos_[h];
@@ -1388,7 +1481,7 @@ i32 Engine::VmBoReap(u32 vmh) {
     io[IO_DATA + n] = h;
     ++n;
   }
-  vm.zombies.erase(vm.zombies.begin(), vm.zombies.begin() + static_cast<std::ptrdiff_t>(i));
+  vm.zombies.EraseFront(i);
   WriteZombies(vm);
   return static_cast<i32>(n);
 }

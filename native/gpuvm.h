@@ -5,8 +5,7 @@
 // their arguments from io and write their results to io.
 #pragma once
 
-#include <vector>
-
+#include "budget.h"
 #include "io.h"
 #include "pool.h"
 #include "range_tree.h"
@@ -72,7 +71,7 @@ static_assert(sizeof(GpuVaOp) == OP_WORDS * 4, "op record must be 16 words");
 // A fully applied list stays readable (opsRead) until the next list, a drop
 // or a fused call; bind/unbind leave no list.
 struct GpuVaOps {
-  std::vector<GpuVaOp> ops;
+  Array<GpuVaOp> ops;
   u32 next = 0;
   u32 vmbo = 0;       // VmBo a MAP of the list links to; holds a reference
   u32 resVas = 0;     // reservations held in the mapping pool
@@ -94,8 +93,8 @@ struct GpuVm {
   u32 vmboTail = 0;
   RangeTree tree;
   GpuVaOps list;
-  std::vector<u32> txStaged;   // staged transaction entries, TX_WORDS each
-  std::vector<u32> zombies;    // VmBos that became zombies, oldest first
+  Array<u32> txStaged;   // staged transaction entries, TX_WORDS each
+  Array<u32> zombies;    // VmBos that became zombies, oldest first
   u32 zombieCount = 0;
 };
 
@@ -114,6 +113,9 @@ constexpr u32 TX_UNDO_UNLINKED = 3;  // mapping unlinked from vmbo between vbPre
 class Engine {
  public:
   Engine();
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
 
   u32* io = nullptr;  // the transfer area (set up once by addon.cc)
 
@@ -156,6 +158,12 @@ class Engine {
   i32 VmBoMappings(u32 vm, u32 vmbo, u32 after, u32 max);
   i32 VmBoReap(u32 vm);
 
+  // The storage budget: limit(A0) -> 0; stats -> 0, bytes in use at
+  // OUT_INFO+0..1, the limit at OUT_INFO+2..3.
+  i32 MemSetLimit();
+  i32 MemStats();
+  Budget& budget() { return budget_; }
+
  private:
   // ---- lookups and validation ----
   GpuVm* GetVm(u32 vm);
@@ -164,7 +172,8 @@ class Engine {
   // drm_gpuvm_range_valid: non-empty, no u64 overflow (an end of 2^64
   // counts), inside the VM, clear of the kernel node.
   static bool RangeValid(const GpuVm& vm, u64 addr, u64 range);
-  static bool RangeInVm(const GpuVm& vm, u64 addr, u64 range);
+  // prefetch: only addr + range must not overflow (a zero range lists nothing).
+  static bool PrefetchRangeValid(const GpuVm& vm, u64 addr, u64 range);
   // The VmBo a map request links to: 0, or a live VmBo of this VM for `bo`.
   bool MapVmBoValid(u32 vmh, u32 bo, u32 vmbo);
   struct MapRequest {
@@ -182,19 +191,22 @@ class Engine {
   GPUVM_INLINE void GpuVaUnlink(u32 va);  // drops the VmBo reference; may make a zombie
   void GpuVmBoPutInternal(u32 vmbo);  // refs - 1; at 0 the VmBo becomes a zombie
   void GpuVmBoRelease(GpuVm& vm, u32 vmbo);
-  void EnsureZombieRoom(GpuVm& vm, u32 extra);
+  bool EnsureZombieRoom(GpuVm& vm, u32 extra);
   void WriteVaRecord(u32* dst, u32 va) const;
 
   // ---- op list generation (split/merge) into `out` ----
-  void SmMapGenerate(GpuVm& vm, u64 addr, u64 range, u32 bo, u64 offset, u32 vmbo,
-                     std::vector<GpuVaOp>& out);
-  void SmUnmapGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
-  u32 SplitWalk(GpuVm& vm, u64 addr, u64 end, u32 bo, u64 offset, std::vector<GpuVaOp>& out);
-  using RangeGenerator = void (Engine::*)(GpuVm&, u64, u64, std::vector<GpuVaOp>&);
-  i32 RangeListOps(u32 vmh, bool insideOnly, RangeGenerator gen);
-  void PrefetchGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
-  void MadviseGenerate(GpuVm& vm, u64 addr, u64 range, std::vector<GpuVaOp>& out);
-  void VmBoUnmapGenerate(u32 vmbo, std::vector<GpuVaOp>& out);
+  // Generators append to `out` and return false when its growth is refused
+  // (the VM is untouched either way; genInserts_/genUnlinks_ describe `out`).
+  using OpArray = Array<GpuVaOp>;
+  bool SmMapGenerate(GpuVm& vm, u64 addr, u64 range, u32 bo, u64 offset, u32 vmbo, OpArray& out);
+  bool SmUnmapGenerate(GpuVm& vm, u64 addr, u64 range, OpArray& out);
+  bool SplitWalk(GpuVm& vm, u64 addr, u64 end, u32 bo, u64 offset, OpArray& out);
+  using RangeGenerator = bool (Engine::*)(GpuVm&, u64, u64, OpArray&);
+  using RangeCheck = bool (*)(const GpuVm&, u64, u64);
+  i32 RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen);
+  bool PrefetchGenerate(GpuVm& vm, u64 addr, u64 range, OpArray& out);
+  bool MadviseGenerate(GpuVm& vm, u64 addr, u64 range, OpArray& out);
+  bool VmBoUnmapGenerate(u32 vmbo, OpArray& out);
 
   // ---- pending list ----
   static bool ListPending(const GpuVm& vm) { return vm.list.next < vm.list.ops.size(); }
@@ -204,24 +216,28 @@ class Engine {
   void ListRelease(GpuVm& vm);
   // ListRelease, then forget the ops.
   void ListReset(GpuVm& vm);
-  // Makes the freshly generated vm.list.ops the pending list: reserves what
-  // applying it needs, keeps the VmBo reference `vmbo` (already taken),
-  // writes the first chunk to io. -> op count
+  // Makes genOps_ (just generated) the VM's pending list in place of the old
+  // one: first checks that everything it needs fits (pool reservations,
+  // zombie room, opsApply's scratch; -ENOMEM with nothing changed), then takes
+  // the VmBo reference `vmbo` for the list, drops the old list and writes
+  // the first chunk to io. -> op count
   i32 ListPublish(GpuVm& vm, u32 vmbo);
 
   // ---- op application ----
   i32 ValidateOps(u32 vmh, GpuVm& vm, u32 from, u32 to);
-  void ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, std::vector<TxUndo>* log, u32* created);
-  // Makes room for applying what the last generation produced, right now
-  // (fused calls and transactions, which may allocate).
-  void EnsureApply(GpuVm& vm);
-  // bind / unbind: one split/merge step generated and applied at once,
-  // with the result of generation + ApplyOp. -> op count
-  u32 FusedStep(u32 vmh, GpuVm& vm, u64 addr, u64 range, bool map, u32 bo, u64 offset, u32 vmbo);
-  void TxUndoAll(GpuVm& vm, const std::vector<TxUndo>& log);
+  void ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, Array<TxUndo>* log, u32* created);
+  // Makes room for applying `ops` freshly generated ops (what genInserts_ /
+  // genUnlinks_ describe) with an undo log, right now (transactions).
+  bool EnsureApply(GpuVm& vm, u32 ops);
+  // bind / unbind: one split/merge step generated and applied at once, with
+  // the result of generation + ApplyOp; replaces the VM's untouched list.
+  // -> op count, or -ENOMEM with nothing changed
+  i32 FusedStep(u32 vmh, GpuVm& vm, u64 addr, u64 range, bool map, u32 bo, u64 offset, u32 vmbo);
+  void TxUndoAll(GpuVm& vm, const Array<TxUndo>& log);
 
   void WriteZombies(const GpuVm& vm) { io[IO_OUT_ZOMBIES] = vm.zombieCount; }
 
+  Budget budget_;  // before the pools: they charge it until they are gone
   Pool<GpuVm> vms_;
   Pool<GpuVa> vas_;
   Pool<GpuVmBo> vmbos_;
@@ -233,14 +249,15 @@ class Engine {
   u32 genUnlinks_ = 0;
 
   // Scratch kept between calls so transactions do not reallocate.
-  std::vector<GpuVaOp> txOps_;
-  std::vector<TxUndo> txLog_;
-  std::vector<u32> txHeld_;  // VmBos MAP entries link to, referenced for the whole run
-  std::vector<u32> doomed_;
+  OpArray genOps_;  // a list being generated, swapped into the VM once it fits
+  OpArray txOps_;
+  Array<TxUndo> txLog_;
+  Array<u32> txHeld_;  // VmBos MAP entries link to, referenced for the whole run
+  Array<u32> doomed_;
   // FusedStep scratch: starts and handles of the mappings a step touches
   // (sized by doubling, never shrunk).
-  std::vector<u64> stepStart_ = std::vector<u64>(64);
-  std::vector<u32> stepVa_ = std::vector<u32>(64);
+  Array<u64> stepStart_;
+  Array<u32> stepVa_;
 };
 
 }  // namespace gpuvm

@@ -10,11 +10,12 @@
 // Reservation (the dma-fence rule): a pending op list Reserve()s what its
 // application may need; any other allocation first calls Ensure(need), which
 // grows the pool so that `available >= reserved + need`. Applying a list then
-// only calls Alloc() and never grows the storage.
+// only calls Alloc() and never grows the storage. Growth goes through the
+// engine's Budget: Ensure and Reserve return false (nothing changed) when it
+// is refused, and Alloc() requires a prior successful Ensure or Reserve.
 #pragma once
 
-#include <vector>
-
+#include "budget.h"
 #include "io.h"
 
 namespace gpuvm {
@@ -22,55 +23,88 @@ namespace gpuvm {
 template <typename T>
 class Pool {
  public:
-  explicit Pool(u32 initial = 64) { Grow(initial < 2 ? 2 : initial); }
+  Pool(Budget* budget, u32 initial) : budget_(budget) { Grow(initial < 2 ? 2 : initial, true); }
+  ~Pool() {
+    budget_->Free(raw_, Bytes(cap_));
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
 
   T& operator[](u32 h) { return items_[h]; }
   const T& operator[](u32 h) const { return items_[h]; }
 
   // Slots ever handed out, plus slot 0: valid handles are [1, Limit()).
   u32 Limit() const { return hwm_; }
-  u32 InUse() const { return hwm_ - 1 - static_cast<u32>(free_.size()); }
+  u32 InUse() const { return hwm_ - 1 - freeN_; }
   u32 Capacity() const { return cap_; }
-  u32 Available() const { return static_cast<u32>(free_.size()) + cap_ - hwm_; }
+  u32 Available() const { return freeN_ + (cap_ > hwm_ ? cap_ - hwm_ : 0); }
 
   // Grow so that `need` slots can be taken without touching reservations.
-  void Ensure(u32 need) {
+  // `force` ignores the limit (undo only).
+  GPUVM_INLINE bool Ensure(u32 need, bool force = false) {
     const u64 want = static_cast<u64>(reserved_) + need;
-    if (Available() >= want) return;
-    u64 cap = cap_;
-    while (static_cast<u64>(free_.size()) + cap - hwm_ < want) cap *= 2;
-    Grow(static_cast<u32>(cap));
+    if (Available() >= want) return true;
+    return GrowFor(want, force);
   }
-  void Reserve(u32 n) {
-    Ensure(n);
+  bool Reserve(u32 n) {
+    if (!Ensure(n)) return false;
     reserved_ += n;
+    return true;
   }
   void Unreserve(u32 n) { reserved_ -= n; }
   u32 Reserved() const { return reserved_; }
 
-  u32 Alloc() {
-    if (!free_.empty()) {
-      const u32 h = free_.back();
-      free_.pop_back();
-      return h;
-    }
-    // Only reached without a prior Ensure(); keeps the pool usable anyway.
-    if (hwm_ == cap_) Grow(cap_ * 2);
+  GPUVM_INLINE u32 Alloc() {
+    if (freeN_ != 0) return free_[--freeN_];
     return hwm_++;
   }
 
-  // The free list has capacity for every slot, so this never allocates.
-  void Free(u32 h) { free_.push_back(h); }
+  // The free list has room for every slot, so this never allocates.
+  GPUVM_INLINE void Free(u32 h) { free_[freeN_++] = h; }
 
  private:
-  void Grow(u32 cap) {
-    items_.resize(cap);
-    free_.reserve(cap);
-    cap_ = cap;
+  static constexpr size_t kAlign = alignof(T) < 16 ? 16 : alignof(T);
+  // Records, then the free list (a u32 per slot), in one block.
+  static size_t Bytes(u64 cap) {
+    return static_cast<size_t>(cap) * sizeof(T) + static_cast<size_t>(cap) * 4 + kAlign;
   }
 
-  std::vector<T> items_;
-  std::vector<u32> free_;
+  bool GrowFor(u64 want, bool force) {
+    u64 cap = cap_ < 2 ? 2 : cap_;
+    while (static_cast<u64>(freeN_) + (cap > hwm_ ? cap - hwm_ : 0) < want) cap *= 2;
+    if (cap > 0xffffffffu) return false;  // handles are u32
+    return Grow(static_cast<u32>(cap), force);
+  }
+
+  // New block (aligned by hand: realloc keeps no alignment), records and
+  // free list copied, new slots default-constructed.
+  bool Grow(u32 cap, bool force) {
+    const size_t bytes = Bytes(cap);
+    if (!budget_->Allows(bytes, force)) return false;
+    void* raw = std::malloc(bytes);
+    if (raw == nullptr) return false;
+    budget_->used += bytes;
+    const uintptr_t base = (reinterpret_cast<uintptr_t>(raw) + kAlign - 1) & ~(uintptr_t{kAlign} - 1);
+    T* items = reinterpret_cast<T*>(base);
+    u32* fr = reinterpret_cast<u32*>(items + cap);
+    if (cap_ != 0) {
+      std::memcpy(static_cast<void*>(items), static_cast<const void*>(items_), static_cast<size_t>(cap_) * sizeof(T));
+      if (freeN_ != 0) std::memcpy(fr, free_, static_cast<size_t>(freeN_) * 4);
+    }
+    for (u32 i = cap_; i < cap; ++i) new (&items[i]) T();
+    budget_->Free(raw_, cap_ != 0 ? Bytes(cap_) : 0);
+    raw_ = raw;
+    items_ = items;
+    free_ = fr;
+    cap_ = cap;
+    return true;
+  }
+
+  Budget* budget_;
+  void* raw_ = nullptr;
+  T* items_ = nullptr;
+  u32* free_ = nullptr;
+  u32 freeN_ = 0;
   u32 cap_ = 0;
   u32 hwm_ = 1;  // next never-used slot; slot 0 is "none"
   u32 reserved_ = 0;

@@ -54,7 +54,7 @@ export const IO = {
   OUT_CREATED: 34,
   /** OUT word: index of the failing entry of a failed txRun */
   OUT_FAIL_INDEX: 38,
-  /** OUT words: vmboInfo results (refcount, mapping count, boId), vmStats results (tree nodes, bytes) */
+  /** OUT words: vmboInfo results (refcount, mapping count, boId), vmStats results (tree nodes, bytes), memStats results (u64 used, u64 limit) */
   OUT_INFO: 40,
 } as const;
 
@@ -213,6 +213,22 @@ export interface GpuVmEngine {
   vmboMappings(vm: number, vmbo: number, after: number, max: number): number;
   /** Release up to DATA_WORDS zombie VmBos, writing their handles at DATA. -> count */
   vmboReap(vm: number): number;
+
+  /**
+   * Memory budget of this engine instance (one per environment: the native
+   * addon instance of a thread, a WASM instance). limit(A0, u64 bytes; 0 = no
+   * limit beyond the platform's own). A limit below what is in use is allowed:
+   * it only refuses further growth. Every call that would grow engine storage
+   * past it (or that the platform refuses) fails with -ENOMEM and changes
+   * nothing. -> 0, or -EINVAL
+   */
+  memSetLimit(): number;
+  /**
+   * -> 0. OUT_INFO+0..1: bytes of engine storage in use (native: what the
+   * engine allocated; WASM: the instance's linear memory), OUT_INFO+2..3: the
+   * limit (0 = none).
+   */
+  memStats(): number;
 }
 
 /** The page-table part of the engine (see page-table-engine.ts). */
