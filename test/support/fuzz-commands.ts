@@ -1282,7 +1282,7 @@ function vaRefM(M: Models, r: VaRef): { vm: number; gen: number; m: MVa | 'kerne
 function lookupModel(M: Models, c: Extract<Cmd, { t: 'look' }>, vals: Val[]): unknown {
   const order = M.iterOrder(c.vm);
   const a = vals[0].u!;
-  const r = vals[1].u!;
+  const r = vals[1].u ?? 0n; // findPrev / findNext take no range
   const m = M.vms[c.vm];
   const last = a + r - 1n > (1n << 64n) - 1n ? (1n << 64n) - 1n : a + r - 1n;
   const first = (x: bigint, l: bigint) => {
