@@ -1,4 +1,9 @@
 {
+  "variables": {
+    # 1 only for the sanitizer build (scripts/build-native-sanitize.mjs), which
+    # configures a separate build directory; the installed engine never sees it.
+    "gpuvm_sanitize%": 0
+  },
   "targets": [
     {
       "target_name": "gpuvm",
@@ -15,7 +20,14 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2"],
       "cflags_cc": ["-std=c++17", "-O3", "-fno-exceptions"],
       "xcode_settings": { "GCC_ENABLE_CPP_EXCEPTIONS": "NO", "CLANG_CXX_LANGUAGE_STANDARD": "c++17", "OTHER_CFLAGS": ["-O3"] },
-      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 0, "Optimization": 2 } }
+      "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 0, "Optimization": 2 } },
+      "conditions": [
+        ["gpuvm_sanitize==1", {
+          # appended after the release flags, so this -O1 is the one that counts
+          "cflags_cc": ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }
