@@ -9,6 +9,7 @@
 // (fillLeaves), exactly what visiting them one by one would do.
 
 export const EINVAL_PT: i32 = 22;
+export const ENOMEM_PT: i32 = 12;
 
 export const MAX_SHIFTS: u32 = 64;
 export const SHIFT_64K: u32 = 16;
@@ -43,6 +44,7 @@ export const OUT_ALLOC: u32 = 2;
 export const OUT_FREE: u32 = 3;
 export const OUT_RECORDS: u32 = 4;
 export const OUT_FAIL_INDEX_PT: u32 = 5;
+export const OUT_NEED_PT: u32 = 6; // 2 words: leaves the binds needed, on -ENOMEM
 
 // walk flags
 export const WALK_DIRS: u32 = 1;
@@ -69,6 +71,7 @@ const CONTINUE: i32 = 1;
 
 const NONE: u32 = 0xffffffff;
 const SIZE_CLASSES: u32 = 17;
+const COMPACT_MIN: u32 = 1 << 20; // entry slots below which storage is never compacted
 
 // ---- growable arrays in unmanaged memory (std::vector in the native twin) ----
 
@@ -131,6 +134,7 @@ const SIZE_CLASSES: u32 = 17;
 const eVal = new GrowArray<u64>();
 const eMeta = new GrowArray<u8>();
 let eTop: u32 = 0;
+let eUsed: u32 = 0; // slots in blocks that are in use
 const eFree = new GrowArray<u32>();
 
 // ---- table pool (handle 0 unused) ----
@@ -213,6 +217,32 @@ function ptValid(pt: u32): bool {
 
 // ---- storage ----
 
+function siftDown(a: usize, root: u32, n: u32): void {
+  for (;;) {
+    let child: u32 = 2 * root + 1;
+    if (child >= n) return;
+    if (child + 1 < n && load<u64>(a + (<usize>child << 3)) < load<u64>(a + (<usize>(child + 1) << 3))) child++;
+    const x = load<u64>(a + (<usize>root << 3));
+    const y = load<u64>(a + (<usize>child << 3));
+    if (x >= y) return;
+    store<u64>(a + (<usize>root << 3), y);
+    store<u64>(a + (<usize>child << 3), x);
+    root = child;
+  }
+}
+
+function sortU64(a: usize, n: u32): void {
+  if (n < 2) return;
+  for (let s = n / 2; s-- > 0; ) siftDown(a, s, n);
+  for (let end = n - 1; end > 0; end--) {
+    const x = load<u64>(a);
+    store<u64>(a, load<u64>(a + (<usize>end << 3)));
+    store<u64>(a + (<usize>end << 3), x);
+    siftDown(a, 0, end);
+  }
+}
+
+
 export function blockAlloc(log2: u32): u32 {
   const n: u32 = (<u32>1) << log2;
   let b = eFree.get(log2);
@@ -230,12 +260,44 @@ export function blockAlloc(log2: u32): u32 {
     }
   }
   memory.fill(eMeta.data + <usize>b, 0, <usize>n);
+  eUsed += n;
   return b;
 }
 
 export function blockFree(b: u32, log2: u32): void {
   eVal.set(b, <u64>eFree.get(log2));
   eFree.set(log2, b);
+  eUsed -= (<u32>1) << log2;
+}
+
+// When at most a quarter of a large entry storage is in use (after a big
+// unbind or destroy), moves the live blocks to the bottom and drops every
+// free list. Only tBase changes, so no handle, walk or translation sees the
+// move. A WASM memory cannot shrink: the arrays keep their capacity for the
+// next binds instead of growing further (the native twin releases it).
+const compactOrder = new GrowArray<u64>();
+function compactEntries(): void {
+  if (eTop < COMPACT_MIN || eUsed > eTop / 4) return;
+  const order = compactOrder; // (base << 32) | table, for every live table
+  order.clear();
+  for (let t: u32 = 1; t < tLevel.len; t++) {
+    if ((tFlags.get(t) & 1) != 0) order.push(((<u64>tBase.get(t)) << 32) | <u64>t);
+  }
+  sortU64(order.data, order.len);
+  let top: u32 = 0;
+  for (let i: u32 = 0; i < order.len; i++) {
+    const t = <u32>order.get(i);
+    const from = tBase.get(t);
+    const n: u32 = (<u32>1) << tLog2.get(t);
+    if (from != top) {
+      memory.copy(eVal.data + (<usize>top << 3), eVal.data + (<usize>from << 3), <usize>n << 3);
+      memory.copy(eMeta.data + <usize>top, eMeta.data + <usize>from, <usize>n);
+      tBase.set(t, top);
+    }
+    top += n;
+  }
+  for (let k: u32 = 0; k < SIZE_CLASSES; k++) eFree.set(k, NONE);
+  eTop = top;
 }
 
 export function tableAlloc(pt: u32, level: u32, compact: bool): u32 {
@@ -309,31 +371,6 @@ export function writeEntry(pt: u32, t: u32, idx: u32, meta: u8, val: u64): void 
 }
 
 // ---- cost accounting ----
-
-function siftDown(a: usize, root: u32, n: u32): void {
-  for (;;) {
-    let child: u32 = 2 * root + 1;
-    if (child >= n) return;
-    if (child + 1 < n && load<u64>(a + (<usize>child << 3)) < load<u64>(a + (<usize>(child + 1) << 3))) child++;
-    const x = load<u64>(a + (<usize>root << 3));
-    const y = load<u64>(a + (<usize>child << 3));
-    if (x >= y) return;
-    store<u64>(a + (<usize>root << 3), y);
-    store<u64>(a + (<usize>child << 3), x);
-    root = child;
-  }
-}
-
-function sortU64(a: usize, n: u32): void {
-  if (n < 2) return;
-  for (let s = n / 2; s-- > 0; ) siftDown(a, s, n);
-  for (let end = n - 1; end > 0; end--) {
-    const x = load<u64>(a);
-    store<u64>(a, load<u64>(a + (<usize>end << 3)));
-    store<u64>(a + (<usize>end << 3), x);
-    siftDown(a, 0, end);
-  }
-}
 
 function beginCall(): void {
   serial++;
@@ -919,6 +956,7 @@ export function ptDestroy(pt: u32): i32 {
   releaseTable(pt, pRoot.get(pt));
   pAlive.set(pt, 0);
   ptFree.push(pt);
+  compactEntries();
   return 0;
 }
 
@@ -930,11 +968,38 @@ function rangeOk(pt: u32, va: u64, size: u64): bool {
   return va <= spanLast - (size - 1);
 }
 
-// Validates every record; -> record count, or -EINVAL with the failing index stored at `fail`.
-function validateRecords(pt: u32, w: usize, n: u32, fail: usize): i32 {
+// Leaves a bind of [sa, sl] (inclusive, one segment starting at pa, or a
+// null binding) writes: at each level L <= leaf, top-down, the entries wholly
+// inside [sa, sl] that no higher leaf holds become leaves if the segment is
+// physically aligned to their size (always at level 0 and for null ones).
+// Independent of what the table holds; compact tables write fewer.
+function pieceLeaves(pt: u32, sa: u64, sl: u64, pa: u64, isNull: bool): u64 {
+  const leaf = pLeaf.get(pt);
+  let leaves: u64 = 0;
+  let above: u64 = 0; // entries of the current level held by higher leaves
+  for (let L = leaf + 1; L-- > 0; ) {
+    const sh = shiftOf(pt, L);
+    const m = pow2m1(sh);
+    if (L < leaf) above <<= <u64>(shiftOf(pt, L + 1) - sh);
+    const start = (sa + m) & ~m;
+    if (start < sa || start > sl) continue; // no whole entry at this level (or wrapped)
+    const d = sl - start;
+    const whole = (d >> <u64>sh) + ((d & m) == m ? 1 : 0);
+    if (L > 0 && !isNull && ((pa - sa) & m) != 0) continue;
+    leaves += whole - above;
+    above = whole;
+  }
+  return leaves;
+}
+
+// Validates every record; -> record count, or -EINVAL with the failing index
+// stored at `fail`, or -ENOMEM when the binds would write more than `budget`
+// leaves (`fail` the record passing it, `needLeaves` the leaves up to and including it).
+function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, needLeaves: usize): i32 {
   const mask = pow2m1(shiftOf(pt, 0));
   let pos: u64 = 0;
   let idx: u32 = 0;
+  let leaves: u64 = 0;
   while (pos < <u64>n) {
     store<u32>(fail, idx);
     if (<u64>n - pos < <u64>REC_HEADER) return -EINVAL_PT;
@@ -966,6 +1031,19 @@ function validateRecords(pt: u32, w: usize, n: u32, fail: usize): i32 {
         sum += len;
       }
       if (sum != size) return -EINVAL_PT;
+      sum = 0;
+      s = p + (<usize>REC_HEADER << 2);
+      for (let i: u32 = 0; i < nseg; i++, s += <usize>SEG_WORDS << 2) {
+        const len = rd64(s + 8);
+        leaves += pieceLeaves(pt, va + sum, va + sum + (len - 1), rd64(s), false);
+        sum += len;
+      }
+    } else if (kind == REC_BIND_NULL) {
+      leaves += pieceLeaves(pt, va, va + (size - 1), 0, true);
+    }
+    if (leaves > budget) {
+      wr64(needLeaves, leaves);
+      return -ENOMEM_PT;
     }
     pos += need;
     idx++;
@@ -973,8 +1051,10 @@ function validateRecords(pt: u32, w: usize, n: u32, fail: usize): i32 {
   return <i32>idx;
 }
 
-function runRecords(pt: u32, w: usize, n: u32, out: usize): i32 {
-  const count = validateRecords(pt, w, n, out + (<usize>OUT_FAIL_INDEX_PT << 2));
+function runRecords(pt: u32, w: usize, n: u32, budget: u32, out: usize): i32 {
+  const need = out + (<usize>OUT_NEED_PT << 2);
+  wr64(need, 0);
+  const count = validateRecords(pt, w, n, <u64>budget, out + (<usize>OUT_FAIL_INDEX_PT << 2), need);
   if (count < 0) return count;
   let t0: u32 = 0;
   let t1: u32 = 0;
@@ -1014,21 +1094,26 @@ function runRecords(pt: u32, w: usize, n: u32, out: usize): i32 {
   return count;
 }
 
-export function ptApply(pt: u32, words: usize, n: u32, flags: u32, out: usize): i32 {
+export function ptApply(pt: u32, words: usize, n: u32, flags: u32, budget: u32, out: usize): i32 {
   init();
   if (!ptValid(pt) || n > IO_DATA_WORDS_PT || (flags & ~(APPLY_BEGIN | APPLY_END)) != 0) {
     staging.clear();
     return -EINVAL_PT;
   }
   if ((flags & APPLY_BEGIN) != 0) staging.clear();
-  if (flags == (APPLY_BEGIN | APPLY_END)) return runRecords(pt, words, n, out);
+  if (flags == (APPLY_BEGIN | APPLY_END)) {
+    const r = runRecords(pt, words, n, budget, out);
+    if (r > 0) compactEntries();
+    return r;
+  }
   const at = staging.len;
   staging.reserve(at + n);
   memory.copy(staging.data + (<usize>at << 2), words, <usize>n << 2);
   staging.len = at + n;
   if ((flags & APPLY_END) == 0) return <i32>staging.len;
-  const r = runRecords(pt, staging.data, staging.len, out);
+  const r = runRecords(pt, staging.data, staging.len, budget, out);
   staging.clear();
+  if (r > 0) compactEntries();
   return r;
 }
 

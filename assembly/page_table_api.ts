@@ -35,9 +35,9 @@ export function ptDestroy(pt: u32): i32 {
   return destroy(pt);
 }
 
-/** ptApply(pt, words, flags): records at DATA[0..words) */
+/** ptApply(pt, words, flags): records at DATA[0..words), leaf budget at ARG0 (read with END) */
 export function ptApply(pt: u32, words: u32, flags: u32): i32 {
-  return apply(pt, ioWord(IO_DATA), words, flags, ioWord(IO_OUT));
+  return apply(pt, ioWord(IO_DATA), words, flags, arg32(0), ioWord(IO_OUT));
 }
 
 /** ptTranslate(pt): va at ARG0 */

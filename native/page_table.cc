@@ -17,6 +17,30 @@ inline void wr64(uint32_t* w, uint64_t v) {
   w[1] = (uint32_t)(v >> 32);
 }
 
+void siftDown(uint64_t* a, uint32_t root, uint32_t n) {
+  for (;;) {
+    uint32_t child = 2 * root + 1;
+    if (child >= n) return;
+    if (child + 1 < n && a[child] < a[child + 1]) child++;
+    if (a[root] >= a[child]) return;
+    const uint64_t x = a[root];
+    a[root] = a[child];
+    a[child] = x;
+    root = child;
+  }
+}
+
+void sortU64(uint64_t* a, uint32_t n) {
+  if (n < 2) return;
+  for (uint32_t s = n / 2; s-- > 0;) siftDown(a, s, n);
+  for (uint32_t end = n - 1; end > 0; end--) {
+    const uint64_t x = a[0];
+    a[0] = a[end];
+    a[end] = x;
+    siftDown(a, 0, end);
+  }
+}
+
 }  // namespace
 
 Space::Space() {
@@ -57,12 +81,46 @@ uint32_t Space::blockAlloc(uint32_t log2) {
     }
   }
   std::memset(&eMeta[b], 0, n);
+  eUsed += n;
   return b;
 }
 
 void Space::blockFree(uint32_t b, uint32_t log2) {
   eVal[b] = eFree[log2];
   eFree[log2] = b;
+  eUsed -= 1u << log2;
+}
+
+// When at most a quarter of a large entry storage is in use (after a big
+// unbind or destroy), moves the live blocks to the bottom, drops every free
+// list and gives the rest back: memory follows the tables, not their peak.
+// Only tBase changes, so no handle, walk or translation sees the move.
+void Space::compactEntries() {
+  if (eTop < kCompactMin || eUsed > eTop / 4) return;
+  std::vector<uint64_t> order;  // (base << 32) | table, for every live table
+  for (uint32_t t = 1; t < tLevel.size(); t++) {
+    if ((tFlags[t] & 1) != 0) order.push_back(((uint64_t)tBase[t] << 32) | t);
+  }
+  sortU64(order.data(), (uint32_t)order.size());
+  uint32_t top = 0;
+  for (uint32_t i = 0; i < order.size(); i++) {
+    const uint32_t t = (uint32_t)order[i];
+    const uint32_t from = tBase[t];
+    const uint32_t n = 1u << tLog2[t];
+    if (from != top) {
+      std::memmove(&eVal[top], &eVal[from], (size_t)n * sizeof(uint64_t));
+      std::memmove(&eMeta[top], &eMeta[from], n);
+      tBase[t] = top;
+    }
+    top += n;
+  }
+  for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
+  eTop = top;
+  const size_t cap = top < 4096 ? 4096 : (size_t)top;
+  eVal.resize(cap);
+  eVal.shrink_to_fit();
+  eMeta.resize(cap);
+  eMeta.shrink_to_fit();
 }
 
 uint32_t Space::tableAlloc(uint32_t pt, uint32_t level, bool compact) {
@@ -139,30 +197,6 @@ void Space::writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint
 
 // ---- cost accounting -----------------------------------------------------------------
 
-void siftDown(uint64_t* a, uint32_t root, uint32_t n) {
-  for (;;) {
-    uint32_t child = 2 * root + 1;
-    if (child >= n) return;
-    if (child + 1 < n && a[child] < a[child + 1]) child++;
-    if (a[root] >= a[child]) return;
-    const uint64_t x = a[root];
-    a[root] = a[child];
-    a[child] = x;
-    root = child;
-  }
-}
-
-void sortU64(uint64_t* a, uint32_t n) {
-  if (n < 2) return;
-  for (uint32_t s = n / 2; s-- > 0;) siftDown(a, s, n);
-  for (uint32_t end = n - 1; end > 0; end--) {
-    const uint64_t x = a[0];
-    a[0] = a[end];
-    a[end] = x;
-    siftDown(a, 0, end);
-  }
-}
-
 void Space::beginCall() {
   serial++;
   if (serial == 0) serial = 1;
@@ -195,6 +229,9 @@ void Space::endCall() {
       tBorn[t] = 0;
     }
   }
+  // a huge call's logs are not kept at their peak
+  if (liveLog.capacity() > kLogKeep) std::vector<uint64_t>().swap(liveLog);
+  if (created.capacity() > kLogKeep) std::vector<uint32_t>().swap(created);
   cost[0] = live;
   cost[1] = fresh;
   cost[2] = cAlloc;
@@ -718,6 +755,7 @@ int32_t Space::ptDestroy(uint32_t pt) {
   releaseTable(pt, pts[pt].root);
   pts[pt].alive = 0;
   ptFree.push_back(pt);
+  compactEntries();
   return 0;
 }
 
@@ -730,11 +768,38 @@ bool rangeOk(const PtRec& p, uint64_t va, uint64_t size) {
   return va <= p.spanLast - (size - 1);
 }
 
-// Validates every record; -> record count, or -EINVAL with the failing index in *fail.
-int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint32_t* fail) {
+// Leaves a bind of [sa, sl] (inclusive, one segment starting at pa, or a
+// null binding) writes: at each level L <= leaf, top-down, the entries wholly
+// inside [sa, sl] that no higher leaf holds become leaves if the segment is
+// physically aligned to their size (always at level 0 and for null ones).
+// Independent of what the table holds; compact tables write fewer.
+uint64_t pieceLeaves(const PtRec& p, uint64_t sa, uint64_t sl, uint64_t pa, bool isNull) {
+  uint64_t leaves = 0;
+  uint64_t above = 0;  // entries of the current level held by higher leaves
+  for (uint32_t L = p.leaf + 1; L-- > 0;) {
+    const uint32_t sh = p.shift[L];
+    const uint64_t m = ((uint64_t)1 << sh) - 1;
+    if (L < p.leaf) above <<= p.shift[L + 1] - sh;
+    const uint64_t start = (sa + m) & ~m;
+    if (start < sa || start > sl) continue;  // no whole entry at this level (or wrapped)
+    const uint64_t d = sl - start;
+    const uint64_t whole = (d >> sh) + ((d & m) == m ? 1 : 0);
+    if (L > 0 && !isNull && ((pa - sa) & m) != 0) continue;
+    leaves += whole - above;
+    above = whole;
+  }
+  return leaves;
+}
+
+// Validates every record; -> record count, or -EINVAL with the failing index
+// in *fail, or -ENOMEM when the binds would write more than `budget` leaves
+// (*fail the record passing it, *needLeaves the leaves up to and including it).
+int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t budget, uint32_t* fail,
+                        uint64_t* needLeaves) {
   const uint64_t mask = ((uint64_t)1 << p.shift[0]) - 1;
   uint64_t pos = 0;
   uint32_t idx = 0;
+  uint64_t leaves = 0;
   while (pos < n) {
     *fail = idx;
     if (n - pos < kRecHeader) return -kEinval;
@@ -765,6 +830,19 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint32_t*
         sum += len;
       }
       if (sum != size) return -kEinval;
+      sum = 0;
+      s = w + pos + kRecHeader;
+      for (uint32_t i = 0; i < nseg; i++, s += kSegWords) {
+        const uint64_t len = rd64(s + 2);
+        leaves += pieceLeaves(p, va + sum, va + sum + (len - 1), rd64(s), false);
+        sum += len;
+      }
+    } else if (kind == kRecBindNull) {
+      leaves += pieceLeaves(p, va, va + (size - 1), 0, true);
+    }
+    if (leaves > budget) {
+      *needLeaves = leaves;
+      return -kEnomem;
     }
     pos += need;
     idx++;
@@ -774,8 +852,10 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint32_t*
 
 }  // namespace
 
-int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* out) {
-  const int32_t count = validateRecords(pts[pt], w, n, out + kOutFailIndex);
+int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t budget, uint32_t* out) {
+  uint64_t need = 0;
+  const int32_t count = validateRecords(pts[pt], w, n, budget, out + kOutFailIndex, &need);
+  wr64(out + kOutNeed, need);
   if (count < 0) return count;
   uint32_t total[5] = {0, 0, 0, 0, 0};
   uint32_t pos = 0;
@@ -802,17 +882,23 @@ int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* 
   return count;
 }
 
-int32_t Space::ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out) {
+int32_t Space::ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t budget,
+                       uint32_t* out) {
   if (!ptValid(pt) || n > kIoDataWords || (flags & ~(kApplyBegin | kApplyEnd)) != 0) {
     staging.clear();
     return -kEinval;
   }
   if ((flags & kApplyBegin) != 0) staging.clear();
-  if (flags == (kApplyBegin | kApplyEnd)) return runRecords(pt, words, n, out);
+  if (flags == (kApplyBegin | kApplyEnd)) {
+    const int32_t r = runRecords(pt, words, n, budget, out);
+    if (r > 0) compactEntries();
+    return r;
+  }
   staging.insert(staging.end(), words, words + n);
   if ((flags & kApplyEnd) == 0) return (int32_t)staging.size();
-  const int32_t r = runRecords(pt, staging.data(), (uint32_t)staging.size(), out);
-  staging.clear();
+  const int32_t r = runRecords(pt, staging.data(), (uint32_t)staging.size(), budget, out);
+  std::vector<uint32_t>().swap(staging);  // staged calls are big ones: do not keep their peak
+  if (r > 0) compactEntries();
   return r;
 }
 

@@ -28,6 +28,7 @@
 // - Ranges are inclusive [addr, last] inside the engine so that a span of
 //   2^64 needs no 65-bit arithmetic.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -41,6 +42,7 @@ constexpr uint32_t kIoData = 64;
 constexpr uint32_t kIoDataWords = 16 * 4096;
 
 constexpr int32_t kEinval = 22;
+constexpr int32_t kEnomem = 12;
 
 constexpr uint32_t kMaxShifts = 64;
 constexpr uint32_t kShift64K = 16;
@@ -76,6 +78,7 @@ constexpr uint32_t kOutAlloc = 2;
 constexpr uint32_t kOutFree = 3;
 constexpr uint32_t kOutRecords = 4;
 constexpr uint32_t kOutFailIndex = 5;
+constexpr uint32_t kOutNeed = 6;  // 2 words: leaves the binds needed, on -ENOMEM
 
 // walk flags
 constexpr uint32_t kWalkDirs = 1;
@@ -120,11 +123,14 @@ struct PtRec {
 // environment, its globals are its Space.
 struct Space {
   static constexpr uint32_t kSizeClasses = 17;  // blocks of 2^0 .. 2^16 entries
+  static constexpr uint32_t kCompactMin = 1u << 20;  // entry slots below which storage is never compacted
+  static constexpr size_t kLogKeep = 1u << 16;       // log capacity kept between calls
 
   // entry storage: blocks of 2^k entries, one LIFO free list per k
   std::vector<uint64_t> eVal;
   std::vector<uint8_t> eMeta;
   uint32_t eTop = 0;
+  uint32_t eUsed = 0;  // slots in blocks that are in use
   uint32_t eFree[kSizeClasses];
 
   // table pool (handle 0 unused)
@@ -157,7 +163,8 @@ struct Space {
   // ---- public operations (marshalled by page_table_addon.cc) ----
   int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
   int32_t ptDestroy(uint32_t pt);
-  int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t* out);
+  // `budget`: the most leaves the binds of the applied records may write in total
+  int32_t ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t budget, uint32_t* out);
   int32_t ptTranslate(uint32_t pt, uint64_t va, uint32_t* out);
   int32_t ptTranslateBatch(uint32_t pt, uint32_t* data, uint32_t n);
   int32_t ptWalk(uint32_t pt, uint64_t first, uint64_t last, uint64_t cpos, uint32_t crank, uint32_t hasCursor,
@@ -169,6 +176,7 @@ struct Space {
   bool ptValid(uint32_t pt) const;
   uint32_t blockAlloc(uint32_t log2);
   void blockFree(uint32_t b, uint32_t log2);
+  void compactEntries();
   uint32_t tableAlloc(uint32_t pt, uint32_t level, bool compact);
   void releaseTable(uint32_t pt, uint32_t t);
   void writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint64_t val);
@@ -187,7 +195,7 @@ struct Space {
   void runZap(uint32_t pt, uint64_t va, uint64_t last);
   bool hint64K(uint32_t pt, uint32_t t, uint32_t idx);
   uint32_t entryInfo(uint32_t pt, uint32_t t, uint32_t idx, uint32_t L);
-  int32_t runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t* out);
+  int32_t runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t budget, uint32_t* out);
 };
 
 int32_t geomValid(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);

@@ -44,10 +44,11 @@ Napi::Value PtDestroy(const Napi::CallbackInfo& info) {
   return ret(info, a.space.ptDestroy(argU(info, 0)));
 }
 
-// ptApply(pt, words, flags): records at DATA[0..words)
+// ptApply(pt, words, flags): records at DATA[0..words), leaf budget at ARG0 (read with END)
 Napi::Value PtApply(const Napi::CallbackInfo& info) {
   PT_ENTRY;
-  return ret(info, a.space.ptApply(argU(info, 0), w + pt::kIoData, argU(info, 1), argU(info, 2), w + pt::kIoOut));
+  return ret(info, a.space.ptApply(argU(info, 0), w + pt::kIoData, argU(info, 1), argU(info, 2), w[pt::kIoArg],
+                                   w + pt::kIoOut));
 }
 
 // ptTranslate(pt): va at ARG0

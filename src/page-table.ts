@@ -7,7 +7,7 @@
  * allocated and freed, and update records.
  */
 import { engineFor, type BackendName } from './backend/loader.js';
-import { IO, type Engine } from './backend/engine.js';
+import { Errno, IO, type Engine } from './backend/engine.js';
 import {
   PT_APPLY_BEGIN,
   PT_APPLY_END,
@@ -39,6 +39,27 @@ export interface PageTableOptions {
   bigint?: boolean;
   /** engine to use (default: GPUVM_BACKEND / auto) */
   backend?: BackendName;
+  /**
+   * The most leaf entries one call (bind, batch, commit) may write, counted
+   * as if no table were compact (default DEFAULT_MAX_ENTRIES_PER_CALL, at
+   * most 2^32 - 1); a call that would write more fails with ENOMEM and
+   * changes nothing.
+   */
+  maxEntriesPerCall?: number;
+}
+
+/**
+ * Default per-call limit: 2^24 leaves (64 GiB of 4 KiB pages, about 150 MB
+ * of entries and a second or two of work). Larger calls are refused rather
+ * than freezing the thread and the heap for minutes.
+ */
+export const DEFAULT_MAX_ENTRIES_PER_CALL = 2 ** 24;
+
+function checkMaxEntries(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffffffff) {
+    throw new RangeError(`maxEntriesPerCall must be an integer in [1, 2^32 - 1], got ${describe(v)}`);
+  }
+  return v;
 }
 
 /** What one call cost (SPEC §8.1). */
@@ -159,53 +180,60 @@ function describe(v: unknown): string {
 }
 
 /**
- * Streams apply records into io DATA; a full DATA area is staged in the
- * engine (one crossing), the last chunk runs everything (one crossing).
+ * Collects apply records in a private buffer while the arguments are read
+ * (user getters and callbacks may call into gpuvm meanwhile: nothing of
+ * this call is in io or the engine yet), then hands them to the engine in
+ * one go: full DATA areas are staged (one crossing each), the last chunk
+ * runs everything (one crossing).
  */
 class RecordWriter {
-  private io: Uint32Array;
+  private buf = new Uint32Array(256);
   private pos = 0;
-  private first = true;
-  private pt = 0;
   records = 0;
+  /** in use by a call that is still reading its arguments (a getter may re-enter the table) */
+  busy = false;
 
   constructor(
     private readonly engine: Engine,
     private readonly big: boolean,
-  ) {
-    this.io = engine.io();
-  }
+  ) {}
 
-  /** Starts a new set of records for page table `pt`. */
-  reset(pt: number): this {
-    this.pt = pt;
-    this.io = this.engine.io();
+  begin(): this {
     this.pos = 0;
-    this.first = true;
     this.records = 0;
+    this.busy = true;
     return this;
   }
 
-  private flush(): void {
-    const r = this.engine.ptApply(this.pt, this.pos, this.first ? PT_APPLY_BEGIN : 0);
-    this.io = this.engine.io();
-    this.first = false;
-    this.pos = 0;
-    if (r < 0) throw gpuVmError(r, 'page-table records could not be staged');
+  release(): void {
+    this.busy = false;
+    if (this.buf.length > 1 << 16) this.buf = new Uint32Array(256); // do not keep a huge call's peak
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.pos + n) cap *= 2;
+    const b = new Uint32Array(cap);
+    b.set(this.buf.subarray(0, this.pos));
+    this.buf = b;
   }
 
   header(kind: number, nseg: number, va: unknown, size: unknown): void {
-    if (this.pos + PT_REC_HEADER > DATA_WORDS) this.flush();
-    this.io[DATA + this.pos] = kind;
-    this.io[DATA + this.pos + 1] = nseg;
-    putU64(this.io, DATA + this.pos + 2, va, 'va', this.big);
-    putU64(this.io, DATA + this.pos + 4, size, 'size', this.big);
+    this.room(PT_REC_HEADER);
+    const b = this.buf;
+    const at = this.pos;
+    b[at] = kind;
+    b[at + 1] = nseg;
+    putU64(b, at + 2, va, 'va', this.big);
+    putU64(b, at + 4, size, 'size', this.big);
     this.pos += PT_REC_HEADER;
     this.records++;
   }
 
   segments(backing: readonly PtSegment[]): void {
     const n = backing.length;
+    this.room(n * PT_SEG_WORDS);
     for (let i = 0; i < n; i++) {
       const s = backing[i] as unknown;
       let pa: unknown;
@@ -220,9 +248,8 @@ class RecordWriter {
       } else {
         throw new TypeError(`backing[${i}] must be { pa, len } or [pa, len], got ${describe(s)}`);
       }
-      if (this.pos + PT_SEG_WORDS > DATA_WORDS) this.flush();
-      const at = DATA + this.pos;
-      const io = this.io;
+      const b = this.buf;
+      const at = this.pos;
       if (
         typeof pa === 'number' &&
         typeof len === 'number' &&
@@ -234,13 +261,13 @@ class RecordWriter {
         Math.floor(len) === len
       ) {
         // the common case, inline: exact integers below 2^53
-        io[at] = pa >>> 0;
-        io[at + 1] = (pa / TWO32) >>> 0;
-        io[at + 2] = len >>> 0;
-        io[at + 3] = (len / TWO32) >>> 0;
+        b[at] = pa >>> 0;
+        b[at + 1] = (pa / TWO32) >>> 0;
+        b[at + 2] = len >>> 0;
+        b[at + 3] = (len / TWO32) >>> 0;
       } else {
-        putU64(io, at, pa, `backing[${i}].pa`, this.big);
-        putU64(io, at + 2, len, `backing[${i}].len`, this.big);
+        putU64(b, at, pa, `backing[${i}].pa`, this.big);
+        putU64(b, at + 2, len, `backing[${i}].len`, this.big);
       }
       this.pos += PT_SEG_WORDS;
     }
@@ -253,34 +280,51 @@ class RecordWriter {
 
   /** Segments as (pa, len) pairs of a BigUint64Array: copied word for word. */
   segmentsTyped(pairs: BigUint64Array): void {
-    const words = LITTLE_ENDIAN ? new Uint32Array(pairs.buffer, pairs.byteOffset, pairs.length * 2) : null;
-    let from = 0;
     const total = pairs.length * 2;
-    while (from < total) {
-      if (this.pos + PT_SEG_WORDS > DATA_WORDS) this.flush();
-      const n = Math.min(total - from, (DATA_WORDS - this.pos) & ~(PT_SEG_WORDS - 1));
-      if (words !== null) {
-        this.io.set(words.subarray(from, from + n), DATA + this.pos);
-      } else {
-        for (let k = 0; k < n; k += 2) {
-          const v = pairs[(from + k) >> 1];
-          this.io[DATA + this.pos + k] = Number(v & 0xffffffffn);
-          this.io[DATA + this.pos + k + 1] = Number(v >> 32n);
-        }
+    this.room(total);
+    if (LITTLE_ENDIAN) {
+      this.buf.set(new Uint32Array(pairs.buffer, pairs.byteOffset, total), this.pos);
+    } else {
+      for (let k = 0; k < total; k += 2) {
+        const v = pairs[k >> 1];
+        this.buf[this.pos + k] = Number(v & 0xffffffffn);
+        this.buf[this.pos + k + 1] = Number(v >> 32n);
       }
-      this.pos += n;
-      from += n;
     }
+    this.pos += total;
   }
 
-  /** Runs everything written; -> the summed cost. `va` and `size` only name the call in an error. */
-  end(op: string, va?: unknown, size?: unknown): PtCost {
-    const r = this.engine.ptApply(this.pt, this.pos, (this.first ? PT_APPLY_BEGIN : 0) | PT_APPLY_END);
-    const io = this.engine.io();
-    this.io = io;
+  /**
+   * Runs everything collected on page table `pt`, allowing the binds
+   * `budget` leaf entries in total; -> the summed cost. No user code runs
+   * from here on. `va` and `size` only name the call in an error.
+   */
+  end(pt: number, budget: number, op: string, va?: unknown, size?: unknown): PtCost {
+    const engine = this.engine;
+    let from = 0;
+    let first = true;
+    while (this.pos - from > DATA_WORDS) {
+      engine.io().set(this.buf.subarray(from, from + DATA_WORDS), DATA);
+      const r = engine.ptApply(pt, DATA_WORDS, first ? PT_APPLY_BEGIN : 0);
+      if (r < 0) throw gpuVmError(r, 'page-table records could not be staged');
+      from += DATA_WORDS;
+      first = false;
+    }
+    let io = engine.io();
+    io.set(this.buf.subarray(from, this.pos), DATA);
+    io[ARG] = budget;
+    const r = engine.ptApply(pt, this.pos - from, (first ? PT_APPLY_BEGIN : 0) | PT_APPLY_END);
+    io = engine.io();
     if (r < 0) {
       const what = va === undefined ? op : `${op}(${describe(va)}, ${describe(size)})`;
       const at = this.records > 1 ? ` (record ${io[PtOut.FAIL_INDEX]})` : '';
+      if (r === -Errno.ENOMEM) {
+        throw gpuVmError(
+          r,
+          `${what}${at}: would write ${getBig(io, PtOut.NEED)} page-table entries in one call, above ` +
+            `maxEntriesPerCall = ${budget} of this PageTable (split the call or raise the limit)`,
+        );
+      }
       throw gpuVmError(r, `${what}${at}: misaligned, empty, outside the span, or backing not summing to the size`);
     }
     return {
@@ -338,23 +382,35 @@ export class PageTable<N extends U64 = U64> {
   lastCost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
   private handle: number;
   private readonly rw: RecordWriter;
+  private maxEntries: number;
 
   constructor(options: PageTableOptions = {}) {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`PageTable options must be an object, got ${describe(options)}`);
     }
-    const shifts = options.shifts ?? DEFAULT_SHIFTS;
-    if (!Array.isArray(shifts) || shifts.some((s) => typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s > 0xffffffff)) {
-      throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(shifts)}`);
+    // Every option is read once, before anything is written (getters may call into gpuvm).
+    const given = options.shifts;
+    const optLeaf = options.leaf;
+    const bigint = options.bigint === true;
+    const compact = options.compact === true;
+    const backend = options.backend;
+    const optMax = options.maxEntriesPerCall;
+    if (given !== undefined && !Array.isArray(given)) {
+      throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(given)}`);
+    }
+    const shifts: number[] = [...(given ?? DEFAULT_SHIFTS)];
+    if (shifts.some((s) => typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s > 0xffffffff)) {
+      throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(given)}`);
     }
     const top = shifts.length - 1;
-    const leaf = options.leaf ?? Math.max(0, Math.min(2, top));
+    const leaf = optLeaf ?? Math.max(0, Math.min(2, top));
     if (typeof leaf !== 'number' || !Number.isInteger(leaf) || leaf < 0) {
       throw new TypeError(`leaf must be a non-negative integer, got ${describe(leaf)}`);
     }
-    this.engine = engineFor(options.backend);
-    this.bigint = options.bigint === true;
-    this.compact = options.compact === true;
+    this.maxEntries = optMax === undefined ? DEFAULT_MAX_ENTRIES_PER_CALL : checkMaxEntries(optMax);
+    this.engine = engineFor(backend);
+    this.bigint = bigint;
+    this.compact = compact;
     if (shifts.length > 64) throw new GpuVmError('EINVAL', `a page table has at most 64 levels, got ${shifts.length}`);
     const io = this.engine.io();
     for (let i = 0; i < shifts.length; i++) io[DATA + i] = shifts[i];
@@ -383,6 +439,15 @@ export class PageTable<N extends U64 = U64> {
     return this.handle === 0;
   }
 
+  /** The most leaf entries one bind, batch or commit may write (see PageTableOptions). */
+  get maxEntriesPerCall(): number {
+    return this.maxEntries;
+  }
+
+  set maxEntriesPerCall(v: number) {
+    this.maxEntries = checkMaxEntries(v);
+  }
+
   /** Tables in use (root included) and non-empty entries (hidden ones under zapped entries included). */
   get stats(): { tables: number; entries: number } {
     const r = this.engine.ptStats(this.live());
@@ -406,13 +471,17 @@ export class PageTable<N extends U64 = U64> {
   bind(va: U64, size: U64, backing: PtBacking): PtCost {
     const segs = checkBacking(backing);
     const w = this.writer();
-    if (segs === null) {
-      w.header(PtRec.BIND_NULL, 0, va, size);
-    } else {
-      w.header(PtRec.BIND, segCount(segs), va, size);
-      w.backing(segs);
+    try {
+      if (segs === null) {
+        w.header(PtRec.BIND_NULL, 0, va, size);
+      } else {
+        w.header(PtRec.BIND, segCount(segs), va, size);
+        w.backing(segs);
+      }
+      return this.done(w.end(this.live(), this.maxEntries, 'bind', va, size));
+    } finally {
+      w.release();
     }
-    return this.done(w.end('bind', va, size));
   }
 
   /**
@@ -422,15 +491,23 @@ export class PageTable<N extends U64 = U64> {
    */
   unbind(va: U64, size: U64): PtCost {
     const w = this.writer();
-    w.header(PtRec.UNBIND, 0, va, size);
-    return this.done(w.end('unbind', va, size));
+    try {
+      w.header(PtRec.UNBIND, 0, va, size);
+      return this.done(w.end(this.live(), this.maxEntries, 'unbind', va, size));
+    } finally {
+      w.release();
+    }
   }
 
   /** Zaps [va, va+size): entries wholly inside stop translating; nothing is allocated or freed. */
   zap(va: U64, size: U64): PtCost {
     const w = this.writer();
-    w.header(PtRec.ZAP, 0, va, size);
-    return this.done(w.end('zap', va, size));
+    try {
+      w.header(PtRec.ZAP, 0, va, size);
+      return this.done(w.end(this.live(), this.maxEntries, 'zap', va, size));
+    } finally {
+      w.release();
+    }
   }
 
   /**
@@ -441,6 +518,14 @@ export class PageTable<N extends U64 = U64> {
   batch(entries: Iterable<PtBatchEntry>): PtCost {
     const list = [...entries]; // user iterables run before anything is written
     const w = this.writer();
+    try {
+      return this.batchInto(w, list);
+    } finally {
+      w.release();
+    }
+  }
+
+  private batchInto(w: RecordWriter, list: PtBatchEntry[]): PtCost {
     let i = 0;
     for (const e of list) {
       if (e === null || typeof e !== 'object') throw new TypeError(`batch[${i}] must be an object, got ${describe(e)}`);
@@ -463,7 +548,7 @@ export class PageTable<N extends U64 = U64> {
       i++;
     }
     if (i === 0) return this.done({ live: 0, new: 0, alloc: 0, free: 0, records: 0 });
-    return this.done(w.end('batch'));
+    return this.done(w.end(this.live(), this.maxEntries, 'batch'));
   }
 
   /** The leaf mapping va, or null (unmapped, zapped, beyond the span). */
@@ -479,20 +564,29 @@ export class PageTable<N extends U64 = U64> {
 
   /** translate() for many addresses, one crossing per 16384. */
   translateMany(vas: ArrayLike<U64>): (PtTranslation<N> | null)[] {
+    this.live();
+    // Every address is read (getters may call into gpuvm) and checked before io is written.
+    const count = vas.length;
+    if (!Number.isInteger(count) || count < 0) throw new TypeError(`vas.length must be a non-negative integer, got ${describe(count)}`);
+    const words = new Uint32Array(count * 2);
+    for (let i = 0; i < count; i++) {
+      const va = vas[i];
+      if (typeof va === 'number' && va >= 0 && va <= MAX_SAFE && Math.floor(va) === va) {
+        words[2 * i] = va >>> 0;
+        words[2 * i + 1] = (va / TWO32) >>> 0;
+      } else {
+        putU64(words, 2 * i, va, `vas[${i}]`, this.bigint);
+      }
+    }
     const h = this.live();
-    const res: (PtTranslation<N> | null)[] = new Array(vas.length);
-    for (let base = 0; base < vas.length; base += TRANSLATE_CHUNK) {
-      const n = Math.min(TRANSLATE_CHUNK, vas.length - base);
+    const res: (PtTranslation<N> | null)[] = new Array(count);
+    for (let base = 0; base < count; base += TRANSLATE_CHUNK) {
+      const n = Math.min(TRANSLATE_CHUNK, count - base);
       let io = this.engine.io();
       for (let i = 0; i < n; i++) {
-        const va = vas[base + i];
         const at = DATA + i * PT_TRANSLATE_WORDS;
-        if (typeof va === 'number' && va >= 0 && va <= MAX_SAFE && Math.floor(va) === va) {
-          io[at] = va >>> 0;
-          io[at + 1] = (va / TWO32) >>> 0;
-        } else {
-          putU64(io, at, va, `vas[${base + i}]`, this.bigint);
-        }
+        io[at] = words[2 * (base + i)];
+        io[at + 1] = words[2 * (base + i) + 1];
       }
       const r = this.engine.ptTranslateBatch(h, n);
       if (r < 0) throw gpuVmError(r, 'translateMany');
@@ -518,6 +612,8 @@ export class PageTable<N extends U64 = U64> {
    * changed between iterations.
    */
   *walk(va: U64 = 0, size?: U64, options: PtWalkOptions = {}): IterableIterator<PtEntry<N>> {
+    if (options === null || typeof options !== 'object') throw new TypeError(`walk options must be an object, got ${describe(options)}`);
+    // each option read once, before io is written
     let flags = 0;
     if (options.dirs) flags |= PtWalk.DIRS;
     if (options.post) flags |= PtWalk.POST;
@@ -669,11 +765,15 @@ export class PageTable<N extends U64 = U64> {
     let cost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
     if (plan.length > 0) {
       const w = this.writer();
-      for (const r of plan) {
-        w.header(r.kind, r.segs === null ? 0 : segCount(r.segs), r.a, r.size);
-        if (r.segs !== null) w.backing(r.segs);
+      try {
+        for (const r of plan) {
+          w.header(r.kind, r.segs === null ? 0 : segCount(r.segs), r.a, r.size);
+          if (r.segs !== null) w.backing(r.segs);
+        }
+        cost = w.end(this.live(), this.maxEntries, 'commit');
+      } finally {
+        w.release();
       }
-      cost = w.end('commit');
     }
     this.lastCost = cost;
     return {
@@ -695,9 +795,15 @@ export class PageTable<N extends U64 = U64> {
     return this.handle;
   }
 
-  /** The table's record writer, reset (one per table: no allocation per call). */
+  /**
+   * The table's record writer, ready for a new call (one per table: no
+   * allocation per call); a fresh one when a getter of a call still reading
+   * its arguments re-enters this table.
+   */
   private writer(): RecordWriter {
-    return this.rw.reset(this.live());
+    this.live();
+    const w = this.rw.busy ? new RecordWriter(this.engine, this.bigint) : this.rw;
+    return w.begin();
   }
 
   private done(cost: PtCost): PtCost {

@@ -44,8 +44,10 @@ export const PtOut = {
   ALLOC: 34,
   FREE: 35,
   RECORDS: 36,
-  /** on -EINVAL: index of the first invalid record */
+  /** on -EINVAL: index of the first invalid record; on -ENOMEM: of the record passing the budget */
   FAIL_INDEX: 37,
+  /** 2 words: on -ENOMEM, the leaf entries the binds up to FAIL_INDEX would write; else 0 */
+  NEED: 38,
 } as const;
 
 /** ptWalk flags. Without flags a walk yields the visible leaves (null leaves included). */
@@ -109,9 +111,14 @@ export interface PageTableEngine {
    * 2^s[0], size > 0, inside the span, segments non-empty, not overflowing,
    * summing to the size) and then runs them in order, each as one call for
    * cost purposes (SPEC §8.1: bind, unbind with the kill rule, zap). Costs,
-   * summed over the records, go to PtOut. -> without END: words staged so
-   * far; with END: records applied, or -EINVAL (nothing changed,
-   * FAIL_INDEX = the first bad record).
+   * summed over the records, go to PtOut. With END, ARG0 is the leaf budget:
+   * the most leaf entries the binds may write together (counted from the
+   * ranges and segments alone, as if no table were compact). -> without END:
+   * words staged so far; with END: records applied, or -EINVAL (nothing
+   * changed, FAIL_INDEX = the first bad record), or -ENOMEM (over the budget,
+   * nothing changed, NEED = the leaves needed). A call that leaves at most a
+   * quarter of a large entry storage in use compacts it (the native engine
+   * also gives the rest back to the system).
    */
   ptApply(pt: number, words: number, flags: number): number;
   /**
