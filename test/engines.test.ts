@@ -1,25 +1,41 @@
 /**
- * Both engines load here (CI has a compiler), unless this run is the
- * no-compiler configuration, where auto must have picked WASM.
+ * Native loads exactly when a native binary was built (the install step builds
+ * it where a compiler works, or GPUVM_NATIVE_PATH names one); WASM always
+ * loads. Without a native binary, auto must have picked WASM and say why.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { backendInfo } from '../src/backend/loader.js';
 import { backends } from './support/engines.js';
 
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+// the same file the loader looks for
+const nativeFile = process.env.GPUVM_NATIVE_PATH ?? join(root, 'build', 'Release', 'gpuvm.node');
+const nativeBuilt = existsSync(nativeFile);
+
 describe('engines', () => {
-  if (process.env.GPUVM_EXPECT_WASM_ONLY === '1') {
-    it('auto picked WASM and says why native was skipped', () => {
-      expect(backends).toEqual(['wasm']);
-      const info = backendInfo();
-      expect(info.name).toBe('wasm');
-      expect(info.reason).toMatch(/native/);
+  if (nativeBuilt) {
+    it(`native (${nativeFile}) and WASM both load`, () => {
+      expect(backends).toEqual(['native', 'wasm']);
     });
   } else {
-    it('native and WASM both load', () => {
-      expect(backends).toEqual(['native', 'wasm']);
+    it(`no native binary (${nativeFile}): auto picked WASM and says why`, () => {
+      expect(backends).toEqual(['wasm']);
+      // in a child, so that a GPUVM_BACKEND of this run cannot hide auto's choice
+      const r = spawnSync(process.execPath, [join(root, 'bin', 'gpuvm.js'), '--version'], {
+        env: { ...process.env, GPUVM_BACKEND: 'auto' },
+        encoding: 'utf8',
+      });
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain('engine=wasm (native skipped: ');
+      expect(r.stdout).toContain(`${nativeFile} does not exist`);
+      if (backendInfo().requested === 'auto') {
+        expect(backendInfo().name).toBe('wasm');
+        expect(backendInfo().reason).toContain(`${nativeFile} does not exist`);
+      }
     });
   }
 });
@@ -38,7 +54,6 @@ describe('gpuvm.backend', () => {
 });
 
 describe('engine selection (GPUVM_BACKEND)', () => {
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
   const run = (env: Record<string, string>) =>
     spawnSync(process.execPath, [join(root, 'bin', 'gpuvm.js'), '--version'], {
       env: { ...process.env, ...env },
