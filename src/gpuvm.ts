@@ -27,13 +27,34 @@ import {
 } from './backend/engine.js';
 import { engineFor, type BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
-import { GpuVa } from './gpu-va.js';
-import { OpList, type MapOp, type Op, type OpMapping, type PrefetchOp, type RemapOp, type UnmapOp } from './ops.js';
-import { getBig, getNum, hex, putLast, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
-import { Bo, VmBo } from './vm-bo.js';
+import { GpuVa, isGpuVa, makeGpuVa, vaHandle, vaSerial } from './gpu-va.js';
+import {
+  isOp,
+  isOpList,
+  listState,
+  makeOpList,
+  requirePending,
+  sealOp,
+  type OpList,
+  type MapOp,
+  type Op,
+  type OpMapping,
+  type PrefetchOp,
+  type RemapOp,
+  type UnmapOp,
+} from './ops.js';
+import { checkU64, describe, getBig, getNum, hex, putLast, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
+import { Bo, boState, isBo, isVmBo, makeVmBo, setGpuVmCheck, vmBoHandle, vmBoState, type VmBo } from './vm-bo.js';
 
 const A = IO.ARG;
 const D = IO.DATA;
+/** 2^53: in number mode every address and offset the VM can report stays below it. */
+const TWO53 = 2 ** 53;
+/**
+ * Most queries one findFirstMany call takes: its result is one JS array, and
+ * V8 cannot make arrays of much more than 2^27 elements. Split larger batches.
+ */
+export const MAX_BATCH = 1 << 24;
 
 export interface GpuVmOptions<B extends boolean = boolean> {
   /** A name for messages (default "unknown", like the kernel). */
@@ -78,6 +99,23 @@ export interface GpuVmStats {
   bytes: number;
 }
 
+/** A bindArray entry as read (once) from the caller's object. */
+interface TxEntry {
+  op: 'map' | 'unmap' | 'prefetch' | 'unmapAll';
+  addr: U64;
+  range: U64;
+  bo: Bo | null;
+  offset: U64;
+  injectError: boolean;
+}
+
+/** Step functions as read once from the caller's object. */
+interface Steps<N extends U64> {
+  map?(op: MapOp<N>): void;
+  remap(op: RemapOp<N>): void;
+  unmap(op: UnmapOp<N>): void;
+}
+
 interface VaState {
   flags: number;
   vmBo: number;
@@ -85,6 +123,10 @@ interface VaState {
 }
 
 export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
+  static {
+    setGpuVmCheck((x) => x instanceof GpuVm);
+  }
+
   readonly name: string;
   /** whether results are bigints */
   readonly bigint: boolean;
@@ -113,51 +155,64 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** Number mode by default; for bigint mode write `new GpuVm<bigint>({ ..., bigint: true })`. */
   constructor(options: GpuVmOptions) {
     if (options === null || typeof options !== 'object') {
-      throw new TypeError(`GpuVm options must be an object, got ${options === null ? 'null' : typeof options}`);
+      throw new TypeError(`GpuVm options must be an object, got ${describe(options)}`);
     }
-    const big = options.bigint === true;
-    if (options.bigint !== undefined && typeof options.bigint !== 'boolean') {
-      throw new TypeError(`bigint must be a boolean, got ${typeof options.bigint}`);
+    // Every option is read exactly once, before anything else happens: a getter
+    // may run user code (even calls into gpuvm) and must see nothing half done.
+    const { name, bigint, backend, start, range, reserve } = options;
+    let rStart: unknown = 0;
+    let rRange: unknown = 0;
+    if (reserve !== undefined) {
+      if (reserve === null || typeof reserve !== 'object') {
+        throw new TypeError(`reserve must be an object { start, range }, got ${describe(reserve)}`);
+      }
+      rStart = reserve.start;
+      rRange = reserve.range;
     }
-    if (options.name !== undefined && typeof options.name !== 'string') {
-      throw new TypeError(`name must be a string, got ${typeof options.name}`);
+    if (bigint !== undefined && typeof bigint !== 'boolean') {
+      throw new TypeError(`bigint must be a boolean, got ${describe(bigint)}`);
     }
-    if (options.backend !== undefined && options.backend !== 'native' && options.backend !== 'wasm') {
-      throw new TypeError(`backend must be 'native' or 'wasm', got ${JSON.stringify(options.backend)}`);
+    if (name !== undefined && typeof name !== 'string') {
+      throw new TypeError(`name must be a string, got ${describe(name)}`);
     }
-    this.name = options.name ?? 'unknown';
+    if (backend !== undefined && backend !== 'native' && backend !== 'wasm') {
+      throw new TypeError(`backend must be 'native' or 'wasm', got ${describe(backend)}`);
+    }
+    const big = bigint === true;
+    checkU64(start, 'start', big);
+    checkU64(range, 'range', big);
+    if (reserve !== undefined) {
+      checkU64(rStart, 'reserve.start', big);
+      checkU64(rRange, 'reserve.range', big);
+    }
+    this.name = name ?? 'unknown';
     this.bigint = big;
-    const E = engineFor(options.backend);
-    this._E = E;
-    this.backend = E.name;
-    let io = E.io();
-    putU64(io, A + 0, options.start, 'start', big);
-    putU64(io, A + 2, options.range, 'range', big);
-    const reserve = options.reserve;
-    if (reserve !== undefined && (reserve === null || typeof reserve !== 'object')) {
-      throw new TypeError(`reserve must be an object { start, range }, got ${reserve === null ? 'null' : typeof reserve}`);
-    }
-    putU64(io, A + 4, reserve?.start ?? 0, 'reserve.start', big);
-    putU64(io, A + 6, reserve?.range ?? 0, 'reserve.range', big);
-    this.startB = toBig(options.start);
-    this.endB = this.startB + toBig(options.range);
+    this.startB = toBig(start);
+    this.endB = this.startB + toBig(range);
     if (!big && this.endB > 2n ** 53n) {
       throw new RangeError(
         `the VM [${hex(this.startB)}, ${hex(this.endB)}) reaches above 2^53: create it with { bigint: true }`,
       );
     }
+    const rs = toBig(rStart as U64);
+    const rr = toBig(rRange as U64);
+    const E = engineFor(backend);
+    this._E = E;
+    this.backend = E.name;
+    const io = E.io();
+    putU64(io, A + 0, start, 'start', big);
+    putU64(io, A + 2, range, 'range', big);
+    putU64(io, A + 4, rs, 'reserve.start', true);
+    putU64(io, A + 6, rr, 'reserve.range', true);
     const h = E.vmCreate();
     if (h <= 0) {
-      throw new GpuVmError(errnoName(h < 0 ? h : -Errno.EINVAL), this.explainInit(options));
+      throw new GpuVmError(errnoName(h < 0 ? h : -Errno.EINVAL), this.explainInit(this.startB, toBig(range), rs, rr));
     }
+    // nothing below can throw: the engine VM is never left without its object
     this._h = h;
-    this.reserveB =
-      reserve && toBig(reserve.range) !== 0n
-        ? { start: toBig(reserve.start), end: toBig(reserve.start) + toBig(reserve.range) }
-        : null;
-    io = E.io();
+    this.reserveB = rr !== 0n ? { start: rs, end: rs + rr } : null;
     this.start = this.fromBig(this.startB);
-    this.range = this.fromBig(toBig(options.range));
+    this.range = this.fromBig(toBig(range));
     this.end = this.fromBig(this.endB);
   }
 
@@ -183,14 +238,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   // ---- errors --------------------------------------------------------------
 
-  private explainInit(o: GpuVmOptions): string {
-    const s = toBig(o.start);
-    const r = toBig(o.range);
+  private explainInit(s: bigint, r: bigint, rs: bigint, rr: bigint): string {
     if (r === 0n) return `range must not be zero (start=${hex(s)})`;
     if (s + r > U64_MAX) return `start + range overflows u64 (start=${hex(s)}, range=${hex(r)})`;
-    if (o.reserve) {
-      const rs = toBig(o.reserve.start);
-      const rr = toBig(o.reserve.range);
+    {
       if (rs + rr > U64_MAX) return `reserve.start + reserve.range overflows u64 (${hex(rs)}, ${hex(rr)})`;
       if (rr !== 0n && (rs < s || rs + rr > s + r)) {
         return `the reserved node [${hex(rs)}, ${hex(rs + rr)}) is not inside the VM [${hex(s)}, ${hex(s + r)})`;
@@ -255,18 +306,20 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** Drops a destroyed VmBo from every list. */
   private forget(vb: VmBo<N>): void {
-    vb._live = false;
-    if (vb.bo._lastVmBo === vb) {
-      vb.bo._lastVm = null;
-      vb.bo._lastVmBo = null;
+    const st = vmBoState(vb);
+    const bs = boState(vb.bo);
+    st.live = false;
+    if (bs.lastVmBo === vb) {
+      bs.lastVm = null;
+      bs.lastVmBo = null;
     }
-    this.vmBoByHandle.delete(vb.handle);
-    if (vb._registered && vb.bo._vmBos.get(this) === vb) vb.bo._vmBos.delete(this);
+    this.vmBoByHandle.delete(vmBoHandle(vb));
+    if (st.registered && bs.vmBos.get(this) === vb) bs.vmBos.delete(this);
     this.extobjSet.delete(vb);
     this.evictSet.delete(vb);
-    vb._evicted = false;
+    st.evicted = false;
     const id = vb.bo.id;
-    if (!this.looseBos.has(id) && vb.bo._vmBos.get(this) === undefined) this.boById.delete(id);
+    if (!this.looseBos.has(id) && bs.vmBos.get(this) === undefined) this.boById.delete(id);
   }
 
   /** After every mutating engine call. */
@@ -279,11 +332,11 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** @internal a new VmBo with one reference; registered (findable) or not */
   _createVmBo(bo: Bo, register: boolean): VmBo<N> {
+    if (!isBo(bo)) throw new TypeError(`bo must be a Bo, got ${describe(bo)}`);
     this.alive('VmBo.create');
-    if (!(bo instanceof Bo)) throw new TypeError(`bo must be a Bo, got ${describe(bo)}`);
     const h = this._E.vmboCreate(this._h, bo.id);
     if (h <= 0) throw this.fail(h < 0 ? h : -Errno.ENOMEM, 'VmBo.create');
-    const vb = new VmBo<N>(this, bo, h);
+    const vb = makeVmBo<N>(this, bo, h);
     this.vmBoByHandle.set(h, vb);
     this.boById.set(bo.id, bo);
     if (register) this.register(vb);
@@ -291,30 +344,32 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   }
 
   private register(vb: VmBo<N>): void {
-    vb._registered = true;
-    vb.bo._vmBos.set(this, vb);
+    vmBoState(vb).registered = true;
+    boState(vb.bo).vmBos.set(this, vb);
     if (vb.bo.external(this)) this.extobjSet.add(vb);
   }
 
   private checkVmBo(vb: unknown, what: string): VmBo<N> {
-    if (!(vb instanceof VmBo)) throw new TypeError(`${what}: expected a VmBo, got ${describe(vb)}`);
+    if (!isVmBo(vb)) throw new TypeError(`${what}: expected a VmBo, got ${describe(vb)}`);
     if (vb.vm !== (this as GpuVm<any>)) throw new GpuVmError('EINVAL', `${what}: the VmBo belongs to another VM`);
-    if (!vb._live) throw new GpuVmError('EINVAL', `${what}: the VmBo of ${vb.bo.name} was already destroyed (use after put)`);
-    return vb;
+    if (!vmBoState(vb).live) throw new GpuVmError('EINVAL', `${what}: the VmBo of ${vb.bo.name} was already destroyed (use after put)`);
+    return vb as VmBo<N>;
   }
 
   /** The unique VmBo for (this VM, bo), created if needed; +1 reference (drm_gpuvm_bo_obtain). */
   obtainBo(bo: Bo): VmBo<N> {
-    if (!(bo instanceof Bo)) throw new TypeError(`bo must be a Bo, got ${describe(bo)}`);
-    const have = bo._vmBos.get(this);
+    if (!isBo(bo)) throw new TypeError(`obtainBo: bo must be a Bo, got ${describe(bo)}`);
+    this.alive('obtainBo');
+    const have = boState(bo).vmBos.get(this);
     if (have !== undefined) return have.get();
     return this._createVmBo(bo, true);
   }
 
   /** The VmBo for (this VM, bo) with +1 reference, or null; never creates (drm_gpuvm_bo_find). */
   findBo(bo: Bo): VmBo<N> | null {
-    if (!(bo instanceof Bo)) throw new TypeError(`bo must be a Bo, got ${describe(bo)}`);
-    const have = bo._vmBos.get(this);
+    if (!isBo(bo)) throw new TypeError(`findBo: bo must be a Bo, got ${describe(bo)}`);
+    this.alive('findBo');
+    const have = boState(bo).vmBos.get(this);
     return have === undefined ? null : have.get();
   }
 
@@ -325,8 +380,9 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   obtainPrealloc(pre: VmBo<N>): VmBo<N> {
     this.checkVmBo(pre, 'obtainPrealloc');
-    if (pre._registered) throw new GpuVmError('EINVAL', 'obtainPrealloc: the VmBo is already obtained');
-    const have = pre.bo._vmBos.get(this);
+    this.alive('obtainPrealloc');
+    if (vmBoState(pre).registered) throw new GpuVmError('EINVAL', 'obtainPrealloc: the VmBo is already obtained');
+    const have = boState(pre.bo).vmBos.get(this);
     if (have !== undefined) {
       have.get();
       pre.put();
@@ -339,15 +395,25 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** @internal */
   _vmBoGet(vb: VmBo<N>): void {
     this.checkVmBo(vb, 'VmBo.get');
-    const r = this._E.vmboGet(this._h, vb.handle);
+    const r = this._E.vmboGet(this._h, vmBoHandle(vb));
     if (r < 0) throw this.fail(r, 'VmBo.get');
   }
 
   /** @internal */
   _vmBoPut(vb: VmBo<N>): boolean {
     this.checkVmBo(vb, 'VmBo.put');
-    const r = this._E.vmboPut(this._h, vb.handle);
-    if (r < 0) throw this.fail(r, 'VmBo.put');
+    const r = this._E.vmboPut(this._h, vmBoHandle(vb));
+    if (r < 0) {
+      if (r === -Errno.EINVAL) {
+        const { refcount, mappings } = this._vmBoInfo(vb);
+        throw new GpuVmError(
+          'EINVAL',
+          `VmBo.put: the VmBo of ${vb.bo.name} has no reference left to drop: its ${refcount} are held by ` +
+            `${mappings} linked mapping(s) and the engine (a put without a matching get/obtain)`,
+        );
+      }
+      throw this.fail(r, 'VmBo.put');
+    }
     if (r === 0) {
       this.forget(vb);
       return true;
@@ -358,7 +424,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** @internal */
   _vmBoInfo(vb: VmBo<N>): { refcount: number; mappings: number } {
     this.checkVmBo(vb, 'VmBo.refcount');
-    const r = this._E.vmboInfo(this._h, vb.handle);
+    const r = this._E.vmboInfo(this._h, vmBoHandle(vb));
     if (r < 0) throw this.fail(r, 'VmBo.refcount');
     const io = this._E.io();
     return { refcount: io[IO.OUT_INFO], mappings: io[IO.OUT_INFO + 1] };
@@ -368,22 +434,24 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   _vmBoMappings(vb: VmBo<N>): GpuVa<N>[] {
     this.checkVmBo(vb, 'VmBo.mappings');
     const E = this._E;
+    const h = vmBoHandle(vb);
     const out: GpuVa<N>[] = [];
     let after = 0;
     for (;;) {
-      const n = E.vmboMappings(this._h, vb.handle, after, VAS_PER_CHUNK);
+      const n = E.vmboMappings(this._h, h, after, VAS_PER_CHUNK);
       if (n < 0) throw this.fail(n, 'VmBo.mappings');
-      const io = E.io();
-      for (let i = 0; i < n; i++) out.push(this.vaFromRecord(io, D + i * VA_WORDS));
+      // copied first: making the views runs no user code, but keep io use to one place
+      const recs = E.io().slice(D, D + n * VA_WORDS);
+      for (let i = 0; i < n; i++) out.push(this.vaFromRecord(recs, i * VA_WORDS));
       if (n < VAS_PER_CHUNK) return out;
-      after = io[D + (n - 1) * VA_WORDS];
+      after = recs[(n - 1) * VA_WORDS];
     }
   }
 
   /** @internal */
   _vmBoUnmapOps(vb: VmBo<N>): OpList<N> {
     this.checkVmBo(vb, 'VmBo.unmapOps');
-    const n = this._E.vmboUnmapOps(this._h, vb.handle);
+    const n = this._E.vmboUnmapOps(this._h, vmBoHandle(vb));
     if (n < 0) throw this.fail(n, 'VmBo.unmapOps');
     return this.takeList(n, false);
   }
@@ -392,7 +460,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   _vmBoEvict(vb: VmBo<N>, on: boolean): void {
     this.checkVmBo(vb, 'VmBo.evict');
     if (typeof on !== 'boolean') throw new TypeError(`evict: expected a boolean, got ${describe(on)}`);
-    vb._evicted = on;
+    vmBoState(vb).evicted = on;
     if (on) this.evictSet.add(vb);
     else this.evictSet.delete(vb);
   }
@@ -416,23 +484,26 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.alive('validate');
     if (typeof fn !== 'function') throw new TypeError(`validate: fn must be a function, got ${describe(fn)}`);
     for (const vb of [...this.evictSet]) {
-      if (!vb._live || !this.evictSet.has(vb)) continue;
+      // fn may have put, destroyed or re-evicted anything, even the VM
+      if (this._h === 0) return;
+      if (!vmBoState(vb).live || !this.evictSet.has(vb)) continue;
       fn(vb);
-      vb._evicted = false;
+      if (!this.evictSet.has(vb)) continue;
+      vmBoState(vb).evicted = false;
       this.evictSet.delete(vb);
     }
   }
 
-  /** The VmBo handle a MAP of `bo` links to, creating (and reporting) a temporary one if needed. */
+  /** The VmBo a MAP of `bo` links to, creating (and reporting) a temporary one if needed. */
   private vmBoFor(bo: Bo): { vb: VmBo<N>; temp: boolean } {
-    const have = bo._vmBos.get(this);
+    const have = boState(bo).vmBos.get(this);
     if (have !== undefined) return { vb: have, temp: false };
     return { vb: this._createVmBo(bo, true), temp: true };
   }
 
   /** Drops the creation reference of a temporary VmBo (it stays if a mapping links to it). */
   private releaseTemp(vb: VmBo<N>): void {
-    const r = this._E.vmboPut(this._h, vb.handle);
+    const r = this._E.vmboPut(this._h, vmBoHandle(vb));
     if (r === 0) this.forget(vb);
   }
 
@@ -450,8 +521,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const h = io[p];
     const serial = io[p + 1];
     const have = this.vaCache.get(h);
-    if (have !== undefined && have.serial === serial) return have;
-    const va = new GpuVa<N>(
+    if (have !== undefined && vaSerial(have) === serial) return have;
+    const va = makeGpuVa<N>(
       this as GpuVm<N>,
       h,
       serial,
@@ -470,8 +541,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const h = w[p + 1];
     const serial = w[p + 2];
     const have = this.vaCache.get(h);
-    if (have !== undefined && have.serial === serial) return have;
-    const va = new GpuVa<N>(
+    if (have !== undefined && vaSerial(have) === serial) return have;
+    const va = makeGpuVa<N>(
       this as GpuVm<N>,
       h,
       serial,
@@ -487,13 +558,13 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** A GpuVa for a mapping just created by an apply. */
   private vaCreated(h: number, serial: number, m: OpMapping<N>): GpuVa<N> {
-    const va = new GpuVa<N>(this as GpuVm<N>, h, serial, m.addr, m.range, m.bo, m.offset, false);
+    const va = makeGpuVa<N>(this as GpuVm<N>, h, serial, m.addr, m.range, m.bo, m.offset, false);
     this.vaCache.set(h, va);
     return va;
   }
 
   private checkVa(va: unknown, what: string): GpuVa<N> {
-    if (!(va instanceof GpuVa)) throw new TypeError(`${what}: expected a GpuVa, got ${describe(va)}`);
+    if (!isGpuVa(va)) throw new TypeError(`${what}: expected a GpuVa, got ${describe(va)}`);
     if (va.vm !== (this as GpuVm<any>)) throw new GpuVmError('EINVAL', `${what}: the mapping belongs to another VM`);
     return va as GpuVa<N>;
   }
@@ -501,7 +572,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** @internal the engine's view of a mapping, or null when it is gone */
   _vaRead(va: GpuVa<N>): VaState | null {
     if (this._h === 0) return null;
-    const r = this._E.vaGet(this._h, va.handle, va.serial);
+    const r = this._E.vaGet(this._h, vaHandle(va), vaSerial(va));
     if (r <= 0) return null;
     const io = this._E.io();
     return { flags: io[D + 3], vmBo: io[D + 10], inserted: (io[D + 11] & VA_ATTR_INSERTED) !== 0 };
@@ -526,7 +597,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
       throw new RangeError(`flags must fit 32 bits (INVALIDATED, SPARSE, user bits 2..31), got ${hex(flags)}`);
     }
     if (va.isKernelNode) throw new GpuVmError('EPERM', 'GpuVa.flags: the kernel-reserved node has no flags');
-    const r = this._E.vaSetFlags(this._h, va.handle, va.serial, flags >>> 0);
+    const r = this._E.vaSetFlags(this._h, vaHandle(va), vaSerial(va), flags >>> 0);
     if (r < 0) {
       this.alive('GpuVa.flags');
       throw new GpuVmError('EINVAL', 'GpuVa.flags: the mapping no longer exists');
@@ -543,11 +614,12 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   _vaLink(va: GpuVa<N>, vb: VmBo<N>): void {
     this.checkVa(va, 'GpuVa.link');
     this.checkVmBo(vb, 'GpuVa.link');
+    this.alive('GpuVa.link');
     if (va.bo === null) return; // a mapping without a BO is never linked (the kernel's no-op)
     if (va.bo !== vb.bo) {
       throw new GpuVmError('EINVAL', `GpuVa.link: the mapping is of ${va.bo.name}, the VmBo of ${vb.bo.name}`);
     }
-    const r = this._E.vaLink(this._h, va.handle, va.serial, vb.handle);
+    const r = this._E.vaLink(this._h, vaHandle(va), vaSerial(va), vmBoHandle(vb));
     if (r < 0) {
       const s = this._vaRead(va);
       if (s === null) throw new GpuVmError('EINVAL', 'GpuVa.link: the mapping no longer exists');
@@ -560,10 +632,17 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** @internal */
   _vaUnlink(va: GpuVa<N>): void {
     this.checkVa(va, 'GpuVa.unlink');
-    const r = this._E.vaUnlink(this._h, va.handle, va.serial);
+    const r = this._E.vaUnlink(this._h, vaHandle(va), vaSerial(va));
     if (r < 0) {
       this.alive('GpuVa.unlink');
       throw new GpuVmError('EINVAL', 'GpuVa.unlink: the mapping no longer exists');
+    }
+    // An unlinked mapping still names its BO: the VM keeps knowing the BO
+    // (as for insert) even if the last VmBo of it goes with this unlink.
+    const bo = va.bo;
+    if (bo !== null) {
+      this.boById.set(bo.id, bo);
+      this.looseBos.add(bo.id);
     }
     this.changed(this._E.io());
   }
@@ -573,20 +652,23 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** Inserts a new mapping, not linked to any VmBo (drm_gpuva_insert). */
   insert(m: { addr: U64; range: U64; bo?: Bo | null; offset?: U64; flags?: number }): GpuVa<N> {
     if (m === null || typeof m !== 'object') throw new TypeError(`insert: expected { addr, range, bo?, offset?, flags? }, got ${describe(m)}`);
+    // read every field once, check them all, and only then write io
+    const { addr, range, offset = 0, flags = 0 } = m;
     const bo = m.bo ?? null;
-    if (bo !== null && !(bo instanceof Bo)) throw new TypeError(`insert: bo must be a Bo or null, got ${describe(bo)}`);
-    const flags = m.flags ?? 0;
+    if (bo !== null && !isBo(bo)) throw new TypeError(`insert: bo must be a Bo or null, got ${describe(bo)}`);
     if (typeof flags !== 'number' || !Number.isInteger(flags)) throw new TypeError(`insert: flags must be an integer, got ${describe(flags)}`);
     if (flags < 0 || flags > 0xffff_ffff) throw new RangeError(`insert: flags must fit 32 bits, got ${hex(flags)}`);
+    this.checkMapping('insert', addr, range, offset);
+    this.alive('insert');
     const E = this._E;
     const io = E.io();
-    this.put(io, A + 0, m.addr, 'addr');
-    this.put(io, A + 2, m.range, 'range');
-    this.put(io, A + 4, m.offset ?? 0, 'offset');
+    this.put(io, A + 0, addr, 'addr');
+    this.put(io, A + 2, range, 'range');
+    this.put(io, A + 4, offset, 'offset');
     io[A + 6] = bo === null ? 0 : bo.id;
     io[A + 7] = flags >>> 0;
     const h = E.vaInsert(this._h);
-    if (h <= 0) throw this.fail(h, 'insert', m.addr, m.range);
+    if (h <= 0) throw this.fail(h, 'insert', addr, range);
     const io2 = E.io();
     if (bo !== null) {
       this.boById.set(bo.id, bo);
@@ -594,18 +676,36 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     }
     this._mod++;
     return this.vaCreated(h, io2[IO.OUT_SERIAL], {
-      addr: this.fromBig(toBig(m.addr)),
-      range: this.fromBig(toBig(m.range)),
+      addr: this.fromBig(toBig(addr)),
+      range: this.fromBig(toBig(range)),
       bo,
-      offset: this.fromBig(toBig(m.offset ?? 0)),
+      offset: this.fromBig(toBig(offset)),
     });
+  }
+
+  /**
+   * Checks the u64s of a mapping request; in number mode also that
+   * offset + range stays at or below 2^53, so that every piece a later split
+   * makes of it has an offset a number can report exactly.
+   */
+  private checkMapping(what: string, addr: unknown, range: unknown, offset: unknown, sep = ': '): void {
+    const big = this.bigint;
+    checkU64(addr, `${what}${sep}addr`, big);
+    checkU64(range, `${what}${sep}range`, big);
+    checkU64(offset, `${what}${sep}offset`, big);
+    if (!big && toBig(offset as U64) + toBig(range as U64) > BigInt(TWO53)) {
+      throw new RangeError(
+        `${what}: offset + range = ${hex(toBig(offset as U64) + toBig(range as U64))} is above 2^53, so a split piece's offset ` +
+          'could not be reported exactly; use a VM created with { bigint: true }',
+      );
+    }
   }
 
   /** Removes a mapping from the VM (drm_gpuva_remove); it stays linked until unlinked. */
   remove(va: GpuVa<N>): void {
     this.checkVa(va, 'remove');
     if (va.isKernelNode) throw new GpuVmError('EPERM', 'remove: the kernel-reserved node cannot be removed');
-    const r = this._E.vaRemove(this._h, va.handle, va.serial);
+    const r = this._E.vaRemove(this._h, vaHandle(va), vaSerial(va));
     if (r < 0) {
       this.alive('remove');
       if (r === -Errno.EPERM) throw new GpuVmError('EPERM', 'remove: the kernel-reserved node cannot be removed');
@@ -707,30 +807,43 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * seen for the first time costs no extra crossing.
    */
   findFirstMany(addrs: ArrayLike<U64>, range: U64 = 1): (GpuVa<N> | null)[] {
-    this.alive('findFirstMany');
-    if (addrs === null || typeof addrs !== 'object' || typeof addrs.length !== 'number') {
+    if (addrs === null || typeof addrs !== 'object') {
       throw new TypeError(`findFirstMany: addrs must be an array-like of numbers or bigints, got ${describe(addrs)}`);
     }
+    // Every argument is read (and checked) before io is written: an element
+    // getter may run user code, even another gpuvm call.
+    const n = addrs.length;
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 0) {
+      throw new TypeError(`findFirstMany: addrs.length must be a non-negative integer, got ${describe(n)}`);
+    }
+    if (n > MAX_BATCH) {
+      throw new RangeError(`findFirstMany: at most ${MAX_BATCH} addresses per call, got ${n}; split the batch`);
+    }
+    const big = this.bigint;
+    checkU64(range, 'findFirstMany: range', big);
+    const q = new Uint32Array(2 * n);
+    for (let i = 0; i < n; i++) putU64(q, 2 * i, addrs[i], `addrs[${i}]`, big);
+    this.alive('findFirstMany');
     const E = this._E;
     let io = E.io();
     this.put(io, A + 4, range, 'range');
     const r0 = io[A + 4], r1 = io[A + 5];
-    const n = addrs.length;
     const out: (GpuVa<N> | null)[] = new Array(n).fill(null);
     if (r0 === 0 && r1 === 0) return out;
     for (let base = 0; base < n; base += VAS_PER_CHUNK) {
       const m = Math.min(VAS_PER_CHUNK, n - base);
       io = E.io();
       for (let i = 0; i < m; i++) {
-        this.put(io, A, addrs[base + i], `addrs[${base + i}]`);
+        io[A] = q[2 * (base + i)];
+        io[A + 1] = q[2 * (base + i) + 1];
         io[A + 4] = r0;
         io[A + 5] = r1;
         putLast(io, A + 2, A, A + 4);
-        const q = D + 4 * i;
-        io[q] = io[A];
-        io[q + 1] = io[A + 1];
-        io[q + 2] = io[A + 2];
-        io[q + 3] = io[A + 3];
+        const p = D + 4 * i;
+        io[p] = io[A];
+        io[p + 1] = io[A + 1];
+        io[p + 2] = io[A + 2];
+        io[p + 3] = io[A + 3];
       }
       const found = E.findFirstBatch(this._h, m);
       if (found < 0) throw this.fail(found, 'findFirstMany');
@@ -748,7 +861,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * Mappings overlapping [addr, addr+range) (all of them without arguments),
    * in address order, the kernel node included. Safe against changing the VM
    * while iterating: after a change it continues after the mapping it yielded
-   * last (drm_gpuvm_for_each_va_range_safe).
+   * last (drm_gpuvm_for_each_va_range_safe), and it never goes back: a
+   * mapping that now starts below the end of the last one yielded (the loop
+   * body replaced it by a larger one) is skipped. Destroying the VM inside the
+   * loop ends it with EINVAL.
    */
   *mappings(addr?: U64, range?: U64): IterableIterator<GpuVa<N>> {
     this.alive('mappings');
@@ -766,8 +882,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
       l0 = io[A + 2];
       l1 = io[A + 3];
     }
+    let yielded = false;
     let chunk = 16;
     for (;;) {
+      this.alive('mappings');
       io = E.io();
       io[A] = c0;
       io[A + 1] = c1;
@@ -781,6 +899,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
       for (; i < n; i++) {
         if (this._mod !== mod) break;
         const p = i * VA_WORDS;
+        // monotonic: nothing that starts below the cursor once something was yielded
+        if (yielded && (recs[p + 5] < c1 || (recs[p + 5] === c1 && recs[p + 4] < c0))) continue;
         const va = this.vaFromRecord(recs, p);
         // the cursor moves to this mapping's end
         let e0 = recs[p + 4] + recs[p + 6];
@@ -791,9 +911,11 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
         }
         c0 = e0;
         c1 = e1;
+        yielded = true;
         yield va;
-        // past the last address asked for: done
-        if (c1 > l1 || (c1 === l1 && c0 > l0)) return;
+        if (this._h === 0) throw new GpuVmError('EINVAL', `mappings: the VM ${JSON.stringify(this.name)} was destroyed while iterating`);
+        // past the last address asked for (or the top of u64): done
+        if (c1 > l1 || (c1 === l1 && c0 > l0) || c1 >= TWO32) return;
       }
       if (i === n && n < chunk) return;
       if (chunk < VAS_PER_CHUNK) chunk = Math.min(chunk * 4, VAS_PER_CHUNK);
@@ -850,20 +972,27 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     putU64(io, A + 0, addr, 'addr', big);
     putU64(io, A + 2, range, 'range', big);
     putU64(io, A + 4, offset, 'offset', big);
+    // number mode: every piece a split can make must report its offset exactly
+    if (!big && io[A + 3] + io[A + 5] >= 0x1f_ffff) this.checkMapping('bind', addr, range, offset);
     let vmbo = 0;
     let temp: VmBo<N> | null = null;
     if (bo !== null) {
-      if (!(bo instanceof Bo)) throw new TypeError(`bind: bo must be a Bo or null, got ${describe(bo)}`);
+      if (!isBo(bo)) throw new TypeError(`bind: bo must be a Bo or null, got ${describe(bo)}`);
       // most binds name the BO the previous bind of that BO in this VM named
-      let vb = bo._lastVm === this ? (bo._lastVmBo as VmBo<N>) : bo._vmBos.get(this);
+      const bs = boState(bo);
+      let vb = bs.lastVm === this ? (bs.lastVmBo as VmBo<N>) : bs.vmBos.get(this);
       if (vb === undefined) {
         this.alive('bind');
         vb = temp = this._createVmBo(bo, true);
         io = E.io();
+        // creating the VmBo used io: write the request again
+        putU64(io, A + 0, addr, 'addr', big);
+        putU64(io, A + 2, range, 'range', big);
+        putU64(io, A + 4, offset, 'offset', big);
       }
-      bo._lastVm = this;
-      bo._lastVmBo = vb;
-      vmbo = vb.handle;
+      bs.lastVm = this;
+      bs.lastVmBo = vb;
+      vmbo = vmBoHandle(vb);
       io[A + 6] = bo.id;
     } else {
       io[A + 6] = 0;
@@ -921,40 +1050,43 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     // resolve each op's BO now: applying the list may make the VM forget it
     const bos: (Bo | null)[] = new Array(n);
     for (let i = 0; i < n; i++) bos[i] = this.boOf(words[i * OP_WORDS + 3]);
-    const list = new OpList<N>(this as GpuVm<N>, words, this._listGen, applied, bos);
+    const list = makeOpList<N>(this as GpuVm<N>, words, this._listGen, applied, bos);
     // replacing an untouched list released its VmBo reference
     const io = E.io();
     if (io[IO.OUT_ZOMBIES] !== 0) this.reap();
     return list;
   }
 
-  private mapReq(req: MapRequest, what: string): { bo: Bo | null } {
+  /** Reads a map request once (its fields may be getters) and checks it; writes nothing. */
+  private readMapReq(req: unknown, what: string): { addr: U64; range: U64; bo: Bo | null; offset: U64 } {
     if (req === null || typeof req !== 'object') throw new TypeError(`${what}: expected { addr, range, bo?, offset? }, got ${describe(req)}`);
-    const bo = req.bo ?? null;
-    if (bo !== null && !(bo instanceof Bo)) throw new TypeError(`${what}: bo must be a Bo or null, got ${describe(bo)}`);
-    const io = this._E.io();
-    this.put(io, A + 0, req.addr, 'addr');
-    this.put(io, A + 2, req.range, 'range');
-    this.put(io, A + 4, req.offset ?? 0, 'offset');
-    return { bo };
+    const { addr, range, offset = 0 } = req as MapRequest;
+    const bo = (req as MapRequest).bo ?? null;
+    if (bo !== null && !isBo(bo)) throw new TypeError(`${what}: bo must be a Bo or null, got ${describe(bo)}`);
+    this.checkMapping(what, addr, range, offset);
+    return { addr, range, bo, offset };
   }
 
   /** Split/merge ops for mapping a request (drm_gpuvm_sm_map_ops_create). */
   smMapOps(req: MapRequest): OpList<N> {
-    const { bo } = this.mapReq(req, 'smMapOps');
+    return this.mapList(this.readMapReq(req, 'smMapOps'), 'smMapOps');
+  }
+
+  private mapList(req: { addr: U64; range: U64; bo: Bo | null; offset: U64 }, what: string): OpList<N> {
+    const { addr, range, bo, offset } = req;
+    this.alive(what);
     const E = this._E;
-    let vb: { vb: VmBo<N>; temp: boolean } | null = null;
-    if (bo !== null) {
-      this.alive('smMapOps');
-      vb = this.vmBoFor(bo);
-    }
+    const vb = bo === null ? null : this.vmBoFor(bo);
     const io = E.io();
+    this.put(io, A + 0, addr, 'addr');
+    this.put(io, A + 2, range, 'range');
+    this.put(io, A + 4, offset, 'offset');
     io[A + 6] = bo === null ? 0 : bo.id;
-    io[A + 7] = vb === null ? 0 : vb.vb.handle;
+    io[A + 7] = vb === null ? 0 : vmBoHandle(vb.vb);
     const n = E.smMapOps(this._h);
     // the pending list holds its own reference to the VmBo it maps to
     if (vb !== null && vb.temp) this.releaseTemp(vb.vb);
-    if (n < 0) throw this.fail(n, 'smMapOps', req.addr, req.range);
+    if (n < 0) throw this.fail(n, what, addr, range);
     return this.takeList(n, false);
   }
 
@@ -975,7 +1107,12 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return this.rangeList('smUnmapOps', addr, range);
   }
 
-  /** One PREFETCH per mapping overlapping the range, the kernel node skipped (drm_gpuvm_prefetch_ops_create). */
+  /**
+   * One PREFETCH per mapping overlapping the range, the kernel node skipped
+   * (drm_gpuvm_prefetch_ops_create). Like the kernel, it does not check the
+   * range against the VM: a zero range lists nothing, a range reaching
+   * outside lists what it overlaps; only u64 overflow is EINVAL.
+   */
   prefetchOps(addr: U64, range: U64): OpList<N> {
     return this.rangeList('prefetchOps', addr, range);
   }
@@ -988,56 +1125,63 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return this.rangeList('madviseOps', addr, range);
   }
 
-  /** @internal an op object for record i of a list */
+  /** @internal an op object for record i of a list: a frozen view of the record */
   _makeOp(list: OpList<N>, i: number): Op<N> {
-    const w = list._words;
+    const ls = listState(list);
+    const w = ls.words;
     const p = i * OP_WORDS;
     const k = w[p] & 0xff;
-    const base = { list, index: i };
-    const bo = list._bos[i];
+    const bo = ls.bos[i];
     if (k === OpKind.MAP) {
-      const op: MapOp<N> = {
+      return sealOp<MapOp<N>>({
         kind: 'map',
-        ...base,
+        list,
+        index: i,
         addr: this._u(w, p + 4, 'addr'),
         range: this._u(w, p + 6, 'range'),
         bo,
         offset: this._u(w, p + 8, 'offset'),
-      };
-      return op;
+      });
     }
     const va = this.vaFromOp(w, p, bo);
     const keep = (w[p] & OP_KEEP) !== 0;
-    if (k === OpKind.UNMAP) return { kind: 'unmap', ...base, va, keep } as UnmapOp<N>;
-    if (k === OpKind.PREFETCH) return { kind: 'prefetch', ...base, va } as PrefetchOp<N>;
-    const prev: OpMapping<N> | null =
-      (w[p] & OP_HAS_PREV) !== 0
-        ? { addr: va.addr, range: this._u(w, p + 10, 'prev.range'), bo: va.bo, offset: va.offset }
-        : null;
-    let next: OpMapping<N> | null = null;
-    if ((w[p] & OP_HAS_NEXT) !== 0) {
-      const nAddr = this._u(w, p + 12, 'next.addr');
-      const vaEndB = toBig(va.addr) + toBig(va.range);
-      next = {
-        addr: nAddr,
-        range: this.fromBig(vaEndB - toBig(nAddr)),
-        bo: va.bo,
-        offset: this._u(w, p + 14, 'next.offset'),
-      };
-    }
-    return { kind: 'remap', ...base, unmap: { va, keep }, prev, next } as RemapOp<N>;
+    if (k === OpKind.UNMAP) return sealOp<UnmapOp<N>>({ kind: 'unmap', list, index: i, va, keep });
+    if (k === OpKind.PREFETCH) return sealOp<PrefetchOp<N>>({ kind: 'prefetch', list, index: i, va });
+    const prev = this.remapPrev(w, p, va);
+    const next = this.remapNext(w, p, va);
+    return sealOp<RemapOp<N>>({ kind: 'remap', list, index: i, unmap: { va, keep }, prev, next });
+  }
+
+  /** A REMAP record's surviving piece before the request, or null. */
+  private remapPrev(w: Uint32Array, p: number, va: GpuVa<N>): OpMapping<N> | null {
+    if ((w[p] & OP_HAS_PREV) === 0) return null;
+    return { addr: this._u(w, p + 4, 'prev.addr'), range: this._u(w, p + 10, 'prev.range'), bo: va.bo, offset: this._u(w, p + 8, 'prev.offset') };
+  }
+
+  /** A REMAP record's surviving piece after the request, or null. */
+  private remapNext(w: Uint32Array, p: number, va: GpuVa<N>): OpMapping<N> | null {
+    if ((w[p] & OP_HAS_NEXT) === 0) return null;
+    const nAddr = getBig(w, p + 12);
+    const end = getBig(w, p + 4) + getBig(w, p + 6);
+    return {
+      addr: this._u(w, p + 12, 'next.addr'),
+      range: this.fromBig(end - nAddr),
+      bo: va.bo,
+      offset: this._u(w, p + 14, 'next.offset'),
+    };
   }
 
   /** @internal */
   _applyList(list: OpList<N>): void {
     this.checkList(list, 'OpList.apply');
     if (list.length === 0) return; // nothing to do (e.g. unmapping an empty range)
-    list._requirePending('OpList.apply');
+    requirePending(list, 'OpList.apply');
+    const ls = listState(list);
     const E = this._E;
-    const r = E.opsApply(this._h, list._next, list.length);
+    const r = E.opsApply(this._h, ls.next, list.length);
     if (r < 0) throw this.applyError(r, 'OpList.apply');
-    list._next = list.length;
-    list._state = 'applied';
+    ls.next = list.length;
+    ls.state = 'applied';
     this.changed(E.io());
   }
 
@@ -1045,7 +1189,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   _dropList(list: OpList<N>): void {
     this.checkList(list, 'OpList.drop');
     this._E.opsDrop(this._h);
-    list._state = 'dropped';
+    listState(list).state = 'dropped';
     this._listGen++;
     this.changed(this._E.io());
   }
@@ -1066,20 +1210,25 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return new GpuVmError(code, `${what} failed`);
   }
 
-  /** Applies one op of a pending list; returns the handles created. */
-  private applyOne(op: Op<N>, kind: Op['kind'], what: string): Uint32Array {
-    if (op === null || typeof op !== 'object' || op.kind !== kind || !(op.list instanceof OpList)) {
-      throw new TypeError(`${what}: expected a ${kind} op from an op list, got ${describe(op)}`);
+  /**
+   * Applies one op of a pending list; returns the handles created. Only op
+   * objects a list handed out are accepted (they are frozen, so their list,
+   * index and fields are the list's own).
+   */
+  private applyOne(op: unknown, kind: Op['kind'], what: string): Uint32Array {
+    if (!isOp(op) || op.kind !== kind) {
+      throw new TypeError(`${what}: expected a ${kind} op handed out by an op list, got ${isOp(op) ? `a ${op.kind} op` : describe(op)}`);
     }
     const list = op.list as OpList<N>;
     this.checkList(list, what);
-    list._requirePending(what);
-    if (op.index < list._next) throw new GpuVmError('EINVAL', `${what}: op ${op.index} was already applied or skipped`);
+    requirePending(list, what);
+    const ls = listState(list);
+    if (op.index < ls.next) throw new GpuVmError('EINVAL', `${what}: op ${op.index} was already applied or skipped`);
     const E = this._E;
     const r = E.opsApply(this._h, op.index, op.index + 1);
     if (r < 0) throw this.applyError(r, what);
-    list._next = op.index + 1;
-    if (list._next === list.length) list._state = 'applied';
+    ls.next = op.index + 1;
+    if (ls.next === list.length) ls.state = 'applied';
     const io = E.io();
     const created = io.slice(IO.OUT_CREATED, IO.OUT_CREATED + 4);
     this.changed(io);
@@ -1108,18 +1257,27 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** The range a REMAP leaves free: between prev's end and next's start (drm_gpuva_op_remap_to_unmap_range). */
   remapHole(op: RemapOp<N>): { addr: N; range: N } {
-    if (op === null || typeof op !== 'object' || op.kind !== 'remap') {
-      throw new TypeError(`remapHole: expected a remap op, got ${describe(op)}`);
+    if (!isOp(op) || op.kind !== 'remap') {
+      throw new TypeError(`remapHole: expected a remap op handed out by an op list, got ${isOp(op) ? `a ${op.kind} op` : describe(op)}`);
     }
-    const va = op.unmap.va;
-    const start = op.prev ? toBig(op.prev.addr) + toBig(op.prev.range) : toBig(va.addr);
-    const end = op.next ? toBig(op.next.addr) : toBig(va.addr) + toBig(va.range);
+    const w = listState(op.list).words;
+    const p = op.index * OP_WORDS;
+    const addr = getBig(w, p + 4);
+    const start = (w[p] & OP_HAS_PREV) !== 0 ? addr + getBig(w, p + 10) : addr;
+    const end = (w[p] & OP_HAS_NEXT) !== 0 ? getBig(w, p + 12) : addr + getBig(w, p + 6);
     return { addr: this.fromBig(start), range: this.fromBig(end - start) };
   }
 
   // ---- callback mode -----------------------------------------------------------------
 
-  private runSteps(list: OpList<N>, steps: SmSteps<N>): void {
+  /**
+   * Calls the steps in list order. Each step runs with the engine and io
+   * consistent (nothing of the walk is kept in io between steps), so a step
+   * may call anything, even this VM; a step that makes the list stale (by
+   * generating another list or a fused call) ends the walk with the usual
+   * stale-list error at the next vaMap/vaRemap/vaUnmap.
+   */
+  private runSteps(list: OpList<N>, steps: Steps<N>): void {
     try {
       for (let i = 0; i < list.length; i++) {
         const op = list.get(i);
@@ -1132,15 +1290,24 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     }
   }
 
-  private checkSteps(steps: unknown, needMap: boolean, what: string): SmSteps<N> {
+  /** Reads the step functions once (they may be getters) and checks them. */
+  private readSteps(steps: unknown, needMap: boolean, what: string): Steps<N> {
     if (steps === null || typeof steps !== 'object') {
       throw new GpuVmError('EINVAL', `${what}: steps must be an object with map/remap/unmap functions, got ${describe(steps)}`);
     }
-    const s = steps as Record<string, unknown>;
-    for (const k of needMap ? ['map', 'remap', 'unmap'] : ['remap', 'unmap']) {
-      if (typeof s[k] !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.${k} must be a function`);
-    }
-    return steps as SmSteps<N>;
+    const s = steps as SmSteps<N>;
+    const map = needMap ? s.map : undefined;
+    const remap = s.remap;
+    const unmap = s.unmap;
+    if (needMap && typeof map !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.map must be a function`);
+    if (typeof remap !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.remap must be a function`);
+    if (typeof unmap !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.unmap must be a function`);
+    // called with `steps` as `this`, as a method call would
+    return {
+      map: map === undefined ? undefined : (op) => map.call(steps, op),
+      remap: (op) => remap.call(steps, op),
+      unmap: (op) => unmap.call(steps, op),
+    };
   }
 
   /**
@@ -1150,13 +1317,14 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * step stops the walk and is re-thrown; what earlier steps did stays done.
    */
   smMap(req: MapRequest, steps: SmSteps<N>): void {
-    const s = this.checkSteps(steps, true, 'smMap');
-    this.runSteps(this.smMapOps(req), s);
+    const r = this.readMapReq(req, 'smMap');
+    const s = this.readSteps(steps, true, 'smMap');
+    this.runSteps(this.mapList(r, 'smMap'), s);
   }
 
   /** Callback mode for unmapping (drm_gpuvm_sm_unmap). */
   smUnmap(addr: U64, range: U64, steps: SmSteps<N>): void {
-    const s = this.checkSteps(steps, false, 'smUnmap');
+    const s = this.readSteps(steps, false, 'smUnmap');
     this.runSteps(this.smUnmapOps(addr, range), s);
   }
 
@@ -1167,12 +1335,18 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   touchedBos(req: ({ op: 'map' } & MapRequest) | { op: 'unmap'; addr: U64; range: U64 }): Set<Bo> {
     if (req === null || typeof req !== 'object') throw new TypeError(`touchedBos: expected a request, got ${describe(req)}`);
+    const kind = req.op;
     let list: OpList<N>;
-    if (req.op === 'map') list = this.smMapOps(req);
-    else if (req.op === 'unmap') list = this.smUnmapOps(req.addr, req.range);
-    else throw new TypeError(`touchedBos: op must be 'map' or 'unmap', got ${describe((req as { op: unknown }).op)}`);
+    if (kind === 'map') {
+      list = this.mapList(this.readMapReq(req, 'touchedBos'), 'touchedBos');
+    } else if (kind === 'unmap') {
+      const { addr, range } = req as { addr: U64; range: U64 };
+      list = this.smUnmapOps(addr, range);
+    } else {
+      throw new TypeError(`touchedBos: op must be 'map' or 'unmap', got ${describe(kind)}`);
+    }
     const out = new Set<Bo>();
-    for (const bo of list._bos) if (bo !== null) out.add(bo);
+    for (const bo of listState(list).bos) if (bo !== null) out.add(bo);
     list.drop();
     return out;
   }
@@ -1185,43 +1359,46 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * exactly as before). Returns the applied ops.
    */
   bindArray(entries: readonly BindEntry[]): OpList<N> {
-    this.alive('bindArray');
     if (!Array.isArray(entries)) throw new TypeError(`bindArray: expected an array, got ${describe(entries)}`);
+    // Read every entry (each field once: they may be getters) and check it
+    // before touching the engine or io.
+    const n = entries.length;
+    const tx: TxEntry[] = new Array(n);
+    for (let i = 0; i < n; i++) tx[i] = this.readEntry(entries[i], i);
+    this.alive('bindArray');
     const E = this._E;
     const temps: VmBo<N>[] = [];
     const tempByBo = new Map<Bo, VmBo<N>>();
-    const vmBoHandle = (bo: Bo, create: boolean): number => {
-      const have = bo._vmBos.get(this) ?? tempByBo.get(bo);
-      if (have !== undefined) return have.handle;
+    const vmBoHandleFor = (bo: Bo, create: boolean): number => {
+      const have = boState(bo).vmBos.get(this) ?? tempByBo.get(bo);
+      if (have !== undefined) return vmBoHandle(have);
       if (!create) return 0;
       const vb = this._createVmBo(bo, true);
       temps.push(vb);
       tempByBo.set(bo, vb);
-      return vb.handle;
+      return vmBoHandle(vb);
     };
-    // check every entry before touching the engine
-    for (let i = 0; i < entries.length; i++) checkEntry(entries[i], i);
     let r: number;
     try {
-      for (const e of entries) if (e.op === 'map' && e.bo) vmBoHandle(e.bo, true);
+      for (const e of tx) if (e.op === 'map' && e.bo !== null) vmBoHandleFor(e.bo, true);
       E.txClear(this._h);
-      for (let base = 0; base < entries.length; base += TX_PER_CHUNK) {
-        const m = Math.min(TX_PER_CHUNK, entries.length - base);
+      for (let base = 0; base < n; base += TX_PER_CHUNK) {
+        const m = Math.min(TX_PER_CHUNK, n - base);
         const io = E.io();
         for (let j = 0; j < m; j++) {
-          const e = entries[base + j];
+          const e = tx[base + j];
           const p = D + j * TX_WORDS;
-          const inject = e.injectError === true ? TX_INJECT_ERROR : 0;
+          const inject = e.injectError ? TX_INJECT_ERROR : 0;
           for (let w = 1; w < TX_WORDS; w++) io[p + w] = 0;
           const at = `bindArray[${base + j}]`;
           switch (e.op) {
             case 'map':
               io[p] = TxKind.MAP | inject;
-              io[p + 1] = e.bo ? e.bo.id : 0;
-              io[p + 2] = e.bo ? vmBoHandle(e.bo, false) : 0;
+              io[p + 1] = e.bo !== null ? e.bo.id : 0;
+              io[p + 2] = e.bo !== null ? vmBoHandleFor(e.bo, false) : 0;
               this.put(io, p + 4, e.addr, `${at}.addr`);
               this.put(io, p + 6, e.range, `${at}.range`);
-              this.put(io, p + 8, e.offset ?? 0, `${at}.offset`);
+              this.put(io, p + 8, e.offset, `${at}.offset`);
               break;
             case 'unmap':
             case 'prefetch':
@@ -1231,8 +1408,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
               break;
             case 'unmapAll':
               io[p] = TxKind.UNMAP_ALL | inject;
-              io[p + 1] = e.bo.id;
-              io[p + 2] = vmBoHandle(e.bo, false);
+              io[p + 1] = e.bo!.id;
+              io[p + 2] = vmBoHandleFor(e.bo!, false);
               break;
           }
         }
@@ -1250,17 +1427,52 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
       for (const vb of temps) this.releaseTemp(vb);
       // a failed transaction leaves the pending list (if any) as it was
       if (E.io()[IO.OUT_ZOMBIES] !== 0) this.reap();
-      if (r === -Errno.EBUSY || failAt >= entries.length) throw this.fail(r, 'bindArray');
-      const e = entries[failAt];
+      if (r === -Errno.EBUSY || failAt >= n) throw this.fail(r, 'bindArray');
+      const e = tx[failAt];
       const at = `bindArray[${failAt}] (${e.op})`;
-      if (e?.injectError === true && r === -Errno.ENOMEM) throw new GpuVmError('ENOMEM', `${at}: injected error; nothing was changed`);
-      if (e && e.op !== 'unmapAll') throw this.fail(r, at, e.addr, e.range, e.op !== 'prefetch');
+      if (e.injectError && r === -Errno.ENOMEM) throw new GpuVmError('ENOMEM', `${at}: injected error; nothing was changed`);
+      if (e.op !== 'unmapAll') throw this.fail(r, at, e.addr, e.range, e.op !== 'prefetch');
       throw this.fail(r, at);
     }
     const list = this.takeList(r, true, false);
     for (const vb of temps) this.releaseTemp(vb);
     this.changed(E.io());
     return list;
+  }
+
+  /** One bindArray entry, read once and checked. */
+  private readEntry(e: unknown, i: number): TxEntry {
+    if (e === null || typeof e !== 'object') throw new TypeError(`bindArray[${i}]: expected an entry object, got ${describe(e)}`);
+    const x = e as Record<string, unknown>;
+    const op = x.op;
+    const injectError = x.injectError;
+    if (injectError !== undefined && typeof injectError !== 'boolean') {
+      throw new TypeError(`bindArray[${i}].injectError must be a boolean, got ${describe(injectError)}`);
+    }
+    const inject = injectError === true;
+    switch (op) {
+      case 'map': {
+        const { addr, range, offset = 0 } = x;
+        const bo = x.bo ?? null;
+        if (bo !== null && !isBo(bo)) throw new TypeError(`bindArray[${i}].bo must be a Bo or null, got ${describe(bo)}`);
+        this.checkMapping(`bindArray[${i}]`, addr, range, offset, '.');
+        return { op, addr: addr as U64, range: range as U64, bo, offset: offset as U64, injectError: inject };
+      }
+      case 'unmap':
+      case 'prefetch': {
+        const { addr, range } = x;
+        checkU64(addr, `bindArray[${i}].addr`, this.bigint);
+        checkU64(range, `bindArray[${i}].range`, this.bigint);
+        return { op, addr: addr as U64, range: range as U64, bo: null, offset: 0, injectError: inject };
+      }
+      case 'unmapAll': {
+        const bo = x.bo;
+        if (!isBo(bo)) throw new TypeError(`bindArray[${i}].bo must be a Bo, got ${describe(bo)}`);
+        return { op, addr: 0, range: 0, bo, offset: 0, injectError: inject };
+      }
+      default:
+        throw new TypeError(`bindArray[${i}].op must be 'map', 'unmap', 'prefetch' or 'unmapAll', got ${describe(op)}`);
+    }
   }
 
   // ---- lifetime ------------------------------------------------------------------
@@ -1279,12 +1491,13 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this._E.vmDestroy(this._h);
     this._h = 0;
     for (const vb of this.vmBoByHandle.values()) {
-      vb._live = false;
-      if (vb.bo._lastVmBo === vb) {
-        vb.bo._lastVm = null;
-        vb.bo._lastVmBo = null;
+      vmBoState(vb).live = false;
+      const bs = boState(vb.bo);
+      if (bs.lastVmBo === vb) {
+        bs.lastVm = null;
+        bs.lastVmBo = null;
       }
-      if (vb.bo._vmBos.get(this) === vb) vb.bo._vmBos.delete(this);
+      if (bs.vmBos.get(this) === vb) bs.vmBos.delete(this);
     }
     this.vmBoByHandle.clear();
     this.extobjSet.clear();
@@ -1316,38 +1529,4 @@ function takeWords(len: number): Uint32Array {
   const w = slab.subarray(slabUsed, slabUsed + len);
   slabUsed += len;
   return w;
-}
-
-function checkEntry(e: unknown, i: number): void {
-  if (e === null || typeof e !== 'object') throw new TypeError(`bindArray[${i}]: expected an entry object, got ${describe(e)}`);
-  const x = e as Record<string, unknown>;
-  if (x.injectError !== undefined && typeof x.injectError !== 'boolean') {
-    throw new TypeError(`bindArray[${i}].injectError must be a boolean`);
-  }
-  switch (x.op) {
-    case 'map':
-      if (x.bo !== undefined && x.bo !== null && !(x.bo instanceof Bo)) throw new TypeError(`bindArray[${i}].bo must be a Bo or null, got ${describe(x.bo)}`);
-      break;
-    case 'unmap':
-    case 'prefetch':
-      break;
-    case 'unmapAll':
-      if (!(x.bo instanceof Bo)) throw new TypeError(`bindArray[${i}].bo must be a Bo, got ${describe(x.bo)}`);
-      return;
-    default:
-      throw new TypeError(`bindArray[${i}].op must be 'map', 'unmap', 'prefetch' or 'unmapAll', got ${describe(x.op)}`);
-  }
-  for (const k of ['addr', 'range'] as const) {
-    const v = x[k];
-    if (typeof v !== 'number' && typeof v !== 'bigint') throw new TypeError(`bindArray[${i}].${k} must be a number or a bigint, got ${describe(v)}`);
-  }
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (v === undefined) return 'undefined';
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return (v as object).constructor?.name ?? 'object';
-  return String(v);
 }

@@ -3,6 +3,7 @@
  * The public surface; see README.md for the API at a glance.
  */
 export { GpuVm } from './gpuvm.js';
+export { MAX_BATCH } from './gpuvm.js';
 export type { GpuVmOptions, MapRequest, BindEntry, SmSteps, GpuVmStats } from './gpuvm.js';
 export { GpuVa } from './gpu-va.js';
 export { Bo, VmBo } from './vm-bo.js';
@@ -12,6 +13,8 @@ export type { Op, MapOp, UnmapOp, RemapOp, PrefetchOp, OpMapping, OpListState } 
 export { GpuVmError } from './errors.js';
 export type { ErrnoName } from './backend/engine.js';
 export { availableBackends, backendInfo, packageVersion } from './backend/loader.js';
+export { engineMemory, setEngineMemoryLimit } from './engine-memory.js';
+export type { EngineMemory } from './engine-memory.js';
 import { backendInfo as info, type BackendInfo as Info } from './backend/loader.js';
 /**
  * The engine in use by default (`backend.name`), what GPUVM_BACKEND asked for

@@ -20,7 +20,7 @@ export interface OpMapping<N extends U64 = U64> {
 
 interface OpBase {
   /** the list it belongs to */
-  readonly list: OpList;
+  readonly list: OpList<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   /** its position in the list */
   readonly index: number;
 }
@@ -55,28 +55,90 @@ export type Op<N extends U64 = U64> = MapOp<N> | UnmapOp<N> | RemapOp<N> | Prefe
 
 export type OpListState = 'pending' | 'applied' | 'dropped' | 'stale';
 
-export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
-  /** @internal ops made so far */
-  private readonly made: (Op<N> | undefined)[];
-  /** @internal index of the first op not applied yet */
-  _next = 0;
-  /** @internal */
-  _state: 'pending' | 'applied' | 'dropped';
+/** The facade's per-list bookkeeping (private to the facade's modules). */
+export interface ListState<N extends U64 = U64> {
+  /** the op records, OP_WORDS each */
+  readonly words: Uint32Array;
+  /** the VM's list generation this list belongs to */
+  readonly gen: number;
+  /** each op's BO (of its mapping or request), resolved when the list was made */
+  readonly bos: (Bo | null)[];
+  /** index of the first op not applied yet */
+  next: number;
+  state: 'pending' | 'applied' | 'dropped';
+  /** ops made so far */
+  readonly made: (Op<N> | undefined)[];
+}
 
-  /** @internal */
-  constructor(
-    readonly vm: GpuVm<N>,
-    /** @internal the op records, OP_WORDS each */ readonly _words: Uint32Array,
-    /** @internal the VM's list generation this list belongs to */ readonly _gen: number,
-    applied: boolean,
-    /** @internal each op's BO (of its mapping or request), resolved when the list was made */ readonly _bos: (Bo | null)[],
-  ) {
-    this.made = new Array(this.length);
-    this._state = applied ? 'applied' : this.length === 0 ? 'applied' : 'pending';
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyList = OpList<any>;
+let isListFn: (x: unknown) => boolean;
+let listStateOf: (l: AnyList) => ListState<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const MINT: unique symbol = Symbol('OpList');
+
+/** Whether `x` is an OpList the facade made. */
+export function isOpList(x: unknown): x is AnyList {
+  return isListFn(x);
+}
+export function listState<N extends U64>(l: OpList<N>): ListState<N> {
+  return listStateOf(l) as ListState<N>;
+}
+export function makeOpList<N extends U64>(vm: GpuVm<N>, words: Uint32Array, gen: number, applied: boolean, bos: (Bo | null)[]): OpList<N> {
+  return new OpList<N>(MINT, vm, words, gen, applied, bos);
+}
+
+/**
+ * Op objects handed out are frozen views of the list's records, and only
+ * those are accepted back (vaMap and friends): a modified or hand-made op
+ * cannot make the VM report something other than what the engine did.
+ */
+const madeOps = new WeakSet<object>();
+export function sealOp<T extends Op<any>>(op: T): T { // eslint-disable-line @typescript-eslint/no-explicit-any
+  if (op.kind === 'remap') {
+    Object.freeze(op.unmap);
+    if (op.prev) Object.freeze(op.prev);
+    if (op.next) Object.freeze(op.next);
+  }
+  Object.freeze(op);
+  madeOps.add(op);
+  return op;
+}
+/** Whether `x` is an op object an OpList handed out. */
+export function isOp(x: unknown): x is Op<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return typeof x === 'object' && x !== null && madeOps.has(x);
+}
+
+export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
+  readonly #vm: GpuVm<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps OpList<N> covariant
+  readonly #s: ListState<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+  static {
+    isListFn = (x) => typeof x === 'object' && x !== null && #s in x;
+    listStateOf = (l) => l.#s;
+  }
+
+  /** @internal lists come from a GpuVm */
+  constructor(mint: symbol, vm: GpuVm<N>, words: Uint32Array, gen: number, applied: boolean, bos: (Bo | null)[]) {
+    if (mint !== MINT) throw new TypeError('OpList objects come from a GpuVm (smMapOps, smUnmapOps, ...), not new OpList()');
+    this.#vm = vm;
+    const length = words.length >>> 4;
+    this.#s = {
+      words,
+      gen,
+      bos,
+      next: 0,
+      state: applied || length === 0 ? 'applied' : 'pending',
+      made: new Array(length),
+    };
+  }
+
+  /** The VM the list belongs to. */
+  get vm(): GpuVm<N> {
+    return this.#vm;
   }
 
   get length(): number {
-    return this._words.length >>> 4;
+    return this.#s.words.length >>> 4;
   }
 
   /**
@@ -84,18 +146,20 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
    * generated another list or changed through a fused call first).
    */
   get state(): OpListState {
-    if (this._state === 'pending' && this.vm._listGen !== this._gen) return 'stale';
-    return this._state;
+    const s = this.#s;
+    if (s.state === 'pending' && this.#vm._listGen !== s.gen) return 'stale';
+    return s.state;
   }
 
   get(i: number): Op<N> {
-    if (!Number.isInteger(i) || i < 0 || i >= this.length) {
-      throw new RangeError(`op index must be an integer in [0, ${this.length}), got ${i}`);
+    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.length) {
+      throw new RangeError(`op index must be an integer in [0, ${this.length}), got ${typeof i === 'number' ? i : typeof i}`);
     }
-    let op = this.made[i];
+    const made = this.#s.made;
+    let op = made[i];
     if (op === undefined) {
-      op = this.vm._makeOp(this, i);
-      this.made[i] = op;
+      op = this.#vm._makeOp(this, i);
+      made[i] = op;
     }
     return op;
   }
@@ -110,25 +174,29 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 
   /** Applies every op not applied yet, in order (drm_gpuva_map / remap / unmap for each). */
   apply(): void {
-    this.vm._applyList(this);
+    this.#vm._applyList(this);
   }
 
   /** Drops the list without applying the rest (drm_gpuva_ops_free). */
   drop(): void {
     if (this.state !== 'pending') return;
-    this.vm._dropList(this);
+    this.#vm._dropList(this);
   }
 
-  /** @internal */
-  _requirePending(what: string): void {
-    const s = this.state;
-    if (s !== 'pending') {
-      throw new GpuVmError(
-        'EINVAL',
-        s === 'stale'
-          ? `${what}: the op list is stale (the VM generated another list or changed since)`
-          : `${what}: the op list is already ${s}`,
-      );
-    }
+  toString(): string {
+    return `OpList of ${this.length} ops (${this.state})`;
+  }
+}
+
+/** Throws unless the list can still be applied. */
+export function requirePending(list: AnyList, what: string): void {
+  const s = list.state;
+  if (s !== 'pending') {
+    throw new GpuVmError(
+      'EINVAL',
+      s === 'stale'
+        ? `${what}: the op list is stale (the VM generated another list or changed since)`
+        : `${what}: the op list is already ${s}`,
+    );
   }
 }

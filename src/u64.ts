@@ -15,10 +15,29 @@ export function hex(v: U64): string {
   return '0x' + v.toString(16);
 }
 
-function describe(v: unknown): string {
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  return String(v);
+/**
+ * A value for an error message. Never runs user code: an object's toString,
+ * getters or proxy traps could re-enter the library or throw while a call is
+ * failing.
+ */
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'bigint':
+      return `${v}n`;
+    case 'string':
+      return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return String(v);
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    default:
+      return 'an object';
+  }
 }
 
 /**
@@ -56,7 +75,7 @@ function putU64Slow(io: Uint32Array, i: number, v: unknown, name: string, big: b
     io[i + 1] = Number(v >> 32n);
     return;
   }
-  throw new TypeError(`${name} must be a number or a bigint, got ${v === null ? 'null' : typeof v} ${describe(v)}`);
+  throw new TypeError(`${name} must be a number or a bigint, got ${describe(v)}`);
 }
 
 function badNumber(v: number, name: string): Error {
@@ -113,4 +132,10 @@ export function putLast(io: Uint32Array, dst: number, a: number, b: number): voi
   }
   io[dst] = lo;
   io[dst + 1] = hi;
+}
+
+const scratch = new Uint32Array(2);
+/** Validates a u64 argument exactly as putU64 would, without writing anywhere. */
+export function checkU64(v: unknown, name: string, big: boolean): void {
+  putU64(scratch, 0, v, name, big);
 }

@@ -56,15 +56,22 @@ describe.each(backends)('GpuVm on %s', (backend) => {
       const va = vm.findFirst(0, 2 ** 52)!;
       expect(va.addr).toBe(0x1000);
       expect(va.offset).toBe(5);
-      // an offset that grows past 2^53 in a split piece cannot be read as a number
+      // a mapping whose split pieces could get an offset above 2^53 is refused
+      // up front, by every call that maps, and nothing changes
       const bo = new Bo();
-      vm.bind(0x10000, 0x10000, bo, Number.MAX_SAFE_INTEGER - 0x1000);
-      vm.unbind(0x10000, 0x8000);
-      expect(() => vm.findFirst(0x18000, 1)).toThrow(/does not fit a number/);
-      expect(() => [...vm.mappings()]).toThrow(/does not fit a number/);
-      // the VM itself is fine: the piece can be unmapped without reading it
-      vm.unbind(0x18000, 0x8000);
-      expect([...vm.mappings()].map((v) => v.addr)).toEqual([0x1000]);
+      const before = [...vm.mappings()].map((v) => v.toJSON());
+      const big = Number.MAX_SAFE_INTEGER - 0x1000;
+      expect(() => vm.bind(0x10000, 0x10000, bo, big)).toThrow(/offset \+ range = 0x2000000000efff is above 2\^53/);
+      expect(() => vm.smMapOps({ addr: 0x10000, range: 0x10000, bo, offset: big })).toThrow(RangeError);
+      expect(() => vm.insert({ addr: 0x10000, range: 0x10000, bo, offset: big })).toThrow(RangeError);
+      expect(() => vm.bindArray([{ op: 'map', addr: 0x10000, range: 0x10000, bo, offset: big }])).toThrow(/bindArray\[0\]/);
+      expect([...vm.mappings()].map((v) => v.toJSON())).toEqual(before);
+      expect(bo.vmBos).toEqual([]);
+      // offset + range = 2^53 exactly is the largest allowed: every piece stays readable
+      vm.bind(0x10000, 0x10000, bo, 2 ** 53 - 0x10000);
+      vm.unbind(0x14000, 0x8000);
+      expect(vm.findFirst(0x1c000, 1)!.offset).toBe(2 ** 53 - 0x4000);
+      expect([...vm.mappings()].map((v) => v.addr)).toEqual([0x1000, 0x10000, 0x1c000]);
     });
   });
 

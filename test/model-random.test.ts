@@ -138,8 +138,9 @@ describe('reference model', () => {
     top.applyPending();
     expect(code(() => top.prefetch(TWO64 - u(8), u(7)))).toBe('ok'); // over the kernel node: skipped
     expect(top.prefetch(TWO64 - u(8), u(7)).length).toBe(1);
-    expect(code(() => top.prefetch(TWO64 - u(8), 0n))).toBe('EINVAL');
-    expect(code(() => top.prefetch(TWO64 - u(8), u(8)))).toBe('EINVAL');
+    expect(top.prefetch(TWO64 - u(8), 0n)).toEqual([]); // zero: nothing, no error
+    expect(code(() => top.prefetch(TWO64 - u(8), u(8)))).toBe('EINVAL'); // end = 2^64 overflows
+    expect(top.prefetch(TWO64 - u(12), u(6)).length).toBe(1); // reaches below the VM: lists what it overlaps
   });
 
   it('VmBo bookkeeping: REMAP pieces go to the tail before the old one leaves; refcount; destroy at 0', () => {

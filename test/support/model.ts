@@ -17,7 +17,7 @@
  *   The VmBos keep their registration order (a re-created one goes last).
  * - validation (EINVAL): zero range, addr + range overflowing u64 (an end of
  *   exactly 2^64 included), not contained in the VM, overlapping the kernel
- *   node; sm_unmap the same; prefetch: zero / overflow / outside only.
+ *   node; sm_unmap the same; prefetch: overflow only (zero lists nothing).
  * - one pending list: generating replaces an untouched one; while one is
  *   partly applied, generating or a fused call is EBUSY.
  */
@@ -303,9 +303,12 @@ export class VmModel {
 
   /** prefetch (§2.6): whole overlapping mappings, kernel node skipped. Makes the list pending. */
   prefetch(a: bigint, r: bigint): MOp[] {
-    this.validate('prefetch', a, r, false);
+    // the kernel checks only overflow: a zero range lists nothing, one
+    // reaching outside the VM lists what it overlaps
+    if (a < 0n || r < 0n || a > U64_MAX || r > U64_MAX) throw new RangeError('prefetch: not a u64');
+    if (a + r > U64_MAX) throw new ModelError('EINVAL', `prefetch: ${hex(a)} + ${hex(r)} overflows`);
     this.beginList();
-    const ops: MOp[] = this.overlapping(a, a + r).map((va) => ({ kind: 'prefetch', va }));
+    const ops: MOp[] = r === 0n ? [] : this.overlapping(a, a + r).map((va) => ({ kind: 'prefetch', va }));
     return this.setPending(ops, 0);
   }
 
