@@ -1,0 +1,142 @@
+// PageTable hardening: the per-call leaf budget, memory after a big unbind,
+// and re-entrant or throwing argument getters (the facade rule).
+import { describe, expect, it } from 'vitest';
+import { backends } from './support/engines.js';
+import { Bo, GpuVm, GpuVmError, PageTable } from '../src/index.js';
+
+function snapshot(pt: PageTable<number>) {
+  return { stats: pt.stats, entries: [...pt.walk(0, undefined, { dirs: true, zapped: true })] };
+}
+
+describe.each(backends)('%s engine', (backend) => {
+  it('a bind above maxEntriesPerCall is ENOMEM and changes nothing; the largest allowed one works', () => {
+    const pt = new PageTable<number>({ backend, maxEntriesPerCall: 4096 });
+    pt.bind(0x40000000, 0x3000, [[0x7000, 0x3000]]);
+    const before = snapshot(pt);
+    // 4097 leaves of 4 KiB (physically misaligned for 2 MiB pages)
+    const err = (() => {
+      try {
+        pt.bind(0, 4097 * 0x1000, [[0x1000, 4097 * 0x1000]]);
+      } catch (e) {
+        return e as GpuVmError;
+      }
+      return null;
+    })();
+    expect(err).toBeInstanceOf(GpuVmError);
+    expect(err!.code).toBe('ENOMEM');
+    expect(err!.message).toMatch(/4097 page-table entries.*maxEntriesPerCall = 4096/);
+    expect(snapshot(pt)).toEqual(before);
+    expect(() => pt.batch([{ op: 'bind', va: 0, size: 0x2000000, backing: null }, { op: 'bind', va: 0x2000000, size: 0x1000, backing: null }])).not.toThrow();
+    expect(() => pt.batch([{ op: 'bind', va: 0, size: 4096 * 0x1000, backing: [[0x1000, 4096 * 0x1000]] }, { op: 'bind', va: 0x10000000, size: 0x1000, backing: null }])).toThrow(/ENOMEM.*record 1/);
+    const c = pt.bind(0, 4096 * 0x1000, [[0x1000, 4096 * 0x1000]]);
+    expect(c.new + c.live).toBeGreaterThanOrEqual(4096);
+    expect(pt.translate(4095 * 0x1000)?.pa).toBe(4096 * 0x1000);
+    pt.maxEntriesPerCall = 8192;
+    expect(pt.bind(0, 8192 * 0x1000, [[0x1000, 8192 * 0x1000]]).alloc).toBeGreaterThan(0);
+    expect(() => (pt.maxEntriesPerCall = 0)).toThrow(RangeError);
+    expect(() => new PageTable({ backend, maxEntriesPerCall: 2 ** 32 })).toThrow(RangeError);
+  });
+
+  it('a 2^40-byte bind of 4 KiB pages is refused at once; huge pages for it are fine', () => {
+    const pt = new PageTable<number>({ backend });
+    const t = performance.now();
+    expect(() => pt.bind(0, 2 ** 40, [[0x1000, 2 ** 40]])).toThrow(/ENOMEM/);
+    expect(performance.now() - t).toBeLessThan(1000);
+    expect(pt.stats).toEqual({ tables: 1, entries: 0 });
+    expect(pt.bind(0, 2 ** 40, [[0, 2 ** 40]]).new).toBe(1024);
+    expect(pt.translate(2 ** 39 + 0x1234)).toMatchObject({ pa: 2 ** 39 + 0x1234, level: 2 });
+  });
+
+  it('entry storage is compacted after a big unbind and reused', () => {
+    const pt = new PageTable<number>({ backend });
+    const keep = new PageTable<number>({ backend });
+    keep.bind(0x1000, 0x1000, [[0x5000, 0x1000]]);
+    pt.bind(0, 2 ** 33, [[0x1000, 2 ** 33]]); // 2^21 leaves
+    const io = () => {
+      pt.engine.ptStats(1);
+      return pt.engine.io()[32 + 3];
+    };
+    const peak = io();
+    expect(peak).toBeGreaterThan(2 ** 21);
+    pt.unbind(0, 2 ** 33);
+    expect(io()).toBeLessThan(peak / 4);
+    expect(keep.translate(0x1000)?.pa).toBe(0x5000);
+    pt.bind(0, 2 ** 33, [[0x1000, 2 ** 33]]);
+    expect(io()).toBeLessThanOrEqual(peak);
+    expect(pt.translate(2 ** 33 - 0x1000)?.pa).toBe(2 ** 33);
+    pt.destroy();
+    expect(keep.translate(0x1000)?.pa).toBe(0x5000);
+  });
+
+  it('getters that call into gpuvm do not corrupt any PageTable call', () => {
+    const pt = new PageTable<number>({ backend });
+    const other = new PageTable<number>({ backend });
+    other.bind(0x8000, 0x1000, [[0xa000, 0x1000]]);
+    const vm = new GpuVm<number>({ start: 0, range: 2 ** 32, backend });
+    vm.bind(0x8000, 0x1000, null, 0);
+    const meddle = () => {
+      other.translate(0x8000);
+      other.translateMany([0x8000, 0x9000]);
+      [...other.walk()];
+      other.bind(0x20000, 0x1000, [[0x3000, 0x1000]]);
+      pt.translate(0x8000);
+      vm.findFirst(0x8000, 0x1000);
+    };
+    const seg = (pa: number, len: number) => ({
+      get pa() {
+        meddle();
+        return pa;
+      },
+      get len() {
+        meddle();
+        return len;
+      },
+    });
+    pt.bind(0x1000, 0x2000, [seg(0x40000, 0x1000), seg(0x50000, 0x1000)]);
+    expect(pt.translate(0x2000)?.pa).toBe(0x50000);
+    pt.batch([
+      { op: 'bind', va: 0x10000, size: 0x1000, get backing() { meddle(); return [seg(0x60000, 0x1000)]; } },
+      { get op() { meddle(); return 'zap' as const; }, va: 0x1000, size: 0x1000 },
+    ]);
+    expect(pt.translate(0x10000)?.pa).toBe(0x60000);
+    expect(pt.translate(0x1000)).toBeNull();
+    const vas = { length: 2, get 0() { meddle(); return 0x2000; }, get 1() { meddle(); return 0x10000; } };
+    expect(pt.translateMany(vas).map((t) => t?.pa)).toEqual([0x50000, 0x60000]);
+    const opts = { get chunk() { meddle(); return 1; } };
+    expect([...pt.walk(0, 0x20000, opts)].map((e) => e.va)).toEqual([0x2000, 0x10000]);
+    const made = new PageTable<number>({ backend, get shifts() { meddle(); return [12, 21, 30, 39]; }, get leaf() { meddle(); return 1; } });
+    made.bind(0x200000, 0x200000, [[0x400000, 0x200000]]);
+    expect(made.translate(0x200000)?.level).toBe(1);
+    // re-entering the same table from a getter: the inner call happens first
+    pt.bind(0x30000, 0x1000, [{ get pa() { pt.bind(0x31000, 0x1000, [[0x9000, 0x1000]]); return 0x8000; }, len: 0x1000 }]);
+    expect(pt.translate(0x30000)?.pa).toBe(0x8000);
+    expect(pt.translate(0x31000)?.pa).toBe(0x9000);
+    expect(other.translate(0x8000)?.pa).toBe(0xa000);
+    expect(vm.findFirst(0x8000, 0x1000)?.addr).toBe(0x8000);
+  });
+
+  it('a throwing getter or resolve leaves the table unchanged', () => {
+    const pt = new PageTable<number>({ backend });
+    pt.bind(0x1000, 0x4000, [[0x40000, 0x4000]]);
+    pt.zap(0x2000, 0x1000);
+    const before = snapshot(pt);
+    const boom = () => {
+      throw new Error('boom');
+    };
+    const bad = { get pa() { return boom(); }, len: 0x1000 };
+    expect(() => pt.bind(0x1000, 0x2000, [[0x9000, 0x1000], bad])).toThrow('boom');
+    expect(() => pt.batch([{ op: 'unbind', va: 0x1000, size: 0x4000 }, { op: 'bind', va: 0, size: 0x1000, backing: [bad] }])).toThrow('boom');
+    expect(() => pt.batch([{ op: 'unbind', va: 0x1000, size: 0x1000 }, { get op(): 'zap' { return boom(); }, va: 0, size: 0x1000 }])).toThrow('boom');
+    expect(() => pt.translateMany({ length: 2, 0: 0x1000, get 1() { return boom(); } })).toThrow('boom');
+    expect(() => [...pt.walk(0, undefined, { get dirs() { return boom(); } })]).toThrow('boom');
+    const vm = new GpuVm<number>({ start: 0, range: 2 ** 32, backend });
+    const bo = new Bo({ size: 2 ** 20 });
+    expect(() => pt.commit(vm.smMapOps({ addr: 0x1000, range: 0x2000, bo, offset: 0 }), () => boom())).toThrow('boom');
+    expect(() => pt.commit(vm.smMapOps({ addr: 0x1000, range: 0x2000, bo, offset: 0 }), () => [bad])).toThrow('boom');
+    expect(snapshot(pt)).toEqual(before);
+    // a resolve that re-enters and then succeeds: the commit is still right
+    const ok = pt.commit(vm.smMapOps({ addr: 0x8000, range: 0x1000 }), () => { pt.translate(0x1000); return null; });
+    expect(ok.binds).toBe(1);
+    expect(pt.translate(0x8000)?.pa).toBeNull();
+  });
+});
