@@ -35,7 +35,7 @@ export const backend: Info = {
 export type { BackendName, BackendInfo } from './backend/loader.js';
 export type { U64 } from './u64.js';
 export { replay } from './replay.js';
-export { PageTable, DEFAULT_SHIFTS } from './page-table.js';
+export { PageTable, DEFAULT_SHIFTS, DEFAULT_MAX_ENTRIES_PER_CALL } from './page-table.js';
 export type {
   PageTableOptions,
   PtCost,
