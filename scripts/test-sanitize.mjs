@@ -36,9 +36,20 @@ if (!asan.startsWith('/') || !existsSync(asan)) fail(`${cxx} does not know where
 const env = {
   ...process.env,
   LD_PRELOAD: [asan, process.env.LD_PRELOAD].filter(Boolean).join(':'),
-  // node's own allocations are still live at exit: leak checking would only report those
-  ASAN_OPTIONS: 'detect_leaks=0:halt_on_error=1',
-  UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',
+  // node's own allocations are still live at exit: leak checking would only
+  // report those. The engine answers a refused malloc with ENOMEM, so a
+  // refusal must stay a null return here too, not an ASan abort. Freed blocks
+  // wait in a quarantine before reuse; at the default 256 MiB it alone breaks
+  // the memory-growth bounds of test/lifetime.test.ts, while 16 MiB still
+  // covers a use shortly after a free. Options already in the environment
+  // come last, so they win.
+  ASAN_OPTIONS: [
+    'detect_leaks=0:halt_on_error=1:allocator_may_return_null=1:quarantine_size_mb=16',
+    process.env.ASAN_OPTIONS,
+  ]
+    .filter(Boolean)
+    .join(':'),
+  UBSAN_OPTIONS: ['halt_on_error=1:print_stacktrace=1', process.env.UBSAN_OPTIONS].filter(Boolean).join(':'),
   GPUVM_BACKEND: 'native',
   GPUVM_NATIVE_PATH: addon,
 };
