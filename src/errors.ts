@@ -1,6 +1,6 @@
 /**
  * GpuVmError: every failure of the library carries the Linux errno name the
- * kernel would return (SPEC §2). Engines return negated errno numbers; this
+ * kernel would return. Engines return negated errno numbers; this
  * file maps them to names in one place, so both engines raise the same errors.
  */
 import { Errno, type ErrnoName } from './backend/engine.js';

@@ -1,6 +1,6 @@
 /**
- * PageTable: xe-style multi-level GPU page tables (SPEC §7, §8.1;
- * research/upstream-anchors.md §4). The tables and the walker live in the
+ * PageTable: xe-style multi-level GPU page tables, built the way the xe
+ * driver builds them. The tables and the walker live in the
  * engine; every public call is one engine crossing (a walk or a very large
  * bind is one crossing per chunk of io). Every mutating call returns what it
  * cost: entries written into live tables, entries of new tables, tables
@@ -62,7 +62,7 @@ function checkMaxEntries(v: unknown): number {
   return v;
 }
 
-/** What one call cost (SPEC §8.1). */
+/** What one call cost. */
 export interface PtCost {
   /** distinct entries written into tables that existed before the call */
   live: number;

@@ -1,6 +1,6 @@
 /**
- * The page-table part of the engine contract (SPEC §7, §8.1;
- * research/upstream-anchors.md §4). Both engines implement it with the same
+ * The page-table part of the engine contract (xe-style multi-level tables).
+ * Both engines implement it with the same
  * algorithms (native/page_table.*, assembly/page_table.ts) and give
  * bit-identical results. The conventions of engine.ts apply: arguments and
  * results go through the io transfer area of u32 words, u64 values are two
@@ -110,7 +110,7 @@ export interface PageTableEngine {
    * staged before); with END, validates every staged record (alignment to
    * 2^s[0], size > 0, inside the span, segments non-empty, not overflowing,
    * summing to the size) and then runs them in order, each as one call for
-   * cost purposes (SPEC §8.1: bind, unbind with the kill rule, zap). Costs,
+   * cost purposes (bind, unbind with the kill rule, zap). Costs,
    * summed over the records, go to PtOut. With END, ARG0 is the leaf budget:
    * the most leaf entries the binds may write together (counted from the
    * ranges and segments alone, as if no table were compact). -> without END:
