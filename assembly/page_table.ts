@@ -73,7 +73,9 @@ const NONE: u32 = 0xffffffff;
 const SIZE_CLASSES: u32 = 17;
 const COMPACT_MIN: u32 = 1 << 20; // entry slots below which storage is never compacted
 
-// ---- growable arrays in unmanaged memory (std::vector in the native twin) ----
+// ---- growable arrays in unmanaged memory (Array of native/budget.h) ----
+// Their storage comes from budget.ts: growth is checked against the limit and
+// memory.grow, and answers false instead of trapping.
 
 @unmanaged class GrowArray<T> {
   data: usize = 0;
@@ -85,24 +87,32 @@ const COMPACT_MIN: u32 = 1 << 20; // entry slots below which storage is never co
   @inline set(i: u32, v: T): void {
     store<T>(this.data + (<usize>i) * sizeof<T>(), v);
   }
-  reserve(n: u32): void {
-    if (n <= this.cap) return;
-    let c = this.cap * 2;
+  /** Capacity for n elements; false (nothing changed) when refused. `force` ignores the limit. */
+  reserve(n: u64, force: bool = false): bool {
+    if (n <= <u64>this.cap) return true;
+    if (n > 0xffffffff) return false;
+    let c = <u64>this.cap * 2;
     if (c < 64) c = 64;
     if (c < n) c = n;
-    const bytes = <usize>c * sizeof<T>();
-    this.data = this.data == 0 ? heap.alloc(bytes) : heap.realloc(this.data, bytes);
-    this.cap = c;
+    if (c > 0xffffffff) c = n;
+    const p = memRealloc(this.data, c * sizeof<T>(), force);
+    if (p == 0) return false;
+    this.data = p;
+    this.cap = <u32>c;
+    return true;
   }
+  /** Lengthens to n, zero-filling; callers reserved the room (or the sizes are tiny: init). */
   resize(n: u32): void {
-    this.reserve(n);
+    if (!this.reserve(n, true)) return;
     if (n > this.len) memory.fill(this.data + <usize>this.len * sizeof<T>(), 0, <usize>(n - this.len) * sizeof<T>());
     this.len = n;
   }
-  push(v: T): void {
-    this.reserve(this.len + 1);
+  /** Appends; grows past the limit if it must (logs that only feed reports, reserved room); false drops it. */
+  push(v: T): bool {
+    if (!this.reserve(<u64>this.len + 1, true)) return false;
     store<T>(this.data + <usize>this.len * sizeof<T>(), v);
     this.len++;
+    return true;
   }
   @inline back(): T {
     return this.get(this.len - 1);
@@ -115,6 +125,8 @@ const COMPACT_MIN: u32 = 1 << 20; // entry slots below which storage is never co
     this.len = 0;
   }
 }
+
+import { memRealloc } from "./budget";
 
 @inline function rd64(p: usize): u64 {
   return load<u64>(p);
@@ -190,8 +202,47 @@ function init(): void {
   eFree.resize(SIZE_CLASSES);
   for (let k: u32 = 0; k < SIZE_CLASSES; k++) eFree.set(k, NONE);
   cost.resize(5);
+  // Slot 0 of the table pool and of the records: a few bytes.
+  reserveTables(1);
   newTableSlot();
+  ptReserve(true);
   ptPush();
+}
+
+/** Room for one more record in every record column, and for freeing it. */
+function ptReserve(force: bool): bool {
+  const n = <u64>pAlive.len + 1;
+  return (
+    pAlive.reserve(n, force) && pTop.reserve(n, force) && pLeaf.reserve(n, force) && pFlags.reserve(n, force) &&
+    pRoot.reserve(n, force) && pTables.reserve(n, force) && pEntries.reserve(n, force) &&
+    pSpanBits.reserve(n, force) && pSpanLast.reserve(n, force) && pShift.reserve(n * MAX_SHIFTS, force) &&
+    ptFree.reserve(n, force)
+  );
+}
+
+/**
+ * Room for `extra` more table slots (and their free-list entries). false
+ * (nothing changed but capacity) when the budget says no.
+ */
+function reserveTables(extra: u64): bool {
+  const n = <u64>tLevel.len + extra;
+  if (n > 0xffffffff) return false;
+  return (
+    tLevel.reserve(n) && tShift.reserve(n) && tLog2.reserve(n) && tFlags.reserve(n) &&
+    tLive.reserve(n) && tBase.reserve(n) && tBorn.reserve(n) && tFree.reserve(n)
+  );
+}
+
+/** Room for `slots` more entries above eTop (free blocks are not counted on). */
+function reserveEntries(slots: u64): bool {
+  const need = <u64>eTop + slots;
+  if (need > 0xffffffff) return false;
+  if (need <= <u64>eVal.cap) return true;
+  let cap = <u64>eVal.cap * 2;
+  if (cap < 4096) cap = 4096;
+  if (cap < need) cap = need;
+  if (cap > 0xffffffff) cap = need;
+  return eVal.reserve(cap) && eMeta.reserve(cap);
 }
 
 function ptPush(): void {
@@ -251,12 +302,10 @@ export function blockAlloc(log2: u32): u32 {
   } else {
     b = eTop;
     eTop += n;
+    // reserveEntries made the room
     if (eTop > eVal.len) {
-      let cap = eVal.len * 2;
-      if (cap < 4096) cap = 4096;
-      if (cap < eTop) cap = eTop;
-      eVal.resize(cap);
-      eMeta.resize(cap);
+      eVal.resize(eTop);
+      eMeta.resize(eTop);
     }
   }
   memory.fill(eMeta.data + <usize>b, 0, <usize>n);
@@ -280,6 +329,8 @@ function compactEntries(): void {
   if (eTop < COMPACT_MIN || eUsed > eTop / 4) return;
   const order = compactOrder; // (base << 32) | table, for every live table
   order.clear();
+  // Compaction is an optimisation: without memory for its index it waits.
+  if (!order.reserve(tLevel.len)) return;
   for (let t: u32 = 1; t < tLevel.len; t++) {
     if ((tFlags.get(t) & 1) != 0) order.push(((<u64>tBase.get(t)) << 32) | <u64>t);
   }
@@ -924,6 +975,10 @@ export function ptCreate(shifts: usize, n: u32, leaf: u32, flags: u32): i32 {
   init();
   const r = geomValid(shifts, n, leaf, flags);
   if (r < 0) return r;
+  // The record (and room to free it again) and the root table, up front.
+  const sTop0 = load<u32>(shifts + (<usize>(n - 1) << 2));
+  const rootEntries = (<u64>1) << <u64>(sTop0 - load<u32>(shifts + (<usize>(n - 2) << 2)));
+  if ((ptFree.len == 0 && !ptReserve(false)) || !reserveTables(1) || !reserveEntries(rootEntries)) return -ENOMEM_PT;
   let pt: u32;
   if (ptFree.len > 0) {
     pt = ptFree.pop();
@@ -1051,11 +1106,51 @@ function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, ne
   return <i32>idx;
 }
 
+/**
+ * Storage the records may take at most, reserved before the first one runs,
+ * so that a call either fits or changes nothing. A bind visits, at each level
+ * L >= 1, the entries of its range and gives each at most one new child table
+ * (2^(s[L]-s[L-1]) entries); unbind and zap walk only the two edge entries
+ * per level (splits, decompaction). Tables freed on the way are not counted
+ * on. The per-call logs only feed the cost report and are not reserved.
+ */
+function reserveFor(pt: u32, w: usize, count: u32): bool {
+  let tables: u64 = 0;
+  let slots: u64 = 0;
+  let pos: u32 = 0;
+  const top = pTop.get(pt);
+  for (let r: u32 = 0; r < count; r++) {
+    const p = w + (<usize>pos << 2);
+    const kind = load<u32>(p);
+    const nseg = load<u32>(p, 4);
+    const va = rd64(p + 8);
+    const last = va + (rd64(p + 16) - 1);
+    const bind = kind == REC_BIND || kind == REC_BIND_NULL;
+    for (let L: u32 = 1; L <= top; L++) {
+      const sh = shiftOf(pt, L);
+      let visited: u64 = sh >= 64 ? 1 : (last >> <u64>sh) - (va >> <u64>sh) + 1;
+      if (!bind && visited > 2) visited = 2;
+      const d = sh - shiftOf(pt, L - 1);
+      if (visited > ((<u64>0xffffffff) >> <u64>d)) return false; // more than the entry storage can ever address
+      tables += visited;
+      slots += visited << <u64>d;
+    }
+    if (tables > 0xffffffff || slots > 0xffffffff) return false;
+    pos += REC_HEADER + nseg * SEG_WORDS;
+  }
+  return reserveTables(tables) && reserveEntries(slots);
+}
+
 function runRecords(pt: u32, w: usize, n: u32, budget: u32, out: usize): i32 {
   const need = out + (<usize>OUT_NEED_PT << 2);
   wr64(need, 0);
   const count = validateRecords(pt, w, n, <u64>budget, out + (<usize>OUT_FAIL_INDEX_PT << 2), need);
   if (count < 0) return count;
+  if (!reserveFor(pt, w, <u32>count)) {
+    wr64(need, 0); // not the leaf budget: storage
+    store<u32>(out + (<usize>OUT_FAIL_INDEX_PT << 2), 0);
+    return -ENOMEM_PT;
+  }
   let t0: u32 = 0;
   let t1: u32 = 0;
   let t2: u32 = 0;
@@ -1107,7 +1202,12 @@ export function ptApply(pt: u32, words: usize, n: u32, flags: u32, budget: u32, 
     return r;
   }
   const at = staging.len;
-  staging.reserve(at + n);
+  if (!staging.reserve(<u64>at + <u64>n)) {
+    staging.clear();
+    wr64(out + (<usize>OUT_NEED_PT << 2), 0);
+    store<u32>(out + (<usize>OUT_FAIL_INDEX_PT << 2), 0);
+    return -ENOMEM_PT;
+  }
   memory.copy(staging.data + (<usize>at << 2), words, <usize>n << 2);
   staging.len = at + n;
   if ((flags & APPLY_END) == 0) return <i32>staging.len;

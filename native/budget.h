@@ -97,6 +97,33 @@ class Array {
   }
   // Appends into room the caller reserved.
   GPUVM_INLINE void PushReserved(const T& v) { data_[len_++] = v; }
+  // For logs that only feed reports: grows past the limit if it must, and
+  // drops the element (false) only when the platform has no memory.
+  GPUVM_INLINE bool PushSoft(Budget& b, const T& v) {
+    if (len_ == cap_ && !Reserve(b, static_cast<u64>(len_) + 1, true)) return false;
+    data_[len_++] = v;
+    return true;
+  }
+  // Lengthens to n <= capacity(), zero-filling the new elements.
+  void GrowZeroed(u32 n) {
+    if (n > len_) std::memset(static_cast<void*>(data_ + len_), 0, static_cast<size_t>(n - len_) * sizeof(T));
+    len_ = n;
+  }
+  // Gives capacity beyond max(n, size()) back (kept when realloc says no).
+  void ShrinkTo(Budget& b, u32 n) {
+    if (n < len_) n = len_;
+    if (n >= cap_) return;
+    if (n == 0) {
+      Release(b);
+      return;
+    }
+    void* p = b.Realloc(data_, static_cast<size_t>(cap_) * sizeof(T), static_cast<size_t>(n) * sizeof(T));
+    if (p == nullptr) return;
+    data_ = static_cast<T*>(p);
+    cap_ = n;
+  }
+  T& Back() { return data_[len_ - 1]; }
+  T Pop() { return data_[--len_]; }
 
   void Clear() { len_ = 0; }
   // Shrinks the length (never grows it).

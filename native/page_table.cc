@@ -45,19 +45,63 @@ void sortU64(uint64_t* a, uint32_t n) {
 
 Space::Space() {
   for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
+  // Slot 0 of the table pool and of the records; without them nothing works,
+  // and they are a few bytes.
+  reserveTables(1);
   newTableSlot();
-  pts.push_back(PtRec{});
+  pts.Reserve(*budget, 1, true);
+  ptFree.Reserve(*budget, 1, true);
+  pts.PushReserved(PtRec{});
 }
 
-// One more table slot in every per-table array (slot 0 is never a table).
+Space::~Space() {
+  Array<uint8_t>* b8[] = {&eMeta, &tLevel, &tShift, &tLog2, &tFlags};
+  for (Array<uint8_t>* a : b8) a->Release(*budget);
+  Array<uint32_t>* b32[] = {&tLive, &tBase, &tBorn, &tFree, &ptFree, &created, &staging};
+  for (Array<uint32_t>* a : b32) a->Release(*budget);
+  eVal.Release(*budget);
+  liveLog.Release(*budget);
+  pts.Release(*budget);
+}
+
+void Space::useBudget(Budget* b) {
+  b->used += own.used;
+  own.used = 0;
+  budget = b;
+}
+
+// One more table slot in every per-table array (slot 0 is never a table);
+// reserveTables made the room.
 void Space::newTableSlot() {
-  tLevel.push_back(0);
-  tShift.push_back(0);
-  tLog2.push_back(0);
-  tFlags.push_back(0);
-  tLive.push_back(0);
-  tBase.push_back(0);
-  tBorn.push_back(0);
+  tLevel.PushReserved(0);
+  tShift.PushReserved(0);
+  tLog2.PushReserved(0);
+  tFlags.PushReserved(0);
+  tLive.PushReserved(0);
+  tBase.PushReserved(0);
+  tBorn.PushReserved(0);
+}
+
+// Room for `extra` more table slots (and their free-list entries). false
+// (nothing changed but capacity) when the budget says no.
+bool Space::reserveTables(uint64_t extra) {
+  const uint64_t n = (uint64_t)tLevel.size() + extra;
+  if (n > 0xffffffffu) return false;
+  Budget& b = *budget;
+  return tLevel.Reserve(b, n) && tShift.Reserve(b, n) && tLog2.Reserve(b, n) && tFlags.Reserve(b, n) &&
+         tLive.Reserve(b, n) && tBase.Reserve(b, n) && tBorn.Reserve(b, n) && tFree.Reserve(b, n);
+}
+
+// Room for `slots` more entries above eTop (free blocks are not counted on).
+bool Space::reserveEntries(uint64_t slots) {
+  const uint64_t need = (uint64_t)eTop + slots;
+  if (need > 0xffffffffu) return false;
+  if (need <= eVal.capacity()) return true;
+  uint64_t cap = (uint64_t)eVal.capacity() * 2;
+  if (cap < 4096) cap = 4096;
+  if (cap < need) cap = need;
+  if (cap > 0xffffffffu) cap = need;
+  return eVal.Reserve(*budget, cap) && eMeta.Reserve(*budget, cap);
 }
 
 bool Space::ptValid(uint32_t pt) const { return pt > 0 && pt < pts.size() && pts[pt].alive != 0; }
@@ -72,12 +116,10 @@ uint32_t Space::blockAlloc(uint32_t log2) {
   } else {
     b = eTop;
     eTop += n;
+    // reserveEntries made the room
     if (eTop > eVal.size()) {
-      size_t cap = eVal.size() * 2;
-      if (cap < 4096) cap = 4096;
-      if (cap < eTop) cap = eTop;
-      eVal.resize(cap);
-      eMeta.resize(cap);
+      eVal.GrowZeroed(eTop);
+      eMeta.GrowZeroed(eTop);
     }
   }
   std::memset(&eMeta[b], 0, n);
@@ -97,9 +139,11 @@ void Space::blockFree(uint32_t b, uint32_t log2) {
 // Only tBase changes, so no handle, walk or translation sees the move.
 void Space::compactEntries() {
   if (eTop < kCompactMin || eUsed > eTop / 4) return;
-  std::vector<uint64_t> order;  // (base << 32) | table, for every live table
+  Array<uint64_t> order;  // (base << 32) | table, for every live table
+  // Compaction is an optimisation: without memory for its index it waits.
+  if (!order.Reserve(*budget, tLevel.size())) return;
   for (uint32_t t = 1; t < tLevel.size(); t++) {
-    if ((tFlags[t] & 1) != 0) order.push_back(((uint64_t)tBase[t] << 32) | t);
+    if ((tFlags[t] & 1) != 0) order.PushReserved(((uint64_t)tBase[t] << 32) | t);
   }
   sortU64(order.data(), (uint32_t)order.size());
   uint32_t top = 0;
@@ -114,13 +158,16 @@ void Space::compactEntries() {
     }
     top += n;
   }
+  order.Release(*budget);
   for (uint32_t k = 0; k < kSizeClasses; k++) eFree[k] = kNone;
   eTop = top;
-  const size_t cap = top < 4096 ? 4096 : (size_t)top;
-  eVal.resize(cap);
-  eVal.shrink_to_fit();
-  eMeta.resize(cap);
-  eMeta.shrink_to_fit();
+  const uint32_t cap = top < 4096 ? 4096 : top;
+  if (eVal.size() > cap) {
+    eVal.Truncate(cap);
+    eMeta.Truncate(cap);
+  }
+  eVal.ShrinkTo(*budget, cap);
+  eMeta.ShrinkTo(*budget, cap);
 }
 
 uint32_t Space::tableAlloc(uint32_t pt, uint32_t level, bool compact) {
@@ -136,8 +183,7 @@ uint32_t Space::tableAlloc(uint32_t pt, uint32_t level, bool compact) {
   }
   uint32_t t;
   if (!tFree.empty()) {
-    t = tFree.back();
-    tFree.pop_back();
+    t = tFree.Pop();
   } else {
     t = (uint32_t)tLevel.size();
     newTableSlot();
@@ -149,7 +195,7 @@ uint32_t Space::tableAlloc(uint32_t pt, uint32_t level, bool compact) {
   tLive[t] = 0;
   tBase[t] = blockAlloc(log2);
   tBorn[t] = serial;
-  created.push_back(t);
+  created.PushSoft(*budget, t);  // cost report only
   cAlloc++;
   p.tables++;
   return t;
@@ -172,7 +218,7 @@ void Space::releaseTable(uint32_t pt, uint32_t t) {
   blockFree(tBase[t], tLog2[t]);
   tFlags[t] = 0;
   tLive[t] = 0;
-  tFree.push_back(t);
+  tFree.PushReserved(t);
 }
 
 // Writes one entry, keeping live counts; a write into a table the current
@@ -192,7 +238,7 @@ void Space::writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint
   }
   eMeta[e] = meta;
   eVal[e] = val;
-  if (tBorn[t] != serial) liveLog.push_back(((uint64_t)t << 32) | idx);
+  if (tBorn[t] != serial) liveLog.PushSoft(*budget, ((uint64_t)t << 32) | idx);  // cost report only
 }
 
 // ---- cost accounting -----------------------------------------------------------------
@@ -200,8 +246,8 @@ void Space::writeEntry(uint32_t pt, uint32_t t, uint32_t idx, uint8_t meta, uint
 void Space::beginCall() {
   serial++;
   if (serial == 0) serial = 1;
-  liveLog.clear();
-  created.clear();
+  liveLog.Clear();
+  created.Clear();
   cAlloc = 0;
   cFree = 0;
 }
@@ -230,8 +276,8 @@ void Space::endCall() {
     }
   }
   // a huge call's logs are not kept at their peak
-  if (liveLog.capacity() > kLogKeep) std::vector<uint64_t>().swap(liveLog);
-  if (created.capacity() > kLogKeep) std::vector<uint32_t>().swap(created);
+  if (liveLog.capacity() > kLogKeep) liveLog.Release(*budget);
+  if (created.capacity() > kLogKeep) created.Release(*budget);
   cost[0] = live;
   cost[1] = fresh;
   cost[2] = cAlloc;
@@ -486,7 +532,7 @@ struct BindWalk {
     s.tLive[c] += added;
     s.pts[pt].entries += added;
     if (s.tBorn[c] != s.serial) {
-      for (uint32_t i = 0; i < n; i++) s.liveLog.push_back(((uint64_t)c << 32) | (idx0 + i));
+      for (uint32_t i = 0; i < n; i++) s.liveLog.PushSoft(*s.budget, ((uint64_t)c << 32) | (idx0 + i));
     }
   }
 
@@ -725,13 +771,19 @@ int32_t geomValid(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t fl
 int32_t Space::ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags) {
   const int32_t r = geomValid(shifts, n, leaf, flags);
   if (r < 0) return r;
+  // The record (and room to free it again) and the root table, up front.
+  const uint64_t rootEntries = (uint64_t)1 << (shifts[n - 1] - shifts[n - 2]);
+  if ((ptFree.empty() && (!pts.Reserve(*budget, (uint64_t)pts.size() + 1) ||
+                          !ptFree.Reserve(*budget, (uint64_t)pts.size() + 1))) ||
+      !reserveTables(1) || !reserveEntries(rootEntries)) {
+    return -kEnomem;
+  }
   uint32_t pt;
   if (!ptFree.empty()) {
-    pt = ptFree.back();
-    ptFree.pop_back();
+    pt = ptFree.Pop();
   } else {
     pt = (uint32_t)pts.size();
-    pts.push_back(PtRec{});
+    pts.PushReserved(PtRec{});
   }
   PtRec& p = pts[pt];
   p = PtRec{};
@@ -754,7 +806,7 @@ int32_t Space::ptDestroy(uint32_t pt) {
   if (!ptValid(pt)) return -kEinval;
   releaseTable(pt, pts[pt].root);
   pts[pt].alive = 0;
-  ptFree.push_back(pt);
+  ptFree.PushReserved(pt);
   compactEntries();
   return 0;
 }
@@ -852,11 +904,47 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t 
 
 }  // namespace
 
+// Storage the records may take at most, reserved before the first one runs,
+// so that a call either fits or changes nothing. A bind visits, at each level
+// L >= 1, the entries of its range and gives each at most one new child table
+// (2^(s[L]-s[L-1]) entries); unbind and zap walk only the two edge entries
+// per level (splits, decompaction). Tables freed on the way are not counted
+// on. The per-call logs only feed the cost report and are not reserved.
+bool Space::reserveFor(const PtRec& p, const uint32_t* w, uint32_t count) {
+  uint64_t tables = 0;
+  uint64_t slots = 0;
+  uint32_t pos = 0;
+  for (uint32_t r = 0; r < count; r++) {
+    const uint32_t kind = w[pos];
+    const uint32_t nseg = w[pos + 1];
+    const uint64_t va = rd64(w + pos + 2);
+    const uint64_t last = va + (rd64(w + pos + 4) - 1);
+    const bool bind = kind == kRecBind || kind == kRecBindNull;
+    for (uint32_t L = 1; L <= p.top; L++) {
+      const uint32_t sh = p.shift[L];
+      uint64_t visited = sh >= 64 ? 1 : (last >> sh) - (va >> sh) + 1;
+      if (!bind && visited > 2) visited = 2;
+      const uint32_t d = p.shift[L] - p.shift[L - 1];
+      if (visited > (0xffffffffull >> d)) return false;  // more than the entry storage can ever address
+      tables += visited;
+      slots += visited << d;
+    }
+    if (tables > 0xffffffffu || slots > 0xffffffffu) return false;
+    pos += kRecHeader + nseg * kSegWords;
+  }
+  return reserveTables(tables) && reserveEntries(slots);
+}
+
 int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t budget, uint32_t* out) {
   uint64_t need = 0;
   const int32_t count = validateRecords(pts[pt], w, n, budget, out + kOutFailIndex, &need);
   wr64(out + kOutNeed, need);
   if (count < 0) return count;
+  if (!reserveFor(pts[pt], w, (uint32_t)count)) {
+    wr64(out + kOutNeed, 0);  // not the leaf budget: storage
+    out[kOutFailIndex] = 0;
+    return -kEnomem;
+  }
   uint32_t total[5] = {0, 0, 0, 0, 0};
   uint32_t pos = 0;
   for (int32_t r = 0; r < count; r++) {
@@ -885,19 +973,24 @@ int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t b
 int32_t Space::ptApply(uint32_t pt, const uint32_t* words, uint32_t n, uint32_t flags, uint32_t budget,
                        uint32_t* out) {
   if (!ptValid(pt) || n > kIoDataWords || (flags & ~(kApplyBegin | kApplyEnd)) != 0) {
-    staging.clear();
+    staging.Clear();
     return -kEinval;
   }
-  if ((flags & kApplyBegin) != 0) staging.clear();
+  if ((flags & kApplyBegin) != 0) staging.Clear();
   if (flags == (kApplyBegin | kApplyEnd)) {
     const int32_t r = runRecords(pt, words, n, budget, out);
     if (r > 0) compactEntries();
     return r;
   }
-  staging.insert(staging.end(), words, words + n);
+  if (!staging.Append(*this->budget, words, n)) {
+    staging.Release(*this->budget);
+    wr64(out + kOutNeed, 0);
+    out[kOutFailIndex] = 0;
+    return -kEnomem;
+  }
   if ((flags & kApplyEnd) == 0) return (int32_t)staging.size();
   const int32_t r = runRecords(pt, staging.data(), (uint32_t)staging.size(), budget, out);
-  std::vector<uint32_t>().swap(staging);  // staged calls are big ones: do not keep their peak
+  staging.Release(*this->budget);  // staged calls are big ones: do not keep their peak
   if (r > 0) compactEntries();
   return r;
 }

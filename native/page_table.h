@@ -30,7 +30,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <vector>
+
+#include "budget.h"
 
 namespace gpuvm {
 namespace pt {
@@ -126,39 +127,50 @@ struct Space {
   static constexpr uint32_t kCompactMin = 1u << 20;  // entry slots below which storage is never compacted
   static constexpr size_t kLogKeep = 1u << 16;       // log capacity kept between calls
 
+  // Storage growth is charged to `budget` and checked before a call changes
+  // anything (reserveFor): a call that would not fit is -ENOMEM, unchanged.
+  Budget own;              // used until useBudget() names the instance's budget
+  Budget* budget = &own;
+
   // entry storage: blocks of 2^k entries, one LIFO free list per k
-  std::vector<uint64_t> eVal;
-  std::vector<uint8_t> eMeta;
+  Array<uint64_t> eVal;
+  Array<uint8_t> eMeta;
   uint32_t eTop = 0;
   uint32_t eUsed = 0;  // slots in blocks that are in use
   uint32_t eFree[kSizeClasses];
 
   // table pool (handle 0 unused)
-  std::vector<uint8_t> tLevel;
-  std::vector<uint8_t> tShift;  // entry shift (16 for compact level-0 tables)
-  std::vector<uint8_t> tLog2;   // log2 of the entry count
-  std::vector<uint8_t> tFlags;  // bit 0 alive, bit 1 compact
-  std::vector<uint32_t> tLive;  // non-empty entries (zapped ones included)
-  std::vector<uint32_t> tBase;  // first entry in eVal / eMeta
-  std::vector<uint32_t> tBorn;  // serial of the call that created it (0 outside calls)
-  std::vector<uint32_t> tFree;
+  Array<uint8_t> tLevel;
+  Array<uint8_t> tShift;  // entry shift (16 for compact level-0 tables)
+  Array<uint8_t> tLog2;   // log2 of the entry count
+  Array<uint8_t> tFlags;  // bit 0 alive, bit 1 compact
+  Array<uint32_t> tLive;  // non-empty entries (zapped ones included)
+  Array<uint32_t> tBase;  // first entry in eVal / eMeta
+  Array<uint32_t> tBorn;  // serial of the call that created it (0 outside calls)
+  Array<uint32_t> tFree;  // room for every table slot, so releasing never grows it
 
   // page-table records (handle 0 unused)
-  std::vector<PtRec> pts;
-  std::vector<uint32_t> ptFree;
+  Array<PtRec> pts;
+  Array<uint32_t> ptFree;  // room for every record
 
   // the current call's cost accounting
   uint32_t serial = 0;
-  std::vector<uint64_t> liveLog;  // (table << 32) | index of writes into pre-existing tables
-  std::vector<uint32_t> created;  // tables created by the call
+  Array<uint64_t> liveLog;  // (table << 32) | index of writes into pre-existing tables
+  Array<uint32_t> created;  // tables created by the call
   uint32_t cAlloc = 0;
   uint32_t cFree = 0;
   uint32_t cost[5] = {0, 0, 0, 0, 0};
 
   // staged apply records
-  std::vector<uint32_t> staging;
+  Array<uint32_t> staging;
 
   Space();
+  ~Space();
+  Space(const Space&) = delete;
+  Space& operator=(const Space&) = delete;
+  // Charges this space's storage to `b` from now on (the addon instance's
+  // engine budget, shared with the GpuVm half), with what it holds already.
+  void useBudget(Budget* b);
 
   // ---- public operations (marshalled by page_table_addon.cc) ----
   int32_t ptCreate(const uint32_t* shifts, uint32_t n, uint32_t leaf, uint32_t flags);
@@ -173,6 +185,9 @@ struct Space {
 
   // ---- storage and algorithms (page_table.cc) ----
   void newTableSlot();
+  bool reserveTables(uint64_t extra);
+  bool reserveEntries(uint64_t slots);
+  bool reserveFor(const PtRec& p, const uint32_t* w, uint32_t count);
   bool ptValid(uint32_t pt) const;
   uint32_t blockAlloc(uint32_t log2);
   void blockFree(uint32_t b, uint32_t log2);
