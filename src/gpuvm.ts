@@ -596,6 +596,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (flags < 0 || flags > 0xffff_ffff) {
       throw new RangeError(`flags must fit 32 bits (INVALIDATED, SPARSE, user bits 2..31), got ${hex(flags)}`);
     }
+    this.alive('GpuVa.flags');
     if (va.isKernelNode) throw new GpuVmError('EPERM', 'GpuVa.flags: the kernel-reserved node has no flags');
     const r = this._E.vaSetFlags(this._h, vaHandle(va), vaSerial(va), flags >>> 0);
     if (r < 0) {
@@ -704,6 +705,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** Removes a mapping from the VM (drm_gpuva_remove); it stays linked until unlinked. */
   remove(va: GpuVa<N>): void {
     this.checkVa(va, 'remove');
+    // a destroyed VM refuses every call alike, its kernel node included
+    this.alive('remove');
     if (va.isKernelNode) throw new GpuVmError('EPERM', 'remove: the kernel-reserved node cannot be removed');
     const r = this._E.vaRemove(this._h, vaHandle(va), vaSerial(va));
     if (r < 0) {
@@ -729,7 +732,11 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   findFirst(addr: U64, range: U64): GpuVa<N> | null {
     const E = this._E;
     const io = E.io();
-    if (!this.putQuery(io, addr, range)) return null;
+    // an empty query finds nothing, but on a destroyed VM it is EINVAL like any other call
+    if (!this.putQuery(io, addr, range)) {
+      this.alive('findFirst');
+      return null;
+    }
     const h = E.findFirst(this._h);
     if (h <= 0) {
       if (h < 0) throw this.fail(h, 'findFirst');
@@ -743,7 +750,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   find(addr: U64, range: U64): GpuVa<N> | null {
     const E = this._E;
     const io = E.io();
-    if (!this.putQuery(io, addr, range)) return null;
+    if (!this.putQuery(io, addr, range)) {
+      this.alive('find');
+      return null;
+    }
     const a0 = io[A], a1 = io[A + 1], r0 = io[A + 4], r1 = io[A + 5];
     const h = E.findFirst(this._h);
     if (h <= 0) {
@@ -760,7 +770,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   isEmpty(addr: U64, range: U64): boolean {
     const E = this._E;
     const io = E.io();
-    if (!this.putQuery(io, addr, range)) return true;
+    if (!this.putQuery(io, addr, range)) {
+      this.alive('isEmpty');
+      return true;
+    }
     const h = E.findFirst(this._h);
     if (h < 0) throw this.fail(h, 'isEmpty');
     this.alive('isEmpty');
@@ -788,6 +801,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   findPrev(start: U64): GpuVa<N> | null {
     const io = this._E.io();
     this.put(io, A, start, 'start');
+    this.alive('findPrev');
     const s = toBig(start);
     if (s === 0n) return null;
     return this.containing(s - 1n, 'findPrev');
@@ -928,7 +942,8 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** The kernel-reserved node, or null. */
   get kernelNode(): GpuVa<N> | null {
-    if (this.kernelVa === null && this.reserveB !== null && this._h !== 0) {
+    this.alive('kernelNode');
+    if (this.kernelVa === null && this.reserveB !== null) {
       this.kernelVa = this.kernelNodeLookup(this.reserveB);
     }
     return this.kernelVa;

@@ -323,6 +323,43 @@ describe.each(backends)('facade rules on %s', (backend) => {
     });
   });
 
+  describe('a destroyed VM', () => {
+    it('refuses every call with EINVAL: empty queries and its kernel node too, bad arguments first', () => {
+      const vm = new GpuVm({ name: 'k', start: 0, range: 0x100000, reserve: { start: 0x80000, range: 0x2000 }, backend });
+      const bo = new Bo();
+      vm.bind(0x1000, PG, bo, 0);
+      const k = vm.kernelNode!;
+      const va = vm.findFirst(0x1000, 1)!;
+      vm.destroy();
+      const before = snapshotWorld([vm], [bo]);
+      for (const f of [
+        () => vm.find(0x1000, 0),
+        () => vm.findFirst(0x1000, 0),
+        () => vm.isEmpty(0x1000, 0),
+        () => vm.findPrev(0),
+        () => vm.findFirstMany([0x1000], 0),
+        () => vm.kernelNode,
+        () => vm.remove(k),
+        () => {
+          k.flags = 0;
+        },
+        () => {
+          va.flags = 0;
+        },
+      ]) {
+        const e = thrown(f);
+        expect(e).toBeInstanceOf(GpuVmError);
+        expect((e as GpuVmError).code).toBe('EINVAL');
+        expect(e.message).toMatch(/"k" was destroyed/);
+      }
+      // a bad argument is still reported as such
+      expect(thrown(() => vm.find(-1, 0))).toBeInstanceOf(RangeError);
+      expect(thrown(() => vm.findPrev('0' as never))).toBeInstanceOf(TypeError);
+      expect(thrown(() => (k.flags = 1.5))).toBeInstanceOf(TypeError);
+      expect(snapshotWorld([vm], [bo])).toEqual(before);
+    });
+  });
+
   describe('limits', () => {
     it('setEngineMemoryLimit: ENOMEM with nothing changed, then more room lets the VM go on', () => {
       expect(() => setEngineMemoryLimit(-1, backend)).toThrow(RangeError);
