@@ -16,9 +16,9 @@
  *   path and the shrunk command sequence (replay it with that seed).
  * - GPUVM_FUZZ_LONG=<minutes>: loops with new seeds until the time is up
  *   (each seed is printed before it runs). Without the build step:
- *   `nice -n 19 npx vitest run --config test/support/fuzz-vitest.config.ts`.
- * - GPUVM_FUZZ_PENDING=1 also runs the checks of defects whose fixes have not
- *   landed yet (see the skipped block at the end).
+ *   `GPUVM_FUZZ_LONG=30 nice -n 19 npx vitest run --config test/support/fuzz-vitest.config.ts`.
+ * - GPUVM_BACKEND=native or wasm fuzzes that engine alone (one long run per
+ *   engine); unset or auto, every engine that loads, side by side.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,14 +28,16 @@ import { Worker } from 'node:worker_threads';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as gpuvm from '../src/index.js';
-import { backends } from './support/engines.js';
+import { backends as loaded } from './support/engines.js';
 import { digestRun, fuzzProperty } from './support/fuzz-run.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const SEED = process.env.GPUVM_FUZZ_SEED ? Number(process.env.GPUVM_FUZZ_SEED) : 0x6a7e_2025;
 const LONG_MIN = Number(process.env.GPUVM_FUZZ_LONG ?? 0);
-const RUNS = 60;
+const RUNS = 150;
 const MAX_COMMANDS = 40;
+const only = (process.env.GPUVM_BACKEND ?? '').trim().toLowerCase();
+const backends = only === 'native' || only === 'wasm' ? loaded.filter((b) => b === only) : loaded;
 
 function check(name: string, engines: readonly ('native' | 'wasm')[], seed: number, numRuns: number): void {
   const r = fc.check(fuzzProperty(gpuvm, engines, MAX_COMMANDS), { seed, numRuns, verbose: 1 });
@@ -44,13 +46,11 @@ function check(name: string, engines: readonly ('native' | 'wasm')[], seed: numb
   }
 }
 
-/*
- * Pending (GPUVM_FUZZ_PENDING=1 runs it): with the engines as they are in the
- * tree while issue 7's fixes land, the bounded run still finds defects, e.g.
- * a plain 4 KiB PageTable bind that the native engine refuses with ENOMEM
- * while WASM succeeds. Remove the skip once a run with the fixed seed passes.
- */
-describe.skipIf(!process.env.GPUVM_FUZZ_PENDING && !(LONG_MIN > 0))('fuzz: the public API against the model, every engine at once', () => {
+describe('fuzz: the public API against the model, every engine at once', () => {
+  it('fuzzes at least one engine', () => {
+    expect(backends.length).toBeGreaterThan(0);
+  });
+
   it(`${RUNS} command sequences on ${backends.join(' + ')} (seed ${SEED})`, () => {
     check('bounded', backends, SEED, RUNS);
   });
@@ -60,7 +60,8 @@ describe.skipIf(!process.env.GPUVM_FUZZ_PENDING && !(LONG_MIN > 0))('fuzz: the p
     let seed = SEED;
     let n = 0;
     while (Date.now() < until) {
-      seed = (seed * 1103515245 + 12345) >>> 0;
+      // 32-bit LCG step (Math.imul: a plain product would lose the low bits)
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       console.log(`fuzz long run: seed ${seed}`);
       check('long', backends, seed, RUNS);
       n++;

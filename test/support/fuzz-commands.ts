@@ -184,16 +184,22 @@ function listOf(w: FuzzWorld, li: number) {
   return w.lists.length === 0 ? null : w.lists[li % w.lists.length];
 }
 
-/** Backing for a page-table bind of `size` bytes. */
-function backingOf(w: FuzzWorld, kind: Extract<Cmd, { t: 'ptb' }>['backing'], size: bigint | null, pa: number, bigPt: boolean): unknown {
+/**
+ * Backing for a page-table bind of `size` bytes at `va`. Big binds get
+ * physical addresses congruent to the VA modulo 1 GiB (and the split form's
+ * second piece stays congruent too), so they use huge leaves: a 1 GiB bind of
+ * misaligned 4 KiB pages would make every snapshot list 2^18 entries.
+ */
+function backingOf(w: FuzzWorld, kind: Extract<Cmd, { t: 'ptb' }>['backing'], va: bigint | null, size: bigint | null, pa: number, bigPt: boolean): unknown {
   const s = size ?? PG;
-  const P = BigInt(pa) * (s >= 1n << 30n ? 1n << 30n : PG);
+  const G = 1n << 30n;
+  const P = s >= G ? BigInt(pa) * G + ((va ?? 0n) % G) : BigInt(pa) * PG;
   const n = (x: bigint) => (bigPt ? x : Number(x));
   switch (kind) {
     case 'exact':
       return [{ pa: n(P), len: n(s) }];
     case 'split':
-      return s > PG ? [[n(P), n(PG)], { pa: n(P + 0x200000n), len: n(s - PG) }] : [{ pa: n(P), len: n(s) }];
+      return s > PG ? [[n(P), n(PG)], { pa: n(P + 0x200000n + PG), len: n(s - PG) }] : [{ pa: n(P), len: n(s) }];
     case 'short':
       return [{ pa: n(P), len: n(s - PG > 0n ? s - PG : 2n * PG) }];
     case 'null':
@@ -526,7 +532,7 @@ export function exec(w: FuzzWorld, c: Cmd): Outcome {
       const bigPt = PT_SHAPES[c.pt].bigint;
       return outcomeOf(w, () => {
         const s = ptVal(c.size, bigPt);
-        const backing = backingOf(w, c.backing, s.u, c.pa, bigPt);
+        const backing = backingOf(w, c.backing, ptVal(c.va, bigPt).u, s.u, c.pa, bigPt);
         if (c.va.act === 'none' && c.size.act === 'none') return pt.bind(ptVal(c.va, bigPt).v as never, s.v as never, backing as never);
         const { obj } = objectOf(w, { va: c.va, size: c.size }, bigPt, 0n, { op: 'bind', backing });
         return pt.batch([obj as never]);
@@ -691,6 +697,17 @@ function modelDo<T>(f: () => T): { ok: T } | { code: string } {
   }
 }
 
+/**
+ * A number-mode VM refuses a mapping whose offset + range is above 2^53 up
+ * front (a RangeError: a split piece's offset could not be reported), so
+ * such an offset is a bad argument. `vals` is [addr, range, offset].
+ */
+function offsetFits(vm: number, vals: Val[]): Val[] {
+  const [, r, off] = vals;
+  if (big(vm) || r.u === null || off.u === null || r.u + off.u <= 1n << 53n) return vals;
+  return [vals[0], r, { ...off, bad: true }];
+}
+
 const boNum = (r: BoRef): number | 'bad' => (r.k === 'bo' ? r.i : r.k === 'none' ? 0 : 'bad');
 
 /** Whether a command's outcome is checked against the model (false: engines must only agree and change nothing on failure). */
@@ -716,7 +733,12 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       const vals = [val(c.addr, big(c.vm), start(c.vm)), val(c.range, big(c.vm), start(c.vm))];
       let bo = 0;
       if (c.t === 'bind') {
-        if (c.offset !== null) vals.push(val(c.offset, big(c.vm), start(c.vm)));
+        if (c.offset !== null) {
+          // an explicit undefined offset is the default parameter (0)
+          const undef = c.offset.k === 'bad' && c.offset.v === 'undef';
+          vals.push(undef ? { v: undefined, u: 0n, bad: false, throws: false } : val(c.offset, big(c.vm), start(c.vm)));
+          vals.splice(0, 3, ...offsetFits(c.vm, vals));
+        }
         const b = boNum(c.bo);
         if (b === 'bad') return void expectArgError(o, 'bad', what);
         bo = b;
@@ -740,6 +762,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
         return c.kind === 'smMap' && f.act === 'throw' ? { ...x, throws: true } : x;
       });
       if (c.kind === 'smMap' && c.offset.num.k === 'bad' && c.offset.num.v === 'undef') vals[2] = { ...vals[2], u: 0n, bad: false };
+      if (c.kind === 'smMap') vals.splice(0, 3, ...offsetFits(c.vm, vals));
       const b = c.kind === 'smMap' ? boNum(c.bo) : 0;
       if (b === 'bad') return void expectArgError(o, 'bad-or-throws', what);
       const v = verdict(vals);
@@ -800,6 +823,11 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
         }
         return;
       }
+      if (c.t === 'lone' && (c.tamper === 'index' || c.tamper === 'forged')) {
+        // a hand-made op (a copy, or one naming a list and index) is refused before anything else
+        if (!isErr(o) || o.err !== 'TypeError') fail(`${what} ${c.tamper}: a hand-made op must be a TypeError, got ${show(o)}`);
+        return;
+      }
       if (M.destroyed[l.vm] || l.gen !== M.gen[l.vm]) return expectCode(o, 'EINVAL', what);
       if (c.t === 'lapply') {
         if (st !== 'pending') {
@@ -822,20 +850,6 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       const i = c.i % l.mops.length;
       const real = l.mops[i];
       if (real.kind === 'prefetch') return;
-      if (c.tamper === 'index' || c.tamper === 'forged') {
-        // a hand-made op: refused, or (a forged op naming op 0 of its own kind) applied as that op
-        if (isErr(o)) {
-          if (!['TypeError', 'GpuVmError'].includes(o.err)) fail(`${what} ${c.tamper}: ${show(o)}`);
-          return;
-        }
-        const j = c.tamper === 'index' ? i + 1 : 0;
-        if (j >= l.mops.length || l.mops[j].kind !== real.kind) fail(`${what}: a forged op (${c.tamper}) was applied as op ${j}: ${show(o)}`);
-        if (st !== 'pending') fail(`${what}: a forged op applied on a ${st} list`);
-        const want = modelDo(() => m.applyRange(j, j + 1));
-        if ('code' in want) fail(`${what}: forged op applied where the model refuses (${want.code})`);
-        if (j + 1 === l.mops.length) l.state = 'applied';
-        return;
-      }
       if (st !== 'pending') return expectCode(o, 'EINVAL', what);
       if (i < m.pendingNext()) return expectCode(o, 'EINVAL', what);
       const want = modelDo(() => m.applyRange(i, i + 1));
@@ -855,7 +869,12 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
     }
     case 'cb': {
       const vals = [val(c.addr, big(c.vm), start(c.vm)), val(c.range, big(c.vm), start(c.vm))];
-      if (c.map) vals.push(val(c.offset, big(c.vm), start(c.vm)));
+      if (c.map) {
+        // an undefined offset in the request is the default (0)
+        const undef = c.offset.k === 'bad' && c.offset.v === 'undef';
+        vals.push(undef ? { v: undefined, u: 0n, bad: false, throws: false } : val(c.offset, big(c.vm), start(c.vm)));
+        vals.splice(0, 3, ...offsetFits(c.vm, vals));
+      }
       const b = c.map ? boNum(c.bo) : 0;
       if (b === 'bad') return void expectArgError(o, 'bad', what);
       const v = verdict(vals);
@@ -894,11 +913,8 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
           const w2 = modelDo(() => m.applyRange(k, k + 1));
           res = 'code' in w2 ? { err: 'GpuVmError', code: w2.code } : { ok: null };
         }
+        // the step catches its apply's error (exec records it in the trace): the walk goes on
         trace.push(res);
-        if ('err' in res) {
-          thrown = 'GpuVmError';
-          break;
-        }
         if (plan === 'applyThrow') {
           thrown = 'user';
           break;
@@ -933,6 +949,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
             vals.push(f.act === 'throw' ? { ...x, throws: true } : x);
           }
           if (e.op === 'map' && e.offset.num.k === 'bad' && e.offset.num.v === 'undef') vals[vals.length - 1] = { ...vals[vals.length - 1], u: 0n, bad: false };
+          if (e.op === 'map') vals.splice(vals.length - 3, 3, ...offsetFits(c.vm, vals.slice(-3)));
         }
         if ((e.op === 'map' || e.op === 'unmapAll') && (boNum(e.bo) === 'bad' || (e.op === 'unmapAll' && e.bo.k === 'none'))) badBo = true;
       }
@@ -960,18 +977,19 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
           if (e.op === 'map') {
             const off = vals[vi + 2].u!;
             vi += 3;
-            m.validate('map', a, r);
             if (e.inject) throw Object.assign(new Error('inject'), { code: 'ENOMEM' });
+            m.validate('map', a, r);
             m.bind(a, r, boNum(e.bo) as number, off);
           } else if (e.op === 'unmap') {
             vi += 2;
-            m.validate('unmap', a, r);
             if (e.inject) throw Object.assign(new Error('inject'), { code: 'ENOMEM' });
+            m.validate('unmap', a, r);
             m.unbind(a, r);
           } else {
             vi += 2;
-            m.validate('prefetch', a, r, false);
             if (e.inject) throw Object.assign(new Error('inject'), { code: 'ENOMEM' });
+            // the kernel's prefetch edges: only an overflowing range is refused
+            if (r !== 0n && a + r > (1n << 64n) - 1n) throw Object.assign(new Error('overflow'), { code: 'EINVAL' });
           }
         });
         if ('code' in r) {
@@ -993,6 +1011,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
         return f.act === 'throw' ? { ...x, throws: true } : x;
       });
       if (c.offset.num.k === 'bad' && c.offset.num.v === 'undef') vals[2] = { ...vals[2], u: 0n, bad: false };
+      vals.splice(0, 3, ...offsetFits(c.vm, vals));
       const b = boNum(c.bo);
       if (b === 'bad') return void expectArgError(o, 'bad-or-throws', what);
       const v = verdict(vals);
@@ -1009,7 +1028,8 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
     case 'lnk':
     case 'flg': {
       const r = vaRefM(M, c.va);
-      if (c.t !== 'flg' && r !== null && c.va.k !== 'forged') M.retireVa(r === 'forged' ? null : r);
+      // the world retires every GpuVa-looking object it handed over, forged ones included
+      if (c.t !== 'flg' && r !== null) M.retireVa(r === 'forged' ? null : r);
       if (r === null) return;
       if (r === 'forged') {
         if (!isErr(o) || !['TypeError', 'GpuVmError'].includes(o.err)) fail(`${what} on a forged GpuVa: ${show(o)}`);
@@ -1021,16 +1041,18 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       const dead = M.destroyed[r.vm] || r.gen !== M.gen[r.vm];
       if (c.t === 'flg') {
         if (typeof c.flags !== 'number') return expectArgError(o, 'bad', what);
-        if (c.flags < 0 || c.flags > 0xffffffff) return expectArgError(o, 'bad', what);
+        if (!Number.isInteger(c.flags) || c.flags < 0 || c.flags > 0xffffffff) return expectArgError(o, 'bad', what);
+        // a destroyed VM refuses every call alike, its kernel node included
+        if (dead) return expectCode(o, 'EINVAL', what);
         if (r.m === 'kernel') return expectCode(o, 'EPERM', what);
-        if (dead || !m.alive(r.m)) return expectCode(o, 'EINVAL', what);
+        if (!m.alive(r.m)) return expectCode(o, 'EINVAL', what);
         expectOk(o, what);
         m.setFlags(r.m, c.flags);
         return;
       }
       if (c.t === 'rem') {
-        if (r.m === 'kernel') return expectCode(o, 'EPERM', what);
         if (dead) return expectCode(o, 'EINVAL', what);
+        if (r.m === 'kernel') return expectCode(o, 'EPERM', what);
         const want = modelDo(() => m.remove(r.m as MVa));
         if ('code' in want) return expectCode(o, want.code, what);
         return void expectOk(o, what);
@@ -1041,7 +1063,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
           return void expectOk(o, what);
         }
         if (dead) return expectCode(o, 'EINVAL', what);
-        const want = modelDo(() => m.unlink(r.m as MVa));
+        const want = modelDo(() => m.unlinkVa(r.m as MVa));
         if ('code' in want) return expectCode(o, want.code, what);
         return void expectOk(o, what);
       }
@@ -1056,7 +1078,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       if (dead || h.gen !== M.gen[h.vm] || !m.incLive(h.bo, h.inc)) return expectCode(o, 'EINVAL', what);
       if (r.m === 'kernel') return void expectOk(o, what);
       if (r.m.bo === 0) return void expectOk(o, what);
-      const want = modelDo(() => m.link(r.m as MVa, h.bo));
+      const want = modelDo(() => m.linkVa(r.m as MVa, h.bo));
       if ('code' in want) return expectCode(o, want.code, what);
       return void expectOk(o, what);
     }
@@ -1119,7 +1141,8 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
     case 'pre': {
       const m = M.vms[c.vm];
       const had = m.hasVmBo(c.bo);
-      M.retireVmBo(had ? null : { vm: c.vm, bo: c.bo, inc: -1, gen: M.gen[c.vm] });
+      // the world retires `pre` either way: destroyed at once when a VmBo existed (inc -1: never live)
+      M.retireVmBo({ vm: c.vm, bo: c.bo, inc: -1, gen: M.gen[c.vm] });
       if (c.twice) {
         // obtainPrealloc of a VmBo already taken: EINVAL, after the first one took effect
         if (!isErr(o) || o.err !== 'GpuVmError' || o.code !== 'EINVAL') fail(`obtainPrealloc twice: ${show(o)}`);
@@ -1147,15 +1170,24 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
     }
     case 'look': {
       const vals = [val(c.addr, big(c.vm), start(c.vm)), val(c.range, big(c.vm), start(c.vm))];
+      // findFirstMany's range defaults to 1 ("the mapping containing it")
+      if (c.which === 'many' && c.range.k === 'bad' && c.range.v === 'undef') vals[1] = { v: undefined, u: 1n, bad: false, throws: false };
       const uses = ['findPrev', 'findNext', 'count', 'kernel'].includes(c.which) ? (c.which.startsWith('find') ? [vals[0]] : []) : vals;
       const v = verdict(uses);
       if (v !== 'ok') return expectArgError(o, v, what);
       if (c.which === 'touched') {
-        if (M.vms[c.vm].busy) return expectCode(o, 'EBUSY', what);
-        if (!isErr(o)) {
-          M.vms[c.vm].dropPending();
-          M.cur[c.vm] = M.newId();
-        }
+        // generates a map list of b1 (checked like smMap: the range, then EBUSY) and drops it
+        const m = M.vms[c.vm];
+        const [a, r] = [vals[0].u!, vals[1].u!];
+        const want = modelDo(() => m.smMap(a, r, 1, 0n));
+        if ('code' in want) return expectCode(o, want.code, what);
+        m.dropPending();
+        M.cur[c.vm] = M.newId();
+        const bos = new Set(want.ok.flatMap((op) => (op.kind === 'map' ? [op.bo] : op.kind === 'remap' ? [op.unmap.va.bo] : op.kind === 'unmap' ? [op.va.bo] : [])));
+        bos.delete(0);
+        const names = [...bos].map((b) => `b${b}`).sort();
+        const got = expectOk(o, what);
+        if (JSON.stringify(got) !== JSON.stringify(names)) fail(`touchedBos ${JSON.stringify(got)}, model ${JSON.stringify(names)}`);
         return;
       }
       const want = lookupModel(M, c, vals);
@@ -1281,9 +1313,10 @@ function vaRefM(M: Models, r: VaRef): { vm: number; gen: number; m: MVa | 'kerne
 /** What a lookup must return, from the model (undefined: not predicted). */
 function lookupModel(M: Models, c: Extract<Cmd, { t: 'look' }>, vals: Val[]): unknown {
   const order = M.iterOrder(c.vm);
-  const a = vals[0].u!;
-  const r = vals[1].u ?? 0n; // findPrev / findNext take no range
   const m = M.vms[c.vm];
+  // count and kernel take no address (their descriptors may be anything)
+  const a = vals[0].u ?? 0n;
+  const r = vals[1].u ?? 0n; // findPrev / findNext take no range
   const last = a + r - 1n > (1n << 64n) - 1n ? (1n << 64n) - 1n : a + r - 1n;
   const first = (x: bigint, l: bigint) => {
     for (const e of order) {

@@ -199,7 +199,8 @@ export class FuzzModel extends VmModel {
     i.version++;
   }
 
-  link(va: MVa, bo: number): void {
+  /** GpuVa.link (named apart from VmModel's own link, which op application uses). */
+  linkVa(va: MVa, bo: number): void {
     if (va.bo === 0) return;
     if (va.bo !== bo || !this.alive(va) || va.linked !== 0) throw new ModelError('EINVAL', 'cannot link');
     const vb = this.inner.vmBos.get(bo);
@@ -209,7 +210,8 @@ export class FuzzModel extends VmModel {
     this.inner.version++;
   }
 
-  unlink(va: MVa): void {
+  /** GpuVa.unlink (named apart from VmModel's own unlink, which op application uses). */
+  unlinkVa(va: MVa): void {
     if (!this.alive(va)) throw new ModelError('EINVAL', 'gone');
     if (va.linked === 0) return;
     const vb = this.inner.vmBos.get(va.linked)!;

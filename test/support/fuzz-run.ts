@@ -110,7 +110,8 @@ class FuzzCommand implements fc.Command<Models, Real> {
   }
 }
 
-export const commandsArb = (max: number) => fc.commands([cmdArb.map((c) => new FuzzCommand(c))], { maxCommands: max });
+// size 'max': sequences up to `max` commands long (the default size keeps them near 5)
+export const commandsArb = (max: number) => fc.commands([cmdArb.map((c) => new FuzzCommand(c))], { maxCommands: max, size: 'max' });
 
 /** The property: any command sequence passes every check on the given engines. */
 export function fuzzProperty(lib: Lib, backends: readonly ('native' | 'wasm')[], max: number) {
@@ -129,7 +130,7 @@ export function fuzzProperty(lib: Lib, backends: readonly ('native' | 'wasm')[],
  * of every outcome and the final states (the same on any thread).
  */
 export function digestRun(lib: Lib, backend: 'native' | 'wasm', seed: number, runs: number, max: number): string {
-  const seqs = fc.sample(fc.array(cmdArb, { maxLength: max }), { seed, numRuns: runs });
+  const seqs = fc.sample(fc.array(cmdArb, { maxLength: max, size: 'max' }), { seed, numRuns: runs });
   const h = createHash('sha256');
   for (const seq of seqs) {
     const R = new Real(lib, [backend]);
