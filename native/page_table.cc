@@ -54,14 +54,17 @@ Space::Space() {
   pts.PushReserved(PtRec{});
 }
 
+// The storage goes with the environment; the shared budget may already be
+// gone then (its engine is torn down separately), so it is not charged.
 Space::~Space() {
+  Budget gone;
   Array<uint8_t>* b8[] = {&eMeta, &tLevel, &tShift, &tLog2, &tFlags};
-  for (Array<uint8_t>* a : b8) a->Release(*budget);
+  for (Array<uint8_t>* a : b8) a->Release(gone);
   Array<uint32_t>* b32[] = {&tLive, &tBase, &tBorn, &tFree, &ptFree, &created, &staging};
-  for (Array<uint32_t>* a : b32) a->Release(*budget);
-  eVal.Release(*budget);
-  liveLog.Release(*budget);
-  pts.Release(*budget);
+  for (Array<uint32_t>* a : b32) a->Release(gone);
+  eVal.Release(gone);
+  liveLog.Release(gone);
+  pts.Release(gone);
 }
 
 void Space::useBudget(Budget* b) {
