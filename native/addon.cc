@@ -155,7 +155,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<MemSetLimit>(env, exports, s, "memSetLimit");
   Export<MemStats>(env, exports, s, "memStats");
 
-  gpuvm::RegisterPageTable(env, exports, &s->engine.io);
+  gpuvm::RegisterPageTable(env, exports, &s->engine.io, &s->engine.budget());
   return exports;
 }
 

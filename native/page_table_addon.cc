@@ -83,9 +83,12 @@ void Export(Napi::Env env, Napi::Object exports, PtAddon* a, const char* name) {
 
 }  // namespace
 
-void RegisterPageTable(Napi::Env env, Napi::Object exports, uint32_t** ioArea) {
+void RegisterPageTable(Napi::Env env, Napi::Object exports, uint32_t** ioArea, Budget* budget) {
   PtAddon* a = new PtAddon{ioArea, pt::Space()};
-  // Freed with the environment, like the GpuVm half's state.
+  // One storage budget per instance: page tables and VMs share the limit.
+  a->space.useBudget(budget);
+  // Freed with the environment, like the GpuVm half's state; cleanup hooks
+  // run last-registered first, so the budget outlives the page tables.
   napi_add_env_cleanup_hook(
       env, [](void* p) { delete static_cast<PtAddon*>(p); }, a);
   Export<PtCreate>(env, exports, a, "ptCreate");

@@ -6,6 +6,8 @@
 #include <napi.h>
 #include <cstdint>
 
+#include "budget.h"
+
 namespace gpuvm {
-void RegisterPageTable(Napi::Env env, Napi::Object exports, uint32_t** io);
+void RegisterPageTable(Napi::Env env, Napi::Object exports, uint32_t** io, Budget* budget);
 }

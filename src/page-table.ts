@@ -318,6 +318,13 @@ class RecordWriter {
     if (r < 0) {
       const what = va === undefined ? op : `${op}(${describe(va)}, ${describe(size)})`;
       const at = this.records > 1 ? ` (record ${io[PtOut.FAIL_INDEX]})` : '';
+      if (r === -Errno.ENOMEM && io[PtOut.NEED] === 0 && io[PtOut.NEED + 1] === 0) {
+        throw gpuVmError(
+          r,
+          `${what}${at}: the engine's memory limit (setEngineMemoryLimit) or the platform refused the storage ` +
+            'it needs; nothing was changed',
+        );
+      }
       if (r === -Errno.ENOMEM) {
         throw gpuVmError(
           r,
