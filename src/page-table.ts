@@ -42,7 +42,7 @@ export interface PageTableOptions {
   /**
    * The most leaf entries one call (bind, batch, commit) may write, counted
    * as if no table were compact (default DEFAULT_MAX_ENTRIES_PER_CALL, at
-   * most 2^32 - 1); a call that would write more fails with ENOMEM and
+   * most 2^32 - 1); a call that would write more fails with E2BIG and
    * changes nothing.
    */
   maxEntriesPerCall?: number;
@@ -326,8 +326,9 @@ class RecordWriter {
         );
       }
       if (r === -Errno.ENOMEM) {
-        throw gpuVmError(
-          r,
+        // the call itself is too big (not the engine out of room): E2BIG tells the two apart
+        throw new GpuVmError(
+          'E2BIG',
           `${what}${at}: would write ${getBig(io, PtOut.NEED)} page-table entries in one call, above ` +
             `maxEntriesPerCall = ${budget} of this PageTable (split the call or raise the limit)`,
         );

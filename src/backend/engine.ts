@@ -27,6 +27,7 @@
 export const Errno = {
   EPERM: 1,
   ENOENT: 2,
+  E2BIG: 7,
   EIO: 5,
   EAGAIN: 11,
   ENOMEM: 12,
