@@ -1,5 +1,5 @@
-// xe-style multi-level GPU page tables and their walker (SPEC §7, §8.1;
-// research/upstream-anchors.md §4). Twin of native/page_table.h/.cc: same
+// xe-style multi-level GPU page tables and their walker, built the way the xe
+// driver builds them. Twin of native/page_table.h/.cc: same
 // functions, same algorithms, bit-identical results; see page_table.h for the
 // model. Everything lives in unmanaged memory (the runtime is "stub"): the
 // visitors are allocated once and reused, no call allocates managed objects.

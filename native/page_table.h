@@ -1,5 +1,5 @@
-// xe-style multi-level GPU page tables and their walker (SPEC §7, §8.1;
-// research/upstream-anchors.md §4). Twin: assembly/page_table.ts, same
+// xe-style multi-level GPU page tables and their walker, built the way the xe
+// driver builds them. Twin: assembly/page_table.ts, same
 // function names, same algorithms, bit-identical results.
 //
 // Model

@@ -3,7 +3,7 @@
  * AssemblyScript WASM). Both engines implement exactly this, with the same
  * algorithms, and must give bit-identical results.
  *
- * Why it looks like this (ARCHITECTURE.md, "Crossing the boundary"):
+ * Why it looks like this (crossing the boundary is the expensive part):
  * - every public call is one engine call; arguments go through a transfer
  *   area of u32 words (`io`) shared once at start-up, so a call passes at most
  *   a handle and a few small integers;

@@ -1,5 +1,5 @@
 /**
- * Engine selection (ARCHITECTURE.md): GPUVM_BACKEND=auto|native|wasm, default
+ * Engine selection: GPUVM_BACKEND=auto|native|wasm, default
  * auto. auto tries the native addon, then WASM, and remembers why native was
  * skipped; native or wasm is strict and throws a GpuVmError saying why it
  * cannot load. Each engine is loaded at most once per process.
