@@ -719,6 +719,9 @@ export const MODELLED = new Set<Cmd['t']>(['iter', 'bind', 'unbind', 'mk', 'lapp
  */
 export function expectModel(M: Models, c: Cmd, o: Outcome): void {
   const what = c.t;
+  // the world retires the GpuVa it hands to remove whatever the call does (even on a destroyed VM)
+  const remRef = c.t === 'rem' ? vaRefM(M, c.va) : null;
+  if (remRef !== null) M.retireVa(remRef === 'forged' ? null : remRef);
   const vmCmd = 'vm' in c ? (c as { vm: number }).vm : -1;
   if (vmCmd >= 0 && M.destroyed[vmCmd] && !['recr', 'dstr', 'vmbad'].includes(c.t)) {
     // everything on a destroyed VM fails (a bad argument may be noticed first)
@@ -958,6 +961,10 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       if (v !== 'ok') return expectArgError(o, v, what);
       if (m.busy) return expectCode(o, 'EBUSY', what);
       const saved = m.save();
+      // like the engines, hold every map entry's VmBo (made if missing) for the whole run: neither
+      // the replaced list nor an earlier entry can destroy it midway
+      const temps = c.entries.filter((e) => e.op === 'map' && boNum(e.bo) !== 0).map((e) => boNum(e.bo) as number);
+      for (const b of temps) m.obtain(b);
       m.dropPending();
       let vi = 0;
       let err: string | null = null;
@@ -1001,6 +1008,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
         m.restore(saved);
         return expectCode(o, err, what);
       }
+      for (const b of temps) m.put(b);
       expectOk(o, what);
       M.cur[c.vm] = M.newId();
       return;
@@ -1027,9 +1035,10 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
     case 'unl':
     case 'lnk':
     case 'flg': {
-      const r = vaRefM(M, c.va);
-      // the world retires every GpuVa-looking object it handed over, forged ones included
-      if (c.t !== 'flg' && r !== null) M.retireVa(r === 'forged' ? null : r);
+      // resolved before this command retired anything (as the world does)
+      const r = c.t === 'rem' ? remRef : vaRefM(M, c.va);
+      // the world retires every GpuVa-looking object it handed over, forged ones included (rem: above)
+      if (c.t !== 'flg' && c.t !== 'rem' && r !== null) M.retireVa(r === 'forged' ? null : r);
       if (r === null) return;
       if (r === 'forged') {
         if (!isErr(o) || !['TypeError', 'GpuVmError'].includes(o.err)) fail(`${what} on a forged GpuVa: ${show(o)}`);
@@ -1214,17 +1223,22 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       }
       const cur = order[c.at];
       const s0 = start(c.vm);
+      // a fused call replaces the pending list only when it succeeds (a refused one changes nothing)
+      let replaced = false;
       const r = modelDo(() => {
         switch (c.mutate) {
           case 'unbindCur':
             if (cur.m) m.unbind(cur.m.addr, cur.m.range);
+            replaced = cur.m !== null;
             return;
           case 'unbindAll':
             m.unbind(s0, 30n * PG);
+            replaced = true;
             return;
           case 'bindAhead': {
             const a = cur.m ? cur.m.addr : m.kernel!.addr;
             m.bind(a, 2n * PG, 2, 0n);
+            replaced = true;
             m.bind(s0 + 60n * PG, PG, 3, 0n);
             return;
           }
@@ -1242,7 +1256,7 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
         if (isErr(o) && !(o.err === 'GpuVmError' && o.code === 'EINVAL')) fail(`destroy inside the loop: ${show(o)}`);
         return;
       }
-      if (c.mutate !== 'remove' && !(c.mutate === 'unbindCur' && !cur.m)) M.cur[c.vm] = M.newId();
+      if (replaced) M.cur[c.vm] = M.newId();
       if ('code' in r) {
         if (!isErr(o) || o.code !== r.code) fail(`${what} ${c.mutate}: expected ${r.code}, got ${show(o)}`);
         return;

@@ -135,6 +135,23 @@ export class FuzzModel extends VmModel {
     return this.inner.vas.includes(m);
   }
 
+  /**
+   * sm_map: the engines take the new list's VmBo reference before they drop
+   * the list it replaces (obtain before put), so a VmBo that only the
+   * replaced list held lives on (evict state and identity kept).
+   */
+  override smMap(a: bigint, r: bigint, bo: number, off: bigint): MOp[] {
+    const vb = bo === 0 ? undefined : this.inner.vmBos.get(bo);
+    if (vb === undefined) return super.smMap(a, r, bo, off);
+    vb.refs++;
+    try {
+      return super.smMap(a, r, bo, off);
+    } finally {
+      vb.refs--;
+      this.inner.maybeDestroy(vb);
+    }
+  }
+
   /** VmBo unmap: linked mappings out of the tree cannot be unmapped and are skipped. */
   override vmBoUnmap(bo: number): MOp[] {
     const ops = super.vmBoUnmap(bo);
