@@ -17,10 +17,13 @@
  * - GPUVM_FUZZ_LONG=<minutes>: loops with new seeds until the time is up
  *   (each seed is printed before it runs). Without the build step:
  *   `GPUVM_FUZZ_LONG=30 nice -n 19 npx vitest run --config test/support/fuzz-vitest.config.ts`.
+ *   GPUVM_FUZZ_LOG=<file> also appends each seed and finding to that file as
+ *   it happens (vitest prints test output only at the end, and an engine that
+ *   crashes the process would take the seed with it).
  * - GPUVM_BACKEND=native or wasm fuzzes that engine alone (one long run per
  *   engine); unset or auto, every engine that loads, side by side.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -34,6 +37,11 @@ import { digestRun, fuzzProperty } from './support/fuzz-run.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const SEED = process.env.GPUVM_FUZZ_SEED ? Number(process.env.GPUVM_FUZZ_SEED) : 0x6a7e_2025;
 const LONG_MIN = Number(process.env.GPUVM_FUZZ_LONG ?? 0);
+const LOG = process.env.GPUVM_FUZZ_LOG;
+const log = (s: string) => {
+  console.log(s);
+  if (LOG) appendFileSync(LOG, `${new Date().toISOString()} ${s}\n`);
+};
 const RUNS = 150;
 const MAX_COMMANDS = 40;
 const only = (process.env.GPUVM_BACKEND ?? '').trim().toLowerCase();
@@ -64,16 +72,16 @@ describe('fuzz: the public API against the model, every engine at once', () => {
     while (Date.now() < until) {
       // 32-bit LCG step (Math.imul: a plain product would lose the low bits)
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      console.log(`fuzz long run: seed ${seed}`);
+      log(`fuzz long run: seed ${seed}`);
       try {
         check('long', backends, seed, RUNS);
       } catch (e) {
         found.push((e as Error).message);
-        console.log(`fuzz long run: FINDING\n${(e as Error).message}`);
+        log(`fuzz long run: FINDING\n${(e as Error).message}`);
       }
       n++;
     }
-    console.log(`fuzz long run on ${backends.join(' + ')}: ${n} seeds x ${RUNS} sequences, ${found.length} finding(s)`);
+    log(`fuzz long run on ${backends.join(' + ')}: ${n} seeds x ${RUNS} sequences, ${found.length} finding(s)`);
     expect(found).toEqual([]);
   }, (LONG_MIN + 2) * 60_000);
 });
