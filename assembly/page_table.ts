@@ -186,14 +186,21 @@ const staging = new GrowArray<u32>();
 let inited = false;
 
 /** One more table slot in every per-table array (slot 0 is never a table). */
+// Appends into room a reservation made. Should a reservation ever fall short,
+// push grows past the limit rather than write out of bounds; only a platform
+// out of memory then stops the engine (as the native twin aborts).
+@inline function pushReserved<T>(a: GrowArray<T>, v: T): void {
+  if (!a.push(v)) unreachable();
+}
+
 function newTableSlot(): void {
-  tLevel.push(0);
-  tShift.push(0);
-  tLog2.push(0);
-  tFlags.push(0);
-  tLive.push(0);
-  tBase.push(0);
-  tBorn.push(0);
+  pushReserved<u8>(tLevel, 0);
+  pushReserved<u8>(tShift, 0);
+  pushReserved<u8>(tLog2, 0);
+  pushReserved<u8>(tFlags, 0);
+  pushReserved<u32>(tLive, 0);
+  pushReserved<u32>(tBase, 0);
+  pushReserved<u32>(tBorn, 0);
 }
 
 function init(): void {
@@ -302,8 +309,9 @@ export function blockAlloc(log2: u32): u32 {
   } else {
     b = eTop;
     eTop += n;
-    // reserveEntries made the room
+    // reserveEntries made the room (grow past the limit should it ever fall short)
     if (eTop > eVal.len) {
+      if (!eVal.reserve(eTop, true) || !eMeta.reserve(eTop, true)) unreachable();
       eVal.resize(eTop);
       eMeta.resize(eTop);
     }
@@ -1027,7 +1035,8 @@ function rangeOk(pt: u32, va: u64, size: u64): bool {
 // null binding) writes: at each level L <= leaf, top-down, the entries wholly
 // inside [sa, sl] that no higher leaf holds become leaves if the segment is
 // physically aligned to their size (always at level 0 and for null ones).
-// Independent of what the table holds; compact tables write fewer.
+// Independent of what the table holds; compact tables write fewer. Adds the
+// leaves of each level to leavesByLevel[L].
 function pieceLeaves(pt: u32, sa: u64, sl: u64, pa: u64, isNull: bool): u64 {
   const leaf = pLeaf.get(pt);
   let leaves: u64 = 0;
@@ -1042,15 +1051,23 @@ function pieceLeaves(pt: u32, sa: u64, sl: u64, pa: u64, isNull: bool): u64 {
     const whole = (d >> <u64>sh) + ((d & m) == m ? 1 : 0);
     if (L > 0 && !isNull && ((pa - sa) & m) != 0) continue;
     leaves += whole - above;
+    store<u64>(leavesByLevel + (<usize>L << 3), load<u64>(leavesByLevel + (<usize>L << 3)) + (whole - above));
     above = whole;
   }
   return leaves;
 }
 
+/** The leaves per level of the call being validated (MAX_SHIFTS u64s). */
+const leavesByLevel: usize = memory.data(<i32>(MAX_SHIFTS * 8), 8);
+/** reserveFor's prefix sums: below[L] = the call's leaves at levels below L (MAX_SHIFTS + 1 u64s). */
+const leavesBelow: usize = memory.data(<i32>((MAX_SHIFTS + 1) * 8), 8);
+
 // Validates every record; -> record count, or -EINVAL with the failing index
 // stored at `fail`, or -ENOMEM when the binds would write more than `budget`
 // leaves (`fail` the record passing it, `needLeaves` the leaves up to and including it).
+// leavesByLevel[L]: the leaves the valid records write at level L.
 function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, needLeaves: usize): i32 {
+  memory.fill(leavesByLevel, 0, <usize>(pTop.get(pt) + 1) << 3);
   const mask = pow2m1(shiftOf(pt, 0));
   let pos: u64 = 0;
   let idx: u32 = 0;
@@ -1103,6 +1120,7 @@ function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, ne
     pos += need;
     idx++;
   }
+  wr64(needLeaves, leaves);
   return <i32>idx;
 }
 
@@ -1111,14 +1129,22 @@ function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, ne
  * so that a call either fits or changes nothing. A bind visits, at each level
  * L >= 1, the entries of its range and gives each at most one new child table
  * (2^(s[L]-s[L-1]) entries); unbind and zap walk only the two edge entries
- * per level (splits, decompaction). Tables freed on the way are not counted
- * on. The per-call logs only feed the cost report and are not reserved.
+ * per level (splits, decompaction). A table a bind creates under a level-L
+ * entry lies on the way to at least one leaf it writes below level L, so a
+ * bind gets no more such tables than the call has leaves below L: that keeps
+ * a huge-page bind's reservation near what it uses. Tables freed on the way
+ * are not counted on. The per-call logs only feed the cost report and are not
+ * reserved. Reads leavesByLevel (validateRecords).
  */
 function reserveFor(pt: u32, w: usize, count: u32): bool {
+  const top = pTop.get(pt);
+  store<u64>(leavesBelow, 0);
+  for (let L: u32 = 0; L <= top; L++) {
+    store<u64>(leavesBelow + (<usize>(L + 1) << 3), load<u64>(leavesBelow + (<usize>L << 3)) + load<u64>(leavesByLevel + (<usize>L << 3)));
+  }
   let tables: u64 = 0;
   let slots: u64 = 0;
   let pos: u32 = 0;
-  const top = pTop.get(pt);
   for (let r: u32 = 0; r < count; r++) {
     const p = w + (<usize>pos << 2);
     const kind = load<u32>(p);
@@ -1130,6 +1156,8 @@ function reserveFor(pt: u32, w: usize, count: u32): bool {
       const sh = shiftOf(pt, L);
       let visited: u64 = sh >= 64 ? 1 : (last >> <u64>sh) - (va >> <u64>sh) + 1;
       if (!bind && visited > 2) visited = 2;
+      const below = load<u64>(leavesBelow + (<usize>L << 3));
+      if (bind && visited > below) visited = below;
       const d = sh - shiftOf(pt, L - 1);
       if (visited > ((<u64>0xffffffff) >> <u64>d)) return false; // more than the entry storage can ever address
       tables += visited;

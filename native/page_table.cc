@@ -2,6 +2,7 @@
 // the model; twin of assembly/page_table.ts (same functions, same order).
 #include "page_table.h"
 
+#include <cstdlib>
 #include <cstring>
 
 namespace gpuvm {
@@ -73,16 +74,25 @@ void Space::useBudget(Budget* b) {
   budget = b;
 }
 
+// Appends into room a reservation made. Should a reservation ever fall short,
+// the array grows past the limit (as the WASM twin's push does) rather than
+// write out of bounds; only a platform out of memory then stops the process.
+template <typename T>
+inline void pushReserved(Array<T>& a, Budget& b, const T& v) {
+  if (!a.PushSoft(b, v)) std::abort();
+}
+
 // One more table slot in every per-table array (slot 0 is never a table);
 // reserveTables made the room.
 void Space::newTableSlot() {
-  tLevel.PushReserved(0);
-  tShift.PushReserved(0);
-  tLog2.PushReserved(0);
-  tFlags.PushReserved(0);
-  tLive.PushReserved(0);
-  tBase.PushReserved(0);
-  tBorn.PushReserved(0);
+  Budget& b = *budget;
+  pushReserved<uint8_t>(tLevel, b, 0);
+  pushReserved<uint8_t>(tShift, b, 0);
+  pushReserved<uint8_t>(tLog2, b, 0);
+  pushReserved<uint8_t>(tFlags, b, 0);
+  pushReserved<uint32_t>(tLive, b, 0);
+  pushReserved<uint32_t>(tBase, b, 0);
+  pushReserved<uint32_t>(tBorn, b, 0);
 }
 
 // Room for `extra` more table slots (and their free-list entries). false
@@ -119,8 +129,9 @@ uint32_t Space::blockAlloc(uint32_t log2) {
   } else {
     b = eTop;
     eTop += n;
-    // reserveEntries made the room
+    // reserveEntries made the room (grow past the limit should it ever fall short)
     if (eTop > eVal.size()) {
+      if (!eVal.Reserve(*budget, eTop, true) || !eMeta.Reserve(*budget, eTop, true)) std::abort();
       eVal.GrowZeroed(eTop);
       eMeta.GrowZeroed(eTop);
     }
@@ -827,8 +838,9 @@ bool rangeOk(const PtRec& p, uint64_t va, uint64_t size) {
 // null binding) writes: at each level L <= leaf, top-down, the entries wholly
 // inside [sa, sl] that no higher leaf holds become leaves if the segment is
 // physically aligned to their size (always at level 0 and for null ones).
-// Independent of what the table holds; compact tables write fewer.
-uint64_t pieceLeaves(const PtRec& p, uint64_t sa, uint64_t sl, uint64_t pa, bool isNull) {
+// Independent of what the table holds; compact tables write fewer. Adds the
+// leaves of each level to byLevel[L].
+uint64_t pieceLeaves(const PtRec& p, uint64_t sa, uint64_t sl, uint64_t pa, bool isNull, uint64_t* byLevel) {
   uint64_t leaves = 0;
   uint64_t above = 0;  // entries of the current level held by higher leaves
   for (uint32_t L = p.leaf + 1; L-- > 0;) {
@@ -841,6 +853,7 @@ uint64_t pieceLeaves(const PtRec& p, uint64_t sa, uint64_t sl, uint64_t pa, bool
     const uint64_t whole = (d >> sh) + ((d & m) == m ? 1 : 0);
     if (L > 0 && !isNull && ((pa - sa) & m) != 0) continue;
     leaves += whole - above;
+    byLevel[L] += whole - above;
     above = whole;
   }
   return leaves;
@@ -849,8 +862,10 @@ uint64_t pieceLeaves(const PtRec& p, uint64_t sa, uint64_t sl, uint64_t pa, bool
 // Validates every record; -> record count, or -EINVAL with the failing index
 // in *fail, or -ENOMEM when the binds would write more than `budget` leaves
 // (*fail the record passing it, *needLeaves the leaves up to and including it).
+// byLevel[L]: the leaves the valid records write at level L.
 int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t budget, uint32_t* fail,
-                        uint64_t* needLeaves) {
+                        uint64_t* needLeaves, uint64_t* byLevel) {
+  for (uint32_t L = 0; L <= p.top; L++) byLevel[L] = 0;
   const uint64_t mask = ((uint64_t)1 << p.shift[0]) - 1;
   uint64_t pos = 0;
   uint32_t idx = 0;
@@ -889,11 +904,11 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t 
       s = w + pos + kRecHeader;
       for (uint32_t i = 0; i < nseg; i++, s += kSegWords) {
         const uint64_t len = rd64(s + 2);
-        leaves += pieceLeaves(p, va + sum, va + sum + (len - 1), rd64(s), false);
+        leaves += pieceLeaves(p, va + sum, va + sum + (len - 1), rd64(s), false, byLevel);
         sum += len;
       }
     } else if (kind == kRecBindNull) {
-      leaves += pieceLeaves(p, va, va + (size - 1), 0, true);
+      leaves += pieceLeaves(p, va, va + (size - 1), 0, true, byLevel);
     }
     if (leaves > budget) {
       *needLeaves = leaves;
@@ -902,6 +917,7 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t 
     pos += need;
     idx++;
   }
+  *needLeaves = leaves;
   return (int32_t)idx;
 }
 
@@ -911,9 +927,16 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t 
 // so that a call either fits or changes nothing. A bind visits, at each level
 // L >= 1, the entries of its range and gives each at most one new child table
 // (2^(s[L]-s[L-1]) entries); unbind and zap walk only the two edge entries
-// per level (splits, decompaction). Tables freed on the way are not counted
-// on. The per-call logs only feed the cost report and are not reserved.
-bool Space::reserveFor(const PtRec& p, const uint32_t* w, uint32_t count) {
+// per level (splits, decompaction). A table a bind creates under a level-L
+// entry lies on the way to at least one leaf it writes below level L, so a
+// bind gets no more such tables than the call has leaves below L: that keeps
+// a huge-page bind's reservation near what it uses. Tables freed on the way
+// are not counted on. The per-call logs only feed the cost report and are not
+// reserved. byLevel: the call's leaves per level (validateRecords).
+bool Space::reserveFor(const PtRec& p, const uint32_t* w, uint32_t count, const uint64_t* byLevel) {
+  uint64_t below[kMaxShifts + 1];
+  below[0] = 0;
+  for (uint32_t L = 0; L <= p.top; L++) below[L + 1] = below[L] + byLevel[L];
   uint64_t tables = 0;
   uint64_t slots = 0;
   uint32_t pos = 0;
@@ -927,6 +950,7 @@ bool Space::reserveFor(const PtRec& p, const uint32_t* w, uint32_t count) {
       const uint32_t sh = p.shift[L];
       uint64_t visited = sh >= 64 ? 1 : (last >> sh) - (va >> sh) + 1;
       if (!bind && visited > 2) visited = 2;
+      if (bind && visited > below[L]) visited = below[L];
       const uint32_t d = p.shift[L] - p.shift[L - 1];
       if (visited > (0xffffffffull >> d)) return false;  // more than the entry storage can ever address
       tables += visited;
@@ -940,10 +964,10 @@ bool Space::reserveFor(const PtRec& p, const uint32_t* w, uint32_t count) {
 
 int32_t Space::runRecords(uint32_t pt, const uint32_t* w, uint32_t n, uint32_t budget, uint32_t* out) {
   uint64_t need = 0;
-  const int32_t count = validateRecords(pts[pt], w, n, budget, out + kOutFailIndex, &need);
+  const int32_t count = validateRecords(pts[pt], w, n, budget, out + kOutFailIndex, &need, leavesByLevel);
   wr64(out + kOutNeed, need);
   if (count < 0) return count;
-  if (!reserveFor(pts[pt], w, (uint32_t)count)) {
+  if (!reserveFor(pts[pt], w, (uint32_t)count, leavesByLevel)) {
     wr64(out + kOutNeed, 0);  // not the leaf budget: storage
     out[kOutFailIndex] = 0;
     return -kEnomem;

@@ -187,7 +187,8 @@ struct Space {
   void newTableSlot();
   bool reserveTables(uint64_t extra);
   bool reserveEntries(uint64_t slots);
-  bool reserveFor(const PtRec& p, const uint32_t* w, uint32_t count);
+  bool reserveFor(const PtRec& p, const uint32_t* w, uint32_t count, const uint64_t* byLevel);
+  uint64_t leavesByLevel[kMaxShifts];  // of the call being validated
   bool ptValid(uint32_t pt) const;
   uint32_t blockAlloc(uint32_t log2);
   void blockFree(uint32_t b, uint32_t log2);

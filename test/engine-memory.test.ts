@@ -167,7 +167,7 @@ for (const backend of backends) {
     function pageTablesCharged(): boolean {
       const before = memStats(E).used;
       const probe = new PageTable({ backend, maxEntriesPerCall: 2 ** 32 - 1 });
-      probe.bind(0, 2 ** 30, null); // 512 level-1 leaves... and a level-0 table per 2 MiB: some storage
+      probe.bind(0, 2 ** 30, [[0x1000, 2 ** 30]]); // physically misaligned: 2^18 leaves of 4 KiB, 2 MiB of entries
       const grew = memStats(E).used > before;
       probe.destroy();
       return grew;
@@ -187,7 +187,7 @@ for (const backend of backends) {
       // 2^38 bytes of 4 KiB pages: 2^26 leaves, about 600 MB of entries
       const e = (() => {
         try {
-          pt.bind(1n << 39n, 1n << 38n, [[0n, 1n << 38n]]);
+          pt.bind(1n << 39n, 1n << 38n, [[0x1000n, 1n << 38n]]); // misaligned: every leaf is 4 KiB
         } catch (err) {
           return err;
         }

@@ -2,13 +2,28 @@
 // and re-entrant or throwing argument getters (the facade rule).
 import { describe, expect, it } from 'vitest';
 import { backends } from './support/engines.js';
-import { Bo, GpuVm, GpuVmError, PageTable } from '../src/index.js';
+import { Bo, engineMemory, GpuVm, GpuVmError, PageTable } from '../src/index.js';
 
 function snapshot(pt: PageTable<number>) {
   return { stats: pt.stats, entries: [...pt.walk(0, undefined, { dirs: true, zapped: true })] };
 }
 
 describe.each(backends)('%s engine', (backend) => {
+  it('a huge-page bind reserves storage near what it writes, not what 4 KiB pages would need', () => {
+    const pt = new PageTable({ backend });
+    const before = engineMemory(backend).used;
+    // 1 TiB of 1 GiB leaves: 1024 entries in two tables
+    expect(pt.bind(0, 2 ** 40, [[0, 2 ** 40]])).toMatchObject({ new: 1024, alloc: 2 });
+    expect(engineMemory(backend).used - before).toBeLessThan(16 * 2 ** 20);
+    // 4 GiB of 2 MiB leaves (physically 2 MiB- but not 1 GiB-aligned) with 4 KiB edges:
+    // still only the tables on the way
+    const pt2 = new PageTable({ backend });
+    expect(pt2.bind(0x1000, 2 ** 32, [[0x201000, 2 ** 32]]).new).toBeGreaterThan(2000);
+    expect(engineMemory(backend).used - before).toBeLessThan(16 * 2 ** 20);
+    pt.destroy();
+    pt2.destroy();
+  });
+
   it('a bind above maxEntriesPerCall is E2BIG and changes nothing; the largest allowed one works', () => {
     const pt = new PageTable<number>({ backend, maxEntriesPerCall: 4096 });
     pt.bind(0x40000000, 0x3000, [[0x7000, 0x3000]]);
