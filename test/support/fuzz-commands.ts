@@ -1206,12 +1206,15 @@ export function expectModel(M: Models, c: Cmd, o: Outcome): void {
       return;
     }
     case 'iter': {
-      const vals = c.ranged ? [val(c.addr, big(c.vm), start(c.vm)), val(c.range, big(c.vm), start(c.vm))] : [];
+      // mappings(undefined, undefined) is mappings(): both optional arguments left out
+      const undef = (x: Num) => x.k === 'bad' && x.v === 'undef';
+      const ranged = c.ranged && !(undef(c.addr) && undef(c.range));
+      const vals = ranged ? [val(c.addr, big(c.vm), start(c.vm)), val(c.range, big(c.vm), start(c.vm))] : [];
       const v = verdict(vals);
       if (v !== 'ok') return expectArgError(o, v, what);
       const m = M.vms[c.vm];
       let order = M.iterOrder(c.vm);
-      if (c.ranged) {
+      if (ranged) {
         const a = vals[0].u!;
         const e = a + vals[1].u!;
         order = vals[1].u === 0n ? [] : order.filter((x) => (x.m ? x.m.addr : m.kernel!.addr) < e && (x.m ? x.m.addr + x.m.range : m.kernel!.end) > a);
