@@ -33,8 +33,12 @@ import {
   isOpList,
   listState,
   makeOpList,
+  mapOp,
+  opMapping,
+  prefetchOp,
+  remapOp,
   requirePending,
-  sealOp,
+  unmapOp,
   type OpList,
   type MapOp,
   type Op,
@@ -691,10 +695,19 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   private checkMapping(what: string, addr: unknown, range: unknown, offset: unknown, sep = ': '): void {
     const big = this.bigint;
-    checkU64(addr, `${what}${sep}addr`, big);
-    checkU64(range, `${what}${sep}range`, big);
-    checkU64(offset, `${what}${sep}offset`, big);
-    if (!big && toBig(offset as U64) + toBig(range as U64) > BigInt(TWO53)) {
+    // the common case, without building messages: three safe non-negative integers
+    if (!(isU53(addr) && isU53(range) && isU53(offset))) {
+      checkU64(addr, `${what}${sep}addr`, big);
+      checkU64(range, `${what}${sep}range`, big);
+      checkU64(offset, `${what}${sep}offset`, big);
+    }
+    if (big) return;
+    // both are exact integers <= 2^53 here: TWO53 - range is exact, so is the test
+    const over =
+      typeof offset === 'number' && typeof range === 'number'
+        ? offset > TWO53 - range
+        : toBig(offset as U64) + toBig(range as U64) > BigInt(TWO53);
+    if (over) {
       throw new RangeError(
         `${what}: offset + range = ${hex(toBig(offset as U64) + toBig(range as U64))} is above 2^53, so a split piece's offset ` +
           'could not be reported exactly; use a VM created with { bigint: true }',
@@ -1140,7 +1153,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return this.rangeList('madviseOps', addr, range);
   }
 
-  /** @internal an op object for record i of a list: a frozen view of the record */
+  /** @internal an op object for record i of a list: a read-only view of the record */
   _makeOp(list: OpList<N>, i: number): Op<N> {
     const ls = listState(list);
     const w = ls.words;
@@ -1148,29 +1161,19 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const k = w[p] & 0xff;
     const bo = ls.bos[i];
     if (k === OpKind.MAP) {
-      return sealOp<MapOp<N>>({
-        kind: 'map',
-        list,
-        index: i,
-        addr: this._u(w, p + 4, 'addr'),
-        range: this._u(w, p + 6, 'range'),
-        bo,
-        offset: this._u(w, p + 8, 'offset'),
-      });
+      return mapOp<N>(list, i, this._u(w, p + 4, 'addr'), this._u(w, p + 6, 'range'), bo, this._u(w, p + 8, 'offset'));
     }
     const va = this.vaFromOp(w, p, bo);
     const keep = (w[p] & OP_KEEP) !== 0;
-    if (k === OpKind.UNMAP) return sealOp<UnmapOp<N>>({ kind: 'unmap', list, index: i, va, keep });
-    if (k === OpKind.PREFETCH) return sealOp<PrefetchOp<N>>({ kind: 'prefetch', list, index: i, va });
-    const prev = this.remapPrev(w, p, va);
-    const next = this.remapNext(w, p, va);
-    return sealOp<RemapOp<N>>({ kind: 'remap', list, index: i, unmap: { va, keep }, prev, next });
+    if (k === OpKind.UNMAP) return unmapOp<N>(list, i, va, keep);
+    if (k === OpKind.PREFETCH) return prefetchOp<N>(list, i, va);
+    return remapOp<N>(list, i, va, keep, this.remapPrev(w, p, va), this.remapNext(w, p, va));
   }
 
   /** A REMAP record's surviving piece before the request, or null. */
   private remapPrev(w: Uint32Array, p: number, va: GpuVa<N>): OpMapping<N> | null {
     if ((w[p] & OP_HAS_PREV) === 0) return null;
-    return { addr: this._u(w, p + 4, 'prev.addr'), range: this._u(w, p + 10, 'prev.range'), bo: va.bo, offset: this._u(w, p + 8, 'prev.offset') };
+    return opMapping<N>(this._u(w, p + 4, 'prev.addr'), this._u(w, p + 10, 'prev.range'), va.bo, this._u(w, p + 8, 'prev.offset'));
   }
 
   /** A REMAP record's surviving piece after the request, or null. */
@@ -1178,12 +1181,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if ((w[p] & OP_HAS_NEXT) === 0) return null;
     const nAddr = getBig(w, p + 12);
     const end = getBig(w, p + 4) + getBig(w, p + 6);
-    return {
-      addr: this._u(w, p + 12, 'next.addr'),
-      range: this.fromBig(end - nAddr),
-      bo: va.bo,
-      offset: this._u(w, p + 14, 'next.offset'),
-    };
+    return opMapping<N>(this._u(w, p + 12, 'next.addr'), this.fromBig(end - nAddr), va.bo, this._u(w, p + 14, 'next.offset'));
   }
 
   /** @internal */
@@ -1544,4 +1542,9 @@ function takeWords(len: number): Uint32Array {
   const w = slab.subarray(slabUsed, slabUsed + len);
   slabUsed += len;
   return w;
+}
+
+/** A number that is an integer in [0, 2^53): what putU64 takes without its slow path. */
+function isU53(v: unknown): boolean {
+  return typeof v === 'number' && v >= 0 && v < TWO53 && Math.floor(v) === v;
 }

@@ -7,7 +7,7 @@
 import { GpuVmError } from './errors.js';
 import type { GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
-import type { Bo } from './vm-bo.js';
+import { isBo, type Bo } from './vm-bo.js';
 import type { U64 } from './u64.js';
 
 /** A mapping an op would create: the MAP request, or a REMAP's surviving piece. */
@@ -88,24 +88,224 @@ export function makeOpList<N extends U64>(vm: GpuVm<N>, words: Uint32Array, gen:
 }
 
 /**
- * Op objects handed out are frozen views of the list's records, and only
- * those are accepted back (vaMap and friends): a modified or hand-made op
- * cannot make the VM report something other than what the engine did.
+ * Op objects handed out are read-only views of the list's records: their
+ * fields are getters over private state, so nothing can be written to them,
+ * and only objects of these classes are accepted back (vaMap and friends; a
+ * brand check that forged objects and proxies fail). Cheaper than freezing
+ * plain objects (which costs more than making them) and than remembering
+ * them in a WeakSet.
  */
-const madeOps = new WeakSet<object>();
-export function sealOp<T extends Op<any>>(op: T): T { // eslint-disable-line @typescript-eslint/no-explicit-any
-  if (op.kind === 'remap') {
-    Object.freeze(op.unmap);
-    if (op.prev) Object.freeze(op.prev);
-    if (op.next) Object.freeze(op.next);
+const inspect = Symbol.for('nodejs.util.inspect.custom');
+let isOpFn: (x: unknown) => boolean;
+
+abstract class OpView {
+  readonly #list: AnyList;
+  readonly #index: number;
+  constructor(list: AnyList, index: number) {
+    this.#list = list;
+    this.#index = index;
   }
-  Object.freeze(op);
-  madeOps.add(op);
-  return op;
+  static {
+    isOpFn = (x) => typeof x === 'object' && x !== null && #list in x;
+  }
+  /** the list it belongs to */
+  get list(): AnyList {
+    return this.#list;
+  }
+  /** its position in the list */
+  get index(): number {
+    return this.#index;
+  }
+  /** The op's fields as a plain object (what console.log shows). */
+  abstract plain(): Record<string, unknown>;
+  /** JSON: addresses as decimal strings and BOs by id, as GpuVa.toJSON writes them. */
+  toJSON(): Record<string, unknown> {
+    return jsonOf(this.plain()) as Record<string, unknown>;
+  }
+  [inspect](): Record<string, unknown> {
+    return this.plain();
+  }
 }
+
+function jsonOf(v: unknown): unknown {
+  if (typeof v === 'number' || typeof v === 'bigint') return v.toString();
+  if (v === null || typeof v !== 'object') return v;
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return (v as { toJSON(): unknown }).toJSON();
+  if (isBo(v)) return v.id;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = k === 'index' || typeof x === 'boolean' ? x : jsonOf(x);
+  return out;
+}
+
+class OpMappingView<N extends U64> implements OpMapping<N> {
+  readonly #addr: N;
+  readonly #range: N;
+  readonly #bo: Bo | null;
+  readonly #offset: N;
+  constructor(addr: N, range: N, bo: Bo | null, offset: N) {
+    this.#addr = addr;
+    this.#range = range;
+    this.#bo = bo;
+    this.#offset = offset;
+  }
+  get addr(): N {
+    return this.#addr;
+  }
+  get range(): N {
+    return this.#range;
+  }
+  get bo(): Bo | null {
+    return this.#bo;
+  }
+  get offset(): N {
+    return this.#offset;
+  }
+  plain(): Record<string, unknown> {
+    return { addr: this.#addr, range: this.#range, bo: this.#bo, offset: this.#offset };
+  }
+  toJSON(): Record<string, unknown> {
+    return jsonOf(this.plain()) as Record<string, unknown>;
+  }
+  [inspect](): Record<string, unknown> {
+    return this.plain();
+  }
+}
+
+class MapOpView<N extends U64> extends OpView implements MapOp<N> {
+  readonly #m: OpMappingView<N>;
+  constructor(list: AnyList, index: number, m: OpMappingView<N>) {
+    super(list, index);
+    this.#m = m;
+  }
+  get kind(): 'map' {
+    return 'map';
+  }
+  get addr(): N {
+    return this.#m.addr;
+  }
+  get range(): N {
+    return this.#m.range;
+  }
+  get bo(): Bo | null {
+    return this.#m.bo;
+  }
+  get offset(): N {
+    return this.#m.offset;
+  }
+  plain(): Record<string, unknown> {
+    return { kind: 'map', index: this.index, ...this.#m.plain() };
+  }
+}
+
+class UnmapOpView<N extends U64> extends OpView implements UnmapOp<N> {
+  readonly #va: GpuVa<N>;
+  readonly #keep: boolean;
+  constructor(list: AnyList, index: number, va: GpuVa<N>, keep: boolean) {
+    super(list, index);
+    this.#va = va;
+    this.#keep = keep;
+  }
+  get kind(): 'unmap' {
+    return 'unmap';
+  }
+  get va(): GpuVa<N> {
+    return this.#va;
+  }
+  get keep(): boolean {
+    return this.#keep;
+  }
+  plain(): Record<string, unknown> {
+    return { kind: 'unmap', index: this.index, va: this.#va, keep: this.#keep };
+  }
+}
+
+/** A REMAP's `unmap` part. */
+class RemapUnmapView<N extends U64> {
+  readonly #va: GpuVa<N>;
+  readonly #keep: boolean;
+  constructor(va: GpuVa<N>, keep: boolean) {
+    this.#va = va;
+    this.#keep = keep;
+  }
+  get va(): GpuVa<N> {
+    return this.#va;
+  }
+  get keep(): boolean {
+    return this.#keep;
+  }
+  [inspect](): Record<string, unknown> {
+    return { va: this.#va, keep: this.#keep };
+  }
+}
+
+class RemapOpView<N extends U64> extends OpView implements RemapOp<N> {
+  readonly #unmap: RemapUnmapView<N>;
+  readonly #prev: OpMappingView<N> | null;
+  readonly #next: OpMappingView<N> | null;
+  constructor(list: AnyList, index: number, unmap: RemapUnmapView<N>, prev: OpMappingView<N> | null, next: OpMappingView<N> | null) {
+    super(list, index);
+    this.#unmap = unmap;
+    this.#prev = prev;
+    this.#next = next;
+  }
+  get kind(): 'remap' {
+    return 'remap';
+  }
+  get unmap(): { readonly va: GpuVa<N>; readonly keep: boolean } {
+    return this.#unmap;
+  }
+  get prev(): OpMapping<N> | null {
+    return this.#prev;
+  }
+  get next(): OpMapping<N> | null {
+    return this.#next;
+  }
+  plain(): Record<string, unknown> {
+    return {
+      kind: 'remap',
+      index: this.index,
+      unmap: { va: this.#unmap.va, keep: this.#unmap.keep },
+      prev: this.#prev?.plain() ?? null,
+      next: this.#next?.plain() ?? null,
+    };
+  }
+}
+
+class PrefetchOpView<N extends U64> extends OpView implements PrefetchOp<N> {
+  readonly #va: GpuVa<N>;
+  constructor(list: AnyList, index: number, va: GpuVa<N>) {
+    super(list, index);
+    this.#va = va;
+  }
+  get kind(): 'prefetch' {
+    return 'prefetch';
+  }
+  get va(): GpuVa<N> {
+    return this.#va;
+  }
+  plain(): Record<string, unknown> {
+    return { kind: 'prefetch', index: this.index, va: this.#va };
+  }
+}
+
 /** Whether `x` is an op object an OpList handed out. */
 export function isOp(x: unknown): x is Op<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return typeof x === 'object' && x !== null && madeOps.has(x);
+  return isOpFn(x);
+}
+export function opMapping<N extends U64>(addr: N, range: N, bo: Bo | null, offset: N): OpMapping<N> {
+  return new OpMappingView<N>(addr, range, bo, offset);
+}
+export function mapOp<N extends U64>(list: AnyList, index: number, addr: N, range: N, bo: Bo | null, offset: N): MapOp<N> {
+  return new MapOpView<N>(list, index, new OpMappingView<N>(addr, range, bo, offset));
+}
+export function unmapOp<N extends U64>(list: AnyList, index: number, va: GpuVa<N>, keep: boolean): UnmapOp<N> {
+  return new UnmapOpView<N>(list, index, va, keep);
+}
+export function remapOp<N extends U64>(list: AnyList, index: number, va: GpuVa<N>, keep: boolean, prev: OpMapping<N> | null, next: OpMapping<N> | null): RemapOp<N> {
+  return new RemapOpView<N>(list, index, new RemapUnmapView<N>(va, keep), prev as OpMappingView<N> | null, next as OpMappingView<N> | null);
+}
+export function prefetchOp<N extends U64>(list: AnyList, index: number, va: GpuVa<N>): PrefetchOp<N> {
+  return new PrefetchOpView<N>(list, index, va);
 }
 
 export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {

@@ -302,7 +302,9 @@ export function exec(w: FuzzWorld, c: Cmd): Outcome {
         } else if (c.tamper === 'forged') {
           op = { kind: op.kind, list: l, index: 0 };
         } else if (c.tamper === 'index') {
-          op = { ...op, index: (op.index as number) + 1 };
+          // a look-alike copy pointing at the next op (ops are read-only views: build it field by field)
+          const { kind, list, index, addr, range, bo, offset, va, keep, unmap, prev, next } = op;
+          op = { kind, list, index: (index as number) + 1, addr, range, bo, offset, va, keep, unmap, prev, next };
         }
         const k = op.kind;
         return k === 'map' ? vm.vaMap(op as never) : k === 'remap' ? vm.vaRemap(op as never) : k === 'unmap' ? (vm.vaUnmap(op as never), 'unmapped') : 'prefetch';
