@@ -172,4 +172,9 @@ export class GpuVa<N extends U64 = U64> {
     const bo = this.#bo === null ? 'no BO' : `${this.#bo.name}+${hex(this.#offset)}`;
     return `GpuVa [${hex(this.#addr)}, ${hex(this.end)}) -> ${bo}${this.#kernel ? ' (kernel node)' : ''}`;
   }
+
+  /** console.log shows the mapping, in hex, and nothing internal. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
 }

@@ -386,6 +386,11 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
   toString(): string {
     return `OpList of ${this.length} ops (${this.state})`;
   }
+
+  /** console.log shows the length and state, and nothing internal. */
+  [inspect](): string {
+    return this.toString();
+  }
 }
 
 /** Throws unless the list can still be applied. */

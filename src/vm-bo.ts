@@ -224,4 +224,9 @@ export class VmBo<N extends U64 = number> {
   toString(): string {
     return `VmBo ${this.#bo.name} in ${this.#vm.name}${this.#state.live ? '' : ' (destroyed)'}`;
   }
+
+  /** console.log shows the pair, and nothing internal. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
 }

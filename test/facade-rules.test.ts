@@ -174,12 +174,15 @@ describe.each(backends)('facade rules on %s', (backend) => {
       const op = list.get(0) as MapOp<number>;
       // a read-only view: nothing can be written, and it still prints its fields
       expect(inspect(op)).toMatch(/kind: 'map'.*addr: 4096.*range: 4096/s);
+      expect(inspect(list)).toBe('OpList of 1 ops (pending)');
       expect(JSON.parse(JSON.stringify(op))).toMatchObject({ kind: 'map', index: 0, addr: '4096', range: '4096', offset: '0' });
       expect(() => {
         (op as { addr: number }).addr = 0x8000;
       }).toThrow(TypeError);
       const va = vm.vaMap(op);
       expect(va.addr).toBe(0x1000);
+      expect(inspect(va)).toBe(`GpuVa [0x1000, 0x2000) -> ${bo.name}+0x0`);
+      expect(inspect(va.vmBo)).toBe(`VmBo ${bo.name} in vm`);
       expect(vm.findFirst(0, 2 ** 32)).toBe(va);
       expect([...vm.mappings()].map((v) => v.addr)).toEqual([0x1000]);
     });
