@@ -20,16 +20,9 @@ export interface EngineMemory {
   readonly limit: number | null;
 }
 
-function checkBackend(backend: unknown): BackendName | undefined {
-  if (backend !== undefined && backend !== 'native' && backend !== 'wasm') {
-    throw new TypeError(`backend must be 'native' or 'wasm', got ${describe(backend)}`);
-  }
-  return backend;
-}
-
 /** What the engine (the default one, or the one named) holds, and its limit. */
 export function engineMemory(backend?: BackendName): EngineMemory {
-  const E = engineFor(checkBackend(backend));
+  const E = engineFor(backend);
   E.memStats();
   const io = E.io();
   const limit = getNum(io, IO.OUT_INFO + 2, 'limit');
@@ -41,7 +34,7 @@ export function engineMemory(backend?: BackendName): EngineMemory {
  * A cap below what is in use only refuses further growth; nothing is freed.
  */
 export function setEngineMemoryLimit(bytes: number | bigint | null, backend?: BackendName): void {
-  const name = checkBackend(backend);
+  if (backend !== undefined) engineFor(backend); // checks the name before anything else
   if (bytes !== null) {
     if (typeof bytes !== 'number' && typeof bytes !== 'bigint') {
       throw new TypeError(`bytes must be a number, a bigint or null, got ${describe(bytes)}`);
@@ -49,7 +42,7 @@ export function setEngineMemoryLimit(bytes: number | bigint | null, backend?: Ba
     if (bytes <= 0) throw new RangeError(`bytes must be positive (null removes the limit), got ${describe(bytes)}`);
     putU64(new Uint32Array(2), 0, bytes, 'bytes', true);
   }
-  const E = engineFor(name);
+  const E = engineFor(backend);
   const io = E.io();
   putU64(io, IO.ARG, bytes ?? 0, 'bytes', true);
   const r = E.memSetLimit();

@@ -23,7 +23,7 @@ import {
 } from './backend/page-table-engine.js';
 import { GpuVmError, gpuVmError } from './errors.js';
 import type { Op } from './ops.js';
-import { getBig, getNum, MAX_SAFE, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
+import { describe, getBig, getNum, MAX_SAFE, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
 
 /** Default level shifts: 4 KiB / 2 MiB / 1 GiB / 512 GiB, 512 entries per table. */
 export const DEFAULT_SHIFTS: readonly number[] = Object.freeze([12, 21, 30, 39]);
@@ -171,13 +171,6 @@ const ARG = IO.ARG;
 const DATA = IO.DATA;
 const DATA_WORDS = IO.DATA_WORDS;
 const OUT = IO.OUT;
-
-function describe(v: unknown): string {
-  if (typeof v === 'bigint') return `${v}n`;
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (Array.isArray(v)) return 'an array';
-  return v === null ? 'null' : typeof v === 'object' ? 'an object' : String(v);
-}
 
 /**
  * Collects apply records in a private buffer while the arguments are read
@@ -386,6 +379,8 @@ export class PageTable<N extends U64 = U64> {
   readonly top: number;
   readonly compact: boolean;
   readonly bigint: boolean;
+  /** the engine in use: 'native' or 'wasm' */
+  readonly backend: BackendName;
   /** the cost of the last successful mutating call */
   lastCost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
   private handle: number;
@@ -399,10 +394,14 @@ export class PageTable<N extends U64 = U64> {
     // Every option is read once, before anything is written (getters may call into gpuvm).
     const given = options.shifts;
     const optLeaf = options.leaf;
-    const bigint = options.bigint === true;
-    const compact = options.compact === true;
+    const optBigint = options.bigint;
+    const optCompact = options.compact;
     const backend = options.backend;
     const optMax = options.maxEntriesPerCall;
+    if (optBigint !== undefined && typeof optBigint !== 'boolean') throw new TypeError(`bigint must be a boolean, got ${describe(optBigint)}`);
+    if (optCompact !== undefined && typeof optCompact !== 'boolean') throw new TypeError(`compact must be a boolean, got ${describe(optCompact)}`);
+    const bigint = optBigint === true;
+    const compact = optCompact === true;
     if (given !== undefined && !Array.isArray(given)) {
       throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(given)}`);
     }
@@ -417,6 +416,7 @@ export class PageTable<N extends U64 = U64> {
     }
     this.maxEntries = optMax === undefined ? DEFAULT_MAX_ENTRIES_PER_CALL : checkMaxEntries(optMax);
     this.engine = engineFor(backend);
+    this.backend = this.engine.name;
     this.bigint = bigint;
     this.compact = compact;
     if (shifts.length > 64) throw new GpuVmError('EINVAL', `a page table has at most 64 levels, got ${shifts.length}`);

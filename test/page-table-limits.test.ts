@@ -9,6 +9,14 @@ function snapshot(pt: PageTable<number>) {
 }
 
 describe.each(backends)('%s engine', (backend) => {
+  it('options are checked like GpuVm checks them: no silent fallback', () => {
+    expect(() => new PageTable({ backend: 'NATIVE' as never })).toThrow(/backend must be 'native' or 'wasm', got "NATIVE"/);
+    expect(() => new PageTable({ backend, bigint: 'yes' as never })).toThrow(/bigint must be a boolean/);
+    expect(() => new PageTable({ backend, compact: 1 as never })).toThrow(/compact must be a boolean/);
+    expect(() => engineMemory('Wasm' as never)).toThrow(TypeError);
+    expect(new PageTable({ backend }).backend).toBe(backend);
+  });
+
   it('a huge-page bind reserves storage near what it writes, not what 4 KiB pages would need', () => {
     const pt = new PageTable({ backend });
     const before = engineMemory(backend).used;

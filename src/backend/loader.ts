@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { debuglog } from 'node:util';
 import { GpuVmError } from '../errors.js';
 import { IO, type Engine } from './engine.js';
+import { describe } from '../u64.js';
 
 export type BackendName = 'native' | 'wasm';
 
@@ -184,7 +185,15 @@ export function packageVersion(): string {
   return JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version as string;
 }
 
-/** An engine by name, or the default one. */
+/**
+ * An engine by name, or the default one. The one check of a `backend` option
+ * (GpuVm, PageTable, engineMemory): anything but 'native', 'wasm' or
+ * undefined is a TypeError, never a silent fallback.
+ */
 export function engineFor(name?: BackendName): Engine {
-  return name ? loadEngine(name) : defaultEngine();
+  if (name === undefined) return defaultEngine();
+  if (name !== 'native' && name !== 'wasm') {
+    throw new TypeError(`backend must be 'native' or 'wasm', got ${describe(name)}`);
+  }
+  return loadEngine(name);
 }
