@@ -179,9 +179,6 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (name !== undefined && typeof name !== 'string') {
       throw new TypeError(`name must be a string, got ${describe(name)}`);
     }
-    if (backend !== undefined && backend !== 'native' && backend !== 'wasm') {
-      throw new TypeError(`backend must be 'native' or 'wasm', got ${describe(backend)}`);
-    }
     const big = bigint === true;
     checkU64(start, 'start', big);
     checkU64(range, 'range', big);
@@ -200,7 +197,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     }
     const rs = toBig(rStart as U64);
     const rr = toBig(rRange as U64);
-    const E = engineFor(backend);
+    const E = engineFor(backend); // checks `backend` as every class does
     this._E = E;
     this.backend = E.name;
     const io = E.io();
@@ -254,7 +251,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return `cannot create the VM [${hex(s)}, ${hex(s + r)})`;
   }
 
-  /** Why a range is invalid for this VM (SPEC §1: zero, overflow, outside, kernel node). */
+  /** Why a range is invalid for this VM (zero, overflow, outside, kernel node). */
   private explainRange(what: string, addr: U64, range: U64, kernel = true): string {
     const a = toBig(addr);
     const r = toBig(range);
@@ -444,11 +441,10 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
     for (;;) {
       const n = E.vmboMappings(this._h, h, after, VAS_PER_CHUNK);
       if (n < 0) throw this.fail(n, 'VmBo.mappings');
-      // copied first: making the views runs no user code, but keep io use to one place
-      const recs = E.io().slice(D, D + n * VA_WORDS);
-      for (let i = 0; i < n; i++) out.push(this.vaFromRecord(recs, i * VA_WORDS));
+      const io = E.io();
+      for (let i = 0; i < n; i++) out.push(this.vaFromRecord(io, D + i * VA_WORDS));
       if (n < VAS_PER_CHUNK) return out;
-      after = recs[(n - 1) * VA_WORDS];
+      after = io[D + (n - 1) * VA_WORDS];
     }
   }
 
@@ -1012,11 +1008,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
       if (vb === undefined) {
         this.alive('bind');
         vb = temp = this._createVmBo(bo, true);
-        io = E.io();
-        // creating the VmBo used io: write the request again
-        putU64(io, A + 0, addr, 'addr', big);
-        putU64(io, A + 2, range, 'range', big);
-        putU64(io, A + 4, offset, 'offset', big);
+        io = E.io(); // a WASM memory that grew has a new buffer; vmboCreate leaves ARG alone
       }
       bs.lastVm = this;
       bs.lastVmBo = vb;
@@ -1225,7 +1217,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /**
    * Applies one op of a pending list; returns the handles created. Only op
-   * objects a list handed out are accepted (they are frozen, so their list,
+   * objects a list handed out are accepted (read-only views, so their list,
    * index and fields are the list's own).
    */
   private applyOne(op: unknown, kind: Op['kind'], what: string): Uint32Array {
@@ -1367,7 +1359,7 @@ export class GpuVm<N extends U64 = number> implements Iterable<GpuVa<N>> {
   // ---- atomic bind arrays ----------------------------------------------------------
 
   /**
-   * Applies an array of bind operations as one transaction (SPEC §5): all
+   * Applies an array of bind operations as one transaction: all
    * take effect or, on any error, none (mappings, VmBo lists and refcounts are
    * exactly as before). Returns the applied ops.
    */

@@ -1,7 +1,7 @@
 /**
  * u64 values at the boundary: the engines see two u32 words (low first).
  * Number-mode callers stay on doubles (exact below 2^53); bigint mode covers
- * all of u64. Nothing is ever rounded silently (SPEC §2).
+ * all of u64. Nothing is ever rounded silently.
  */
 
 export type U64 = number | bigint;
