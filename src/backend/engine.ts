@@ -31,11 +31,14 @@ export const Errno = {
   EIO: 5,
   EAGAIN: 11,
   ENOMEM: 12,
+  EACCES: 13,
   EFAULT: 14,
   EBUSY: 16,
   EEXIST: 17,
   EINVAL: 22,
   ENOSPC: 28,
+  ENODATA: 61,
+  EOPNOTSUPP: 95,
 } as const;
 export type ErrnoName = keyof typeof Errno;
 
