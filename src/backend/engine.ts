@@ -235,6 +235,7 @@ export interface GpuVmEngine {
   memStats(): number;
 }
 
-/** The page-table part of the engine (see page-table-engine.ts). */
+/** The page-table part of the engine (see page-table-engine.ts) and its span maps (span-engine.ts). */
 import type { PageTableEngine } from './page-table-engine.js';
-export type Engine = GpuVmEngine & PageTableEngine;
+import type { SpanEngine } from './span-engine.js';
+export type Engine = GpuVmEngine & PageTableEngine & SpanEngine;
