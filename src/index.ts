@@ -50,3 +50,11 @@ export type {
   PtCommitOptions,
   PtBacking,
 } from './page-table.js';
+export { CpuMm, MmuNotifier } from './svm/cpu-mm.js';
+export type { CpuMmOptions, Vma, VmaKind, PageRun, PageState, MmEvent, MmInvalidation, MmuNotifierCallback } from './svm/cpu-mm.js';
+export { DevMem, DevAllocation } from './svm/dev-mem.js';
+export type { DevMemOptions, DevMemHooks, DevRun } from './svm/dev-mem.js';
+export { GpuSvm, SvmRange, SvmNotifier, formatSvmEvent } from './svm/gpu-svm.js';
+export type { GpuSvmOptions, SvmEvent, SvmTrace, SvmInvalidate, GetPagesHooks, PagesKind } from './svm/gpu-svm.js';
+export { SvmDriver, ARRIVAL_POINTS } from './svm/driver.js';
+export type { SvmDriverOptions, FaultOptions, SvmHooks, ArrivalPoint } from './svm/driver.js';

@@ -19,6 +19,7 @@ import type { Engine } from './backend/engine.js';
 import { GpuVmError } from './errors.js';
 import { DEFAULT_SHIFTS, PageTable, type PtCost, type PtSegment } from './page-table.js';
 import { U64_MAX } from './u64.js';
+import { Malformed, parseU64 } from './replay-words.js';
 
 export interface PageTableReplay {
   /**
@@ -33,16 +34,7 @@ export interface PageTableReplay {
   close(): void;
 }
 
-class Malformed extends Error {}
-
 const COMMANDS = new Set(['pt', 'ptbind', 'ptunbind', 'ptzap', 'translate', 'ptdump']);
-
-function parseU64(s: string | undefined): bigint {
-  if (s === undefined || !/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(s)) throw new Malformed(`not a number: ${s}`);
-  const v = BigInt(s);
-  if (v > U64_MAX) throw new Malformed(`above u64: ${s}`);
-  return v;
-}
 
 function parseSmall(s: string | undefined): number {
   const v = parseU64(s);

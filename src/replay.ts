@@ -13,23 +13,14 @@ import { GpuVmError } from './errors.js';
 import { GpuVm } from './gpuvm.js';
 import type { Op, OpList, OpMapping } from './ops.js';
 import { createPageTableReplay } from './replay-page-table.js';
+import { createSvmReplay } from './replay-svm.js';
 import { U64_MAX } from './u64.js';
+import { Malformed, parseU64 } from './replay-words.js';
 import { Bo } from './vm-bo.js';
 
 export interface ReplayOptions {
   /** engine to run on (default: GPUVM_BACKEND / auto) */
   backend?: BackendName;
-}
-
-/** A malformed command: reported as `err EINVAL`, like a refused one. */
-class Malformed extends Error {}
-
-/** Parses a decimal or 0x-hex u64. */
-export function parseU64(s: string | undefined): bigint {
-  if (s === undefined || !/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(s)) throw new Malformed(`not a number: ${s}`);
-  const v = BigInt(s);
-  if (v > U64_MAX) throw new Malformed(`above u64: ${s}`);
-  return v;
 }
 
 const h = (v: bigint | number): string => '0x' + v.toString(16);
@@ -39,9 +30,11 @@ class ReplaySession {
   private readonly bos = new Map<bigint, Bo>();
   private readonly ids = new Map<Bo, bigint>();
   private readonly pt;
+  private readonly svm;
 
   constructor(private readonly backend: BackendName | undefined) {
     this.pt = createPageTableReplay(engineFor(backend));
+    this.svm = createSvmReplay(backend);
   }
 
   private bo(id: bigint): Bo | null {
@@ -184,7 +177,7 @@ class ReplaySession {
     if (text === '') return;
     const [cmd, ...args] = text.split(/\s+/);
     try {
-      yield* this.pt.lines(cmd, args) ?? this.run(cmd, args);
+      yield* this.svm.lines(cmd, args) ?? this.pt.lines(cmd, args) ?? this.run(cmd, args);
     } catch (err) {
       if (err instanceof GpuVmError) yield `err ${err.code}`;
       else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) yield 'err EINVAL';
@@ -196,6 +189,7 @@ class ReplaySession {
     this.vm?.destroy();
     this.vm = null;
     this.pt.close();
+    this.svm.close();
   }
 }
 
