@@ -12,7 +12,9 @@
         "native/range_tree.cc",
         "native/gpuvm.cc",
         "native/page_table.cc",
-        "native/page_table_addon.cc"
+        "native/page_table_addon.cc",
+        "native/span_map.cc",
+        "native/span_map_addon.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_DISABLE_CPP_EXCEPTIONS"],

@@ -2,7 +2,8 @@
 // src/backend/engine.ts (twin of native/addon.cc). Arguments are small
 // integers; everything else goes through the io transfer area at ioPtr(),
 // which JS views as a Uint32Array over memory.buffer (re-created when the
-// memory grows). The page-table engine's exports come from page_table_api.
+// memory grows). The page-table engine's exports come from page_table_api,
+// the span maps' from span_map_api.
 
 import { io } from "./io";
 
@@ -24,3 +25,4 @@ export {
 } from "./gpuvm";
 
 export * from "./page_table_api";
+export * from "./span_map_api";

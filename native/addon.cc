@@ -6,6 +6,7 @@
 
 #include "gpuvm.h"
 #include "page_table_addon.h"
+#include "span_map_addon.h"
 
 namespace {
 
@@ -156,6 +157,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<MemStats>(env, exports, s, "memStats");
 
   gpuvm::RegisterPageTable(env, exports, &s->engine.io, &s->engine.budget());
+  gpuvm::RegisterSpanMaps(env, exports, &s->engine.io, &s->engine.budget());
   return exports;
 }
 

@@ -72,7 +72,10 @@ export interface SpanEngine {
    * + length equals aux, and a right neighbour starting at e with the same
    * tag and aux equal to aux + (e - s); the joined entry keeps the leftmost
    * start and its aux. -> 0, -EINVAL (bad handle, e <= s, unknown flags),
-   * -ENOMEM (checked before anything changes).
+   * -ENOMEM. The storage check comes before anything changes and counts
+   * the pieces and the new entry as if nothing merged, so under a tight
+   * limit even an assign that would only merge or shrink entries can be
+   * refused; clearing (tag 0) without cutting an entry in two needs nothing.
    */
   spanAssign(map: number): number;
   /** -> entry count; OUT_INFO+0 tree nodes, OUT_INFO+1 bytes this map uses (saturating u32). -EINVAL */

@@ -101,7 +101,7 @@ export class SpanMap {
     return true;
   }
 
-  /** The lowest entry overlapping [s, e), into start/end/tag/aux. */
+  /** The lowest entry overlapping [s, e), into start/end/tag/aux (none for e == s; EINVAL for e < s). */
   seek(s: number, e: number): boolean {
     const h = this.live();
     const io = this.engine.io();
@@ -152,11 +152,11 @@ export class SpanMap {
     if (r < 0) throw gpuVmError(r, `spanAssign([${s}, ${e}), tag ${tag})`);
   }
 
-  /** Every entry overlapping [s, e), ascending. */
+  /** Every entry overlapping [s, e), ascending (none for e == s; EINVAL for e < s). */
   list(s: number, e: number): SpanEntry[] {
     const h = this.live();
     const out: SpanEntry[] = [];
-    while (s < e) {
+    for (;;) {
       let io = this.engine.io();
       put(io, ARG, s);
       put(io, ARG + 2, e);
@@ -168,6 +168,7 @@ export class SpanMap {
       }
       if (n < SPANS_PER_CHUNK) break;
       s = out[out.length - 1].end;
+      if (s >= e) break;
     }
     return out;
   }
