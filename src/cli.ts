@@ -25,7 +25,7 @@ try {
 const program = new Command();
 program
   .name('gpuvm')
-  .description("Linux's GPU virtual-memory machinery: replay VM_BIND streams and page-table commands")
+  .description("Linux's GPU virtual-memory machinery: replay VM_BIND streams, page-table commands and GPU shared-virtual-memory sessions")
   .version(version, '-v, --version', 'print the version and the active engine');
 
 program
