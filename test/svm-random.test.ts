@@ -17,15 +17,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  CpuMm,
   DevMem,
   GpuSvm,
   GpuVmError,
   MmuNotifier,
-  PageTable,
   SvmDriver,
   SvmRange,
   engineMemory,
+  ARRIVAL_POINTS,
   type ArrivalPoint,
 } from '../src/index.js';
 import type { ErrnoName } from '../src/backend/engine.js';
@@ -278,6 +277,281 @@ describe.each(backends)('bad input to the SVM API on %s', (backend) => {
     ];
     for (const [label, f, want, name] of cases) refuses(w, label, f, want, name);
     w.close();
+  });
+
+  it('DevMem, GpuSvm and SvmDriver constructors: bad options change nothing', () => {
+    const { w, mm, devmem } = fixture(backend);
+    const ok = { mm, devmem, start: 0x10000000, range: 0x800000, notifierSize: 0x200000, chunks: [0x200000, 0x1000] };
+    const svmCases: [string, object | null, Expect, RegExp?][] = [
+      ['null options', null, 'TypeError', /options/],
+      ['mm not a CpuMm', { ...ok, mm: {} }, 'TypeError', /mm/],
+      ['devmem not a DevMem', { ...ok, devmem: 5 }, 'TypeError', /devmem/],
+      ['start unaligned', { ...ok, start: 0x10000010 }, 'EINVAL', /start/],
+      ['start NaN', { ...ok, start: NaN }, 'RangeError', /start/],
+      ['range 0', { ...ok, range: 0 }, 'EINVAL', /range/],
+      ['range negative', { ...ok, range: -0x1000 }, 'RangeError', /range/],
+      ['window above 2^53 (number mode)', { ...ok, start: 2 ** 53 }, 'RangeError', /start/],
+      ['notifierSize not a power of two', { ...ok, notifierSize: 0x3000 }, 'EINVAL', /notifierSize/],
+      ['notifierSize below a page', { ...ok, notifierSize: 0x800 }, 'EINVAL', /notifierSize/],
+      ['notifierSize string', { ...ok, notifierSize: '4096' }, 'TypeError', /notifierSize/],
+      ['chunks not an array', { ...ok, chunks: 0x1000 }, 'TypeError', /chunks/],
+      ['chunks empty', { ...ok, chunks: [] }, 'EINVAL', /chunks/],
+      ['chunks ascending', { ...ok, chunks: [0x1000, 0x10000] }, 'EINVAL', /chunks/],
+      ['chunks repeated', { ...ok, chunks: [0x10000, 0x10000, 0x1000] }, 'EINVAL', /chunks/],
+      ['chunk not a power of two', { ...ok, chunks: [0x3000, 0x1000] }, 'EINVAL', /chunks/],
+      ['chunks not ending with 0x1000', { ...ok, chunks: [0x10000, 0x2000] }, 'EINVAL', /chunks/],
+      ['chunk NaN', { ...ok, chunks: [NaN, 0x1000] }, 'RangeError', /chunks\[0\]/],
+      ['threshold negative', { ...ok, threshold: -1 }, 'RangeError', /threshold/],
+      ['retries fraction', { ...ok, retries: 1.5 }, 'RangeError', /retries/],
+      ['timeslice string', { ...ok, timeslice: '1' }, 'TypeError', /timeslice/],
+      ['timeslice >= 2^64', { ...ok, timeslice: 1n << 64n }, 'RangeError', /timeslice/],
+      ['trace not a function', { ...ok, trace: 5 }, 'TypeError', /trace/],
+      ['pageTable not a PageTable', { ...ok, pageTable: {} }, 'TypeError', /pageTable/],
+      [
+        'mm getter that throws',
+        {
+          ...ok,
+          get mm() {
+            throw boom;
+          },
+        },
+        boom,
+      ],
+      [
+        'chunks with an element getter that calls into the library, then throws',
+        {
+          ...ok,
+          chunks: Object.defineProperty([0, 0x1000], 0, {
+            get() {
+              mm.vmas();
+              throw boom;
+            },
+          }),
+        },
+        boom,
+      ],
+    ];
+    for (const [label, o, want, name] of svmCases) {
+      refuses(w, `SvmDriver: ${label}`, () => new SvmDriver(o as never), want, name);
+      if (label !== 'pageTable not a PageTable') refuses(w, `GpuSvm: ${label}`, () => new GpuSvm(o as never), want, name);
+    }
+    const devCases: [string, unknown, Expect, RegExp?][] = [
+      ['null', null, 'TypeError', /options/],
+      ['size unaligned', { size: 0x1001 }, 'EINVAL', /size/],
+      ['size negative', { size: -0x1000 }, 'RangeError', /size/],
+      ['size string', { size: '4096' }, 'TypeError', /size/],
+      ['size >= 2^64', { size: 1n << 64n }, 'RangeError', /size/],
+      ['base + size above 2^64', { size: 0x2000n, base: (1n << 64n) - 0x1000n }, 'EINVAL', /base/],
+      ['hooks not an object', { size: 0x1000, hooks: 5 }, 'TypeError', /hooks/],
+      ['hook not a function', { size: 0x1000, hooks: { release: 1 } }, 'TypeError', /release/],
+      ['bigint not a boolean', { size: 0x1000, bigint: 'yes' }, 'TypeError', /bigint/],
+      ['backend unknown', { size: 0x1000, backend: 'NATIVE' }, 'TypeError'],
+      [
+        'size getter that throws',
+        {
+          get size() {
+            throw boom;
+          },
+        },
+        boom,
+      ],
+    ];
+    for (const [label, o, want, name] of devCases) refuses(w, `DevMem: ${label}`, () => new DevMem(o as never), want, name);
+    w.close();
+  });
+
+  it('GpuSvm, SvmRange and SvmDriver calls: bad arguments, foreign and removed ranges', () => {
+    const { w, svm, driver, range, removed } = fixture(backend);
+    const other = fixture(backend);
+    const foreign = other.range;
+    const a = 0x10000000;
+    const cases: [string, () => unknown, Expect, RegExp?][] = [
+      ['ranges without len', () => svm.ranges(a), 'TypeError', /len/],
+      ['ranges unaligned', () => svm.ranges(a + 1, 0x1000), 'EINVAL', /addr/],
+      ['findRange string', () => svm.findRange('x' as never), 'TypeError', /addr/],
+      ['findRange negative', () => svm.findRange(-1), 'RangeError', /addr/],
+      ['findRange above 2^53', () => svm.findRange(2 ** 60), 'RangeError', /addr/],
+      ['scanMm not a range', () => svm.scanMm({} as never), 'TypeError', /range/],
+      ['scanMm foreign range', () => svm.scanMm(foreign), 'TypeError', /range/],
+      ['scanMm removed range', () => svm.scanMm(removed), 'EINVAL', /removed/],
+      ['findVmaStart len 0', () => svm.findVmaStart(a, 0), 'EINVAL', /len/],
+      ['hasMapping NaN', () => svm.hasMapping(NaN, 0x1000), 'RangeError', /addr/],
+      ['pagesValid null', () => svm.pagesValid(null as never), 'TypeError', /range/],
+      ['findOrInsert negative', () => svm.findOrInsert(-1), 'RangeError', /addr/],
+      ['findOrInsert half a window', () => svm.findOrInsert(a, { gpuStart: a }), 'TypeError', /gpuEnd/],
+      ['findOrInsert empty window', () => svm.findOrInsert(a, { gpuStart: a + 0x2000, gpuEnd: a }), 'EINVAL', /gpuStart/],
+      ['findOrInsert bad readOnly', () => svm.findOrInsert(a, { readOnly: 1 as never }), 'TypeError', /readOnly/],
+      ['findOrInsert bad threshold', () => svm.findOrInsert(a, { threshold: -1 }), 'RangeError', /threshold/],
+      ['findOrInsert outside the window', () => svm.findOrInsert(0x30000000), 'EINVAL'],
+      ['findOrInsert without a VMA', () => svm.findOrInsert(0x10700000), 'ENOENT'],
+      ['getPages removed', () => svm.getPages(removed), 'EINVAL', /removed/],
+      ['getPages foreign', () => svm.getPages(foreign), 'TypeError', /range/],
+      ['getPages hooks not an object', () => svm.getPages(range, { hooks: 5 as never }), 'TypeError', /hooks/],
+      ['getPages hook not a function', () => svm.getPages(range, { hooks: { inHmm: 3 as never } }), 'TypeError', /inHmm/],
+      ['getPages bad write', () => svm.getPages(range, { write: 'yes' as never }), 'TypeError', /write/],
+      ['unmapPages removed', () => svm.unmapPages(removed), 'EINVAL', /removed/],
+      ['setUnmapped unaligned', () => svm.setUnmapped(range, a + 1, 0x1000), 'EINVAL', /addr/],
+      ['setUnmapped foreign', () => svm.setUnmapped(foreign, a, 0x1000), 'TypeError', /range/],
+      ['rangeRemove removed', () => svm.rangeRemove(removed), 'EINVAL', /removed/],
+      ['rangeRemove foreign', () => svm.rangeRemove(foreign), 'TypeError', /range/],
+      ['rangeEvict not a range', () => svm.rangeEvict(5 as never), 'TypeError', /range/],
+      ['allocVram bad timeslice', () => svm.allocVram(range, { timeslice: -1 }), 'RangeError', /timeslice/],
+      ['allocVram removed', () => svm.allocVram(removed), 'EINVAL', /removed/],
+      ['trace setter', () => ((svm as { trace: unknown }).trace = 5), 'TypeError', /trace/],
+      ['removed range get', () => removed.get(), 'EINVAL'],
+      ['removed range put', () => removed.put(), 'EINVAL'],
+      ['new SvmRange', () => new (SvmRange as any)(Symbol('x')), 'TypeError'],
+      ['fault string', () => driver.fault('x' as never), 'TypeError', /addr/],
+      ['fault negative', () => driver.fault(-1), 'RangeError', /addr/],
+      ['fault fraction', () => driver.fault(a + 0.5), 'RangeError', /addr/],
+      ['fault bigint above 2^53 (number mode)', () => driver.fault(1n << 60n), 'RangeError', /addr/],
+      ['fault null options', () => driver.fault(a, null as never), 'TypeError', /options/],
+      ['fault bad ro', () => driver.fault(a, { ro: 'x' as never }), 'TypeError', /ro/],
+      ['fault bad hooks', () => driver.fault(a, { hooks: 5 as never }), 'TypeError', /hooks/],
+      ['fault bad hook', () => driver.fault(a, { hooks: { afterGc: 'x' as never } }), 'TypeError', /afterGc/],
+      ['fault half a window', () => driver.fault(a, { gpuStart: a }), 'TypeError', /gpuEnd/],
+      ['fault empty window', () => driver.fault(a, { gpuStart: a + 0x1000, gpuEnd: a + 0x1000 }), 'EINVAL', /gpuStart/],
+      [
+        'fault options getter that throws',
+        () =>
+          driver.fault(a, {
+            get atomic(): boolean {
+              throw boom;
+            },
+          }),
+        boom,
+      ],
+      [
+        'fault hooks getter that throws',
+        () =>
+          driver.fault(a, {
+            hooks: {
+              get afterBind(): () => void {
+                throw boom;
+              },
+            },
+          }),
+        boom,
+      ],
+      ['prefetch unaligned', () => driver.prefetch(a + 1, 0x1000), 'EINVAL', /addr/],
+      ['prefetch len 0', () => driver.prefetch(a, 0), 'EINVAL', /len/],
+      ['prefetch above 2^53', () => driver.prefetch(2 ** 53 - 0x1000, 0x2000), 'RangeError', /2\^53/],
+      ['prefetch bad devmem', () => driver.prefetch(a, 0x1000, { devmem: 1 as never }), 'TypeError', /devmem/],
+      [
+        'prefetch options getter that throws',
+        () =>
+          driver.prefetch(a, 0x1000, {
+            get devmem(): boolean {
+              throw boom;
+            },
+          }),
+        boom,
+      ],
+      ['evict string', () => driver.evict('x' as never), 'TypeError', /addr/],
+      ['evict negative', () => driver.evict(-1), 'RangeError', /addr/],
+      ['evict without a range', () => driver.evict(0x10700000), 'ENOENT'],
+    ];
+    for (const [label, f, want, name] of cases) refuses(w, label, f, want, name);
+    other.w.close();
+    w.close();
+  });
+
+  it('bigint mode: intervals past 2^64 and values >= 2^64 are refused', () => {
+    const { w, mm, driver, svm } = fixture(backend, true);
+    const top = 1n << 64n;
+    const cases: [string, () => unknown, Expect, RegExp?][] = [
+      ['mmap past 2^64', () => mm.mmap(top - 0x1000n, 0x2000n), 'EINVAL', /2\^64/],
+      ['munmap past 2^64', () => mm.munmap(top - 0x1000n, 0x2000n), 'EINVAL', /2\^64/],
+      ['mprotect past 2^64', () => mm.mprotect(top - 0x1000n, 0x2000n, 'ro'), 'EINVAL', /2\^64/],
+      ['madvise past 2^64', () => mm.madvise(top - 0x1000n, 0x2000n, 'dontneed'), 'EINVAL', /2\^64/],
+      ['access past 2^64', () => mm.access(top - 0x1000n, 0x2000n), 'EINVAL', /2\^64/],
+      ['mmap at 2^64', () => mm.mmap(top, 0x1000n), 'RangeError', /addr/],
+      ['prefetch past 2^64', () => driver.prefetch(top - 0x1000n, 0x2000n), 'EINVAL', /2\^64/],
+      ['fault at 2^64', () => driver.fault(top), 'RangeError', /addr/],
+      ['fault window end 2^64', () => driver.fault(0x10000000n, { gpuStart: 0n, gpuEnd: top }), 'RangeError', /gpuEnd/],
+      ['ranges past 2^64', () => svm.ranges(top - 0x1000n, 0x2000n), 'EINVAL', /2\^64/],
+      ['negative bigint', () => svm.findRange(-1n), 'RangeError', /addr/],
+    ];
+    for (const [label, f, want, name] of cases) refuses(w, label, f, want, name);
+    w.close();
+  });
+
+  it('calls after fini and destroy are EINVAL', () => {
+    const { w, mm, devmem, pt, svm, driver, range } = fixture(backend);
+    w.live = null;
+    driver.fini();
+    const vmas = mm.vmas();
+    for (const [label, f] of [
+      ['notifiers', () => svm.notifiers()],
+      ['ranges', () => svm.ranges()],
+      ['findRange', () => svm.findRange(0x10000000)],
+      ['scanMm', () => svm.scanMm(range)],
+      ['findOrInsert', () => svm.findOrInsert(0x10000000)],
+      ['getPages', () => svm.getPages(range)],
+      ['stats', () => svm.stats()],
+      ['fault', () => driver.fault(0x10000000)],
+      ['prefetch', () => driver.prefetch(0x10000000, 0x1000)],
+      ['evict', () => driver.evict(0x10000000)],
+      ['gc', () => driver.gc()],
+    ] as const) {
+      expect(f, label).toThrow(GpuVmError);
+      try {
+        f();
+      } catch (e) {
+        expect((e as GpuVmError).code, label).toBe('EINVAL');
+      }
+    }
+    expect(range.removed).toBe(true);
+    expect(mm.stats().notifiers).toBe(0);
+    expect(mm.vmas()).toEqual(vmas);
+    mm.destroy();
+    for (const f of [() => mm.mmap(0x1000, 0x1000), () => mm.vmas(), () => mm.tick(1), () => mm.access(0x10000000, 0x1000), () => mm.insertNotifier(0, 0x1000, () => {})]) {
+      expect(f).toThrow(/destroyed/);
+    }
+    expect(() => new SvmDriver({ mm, start: 0, range: 0x1000, notifierSize: 0x1000, chunks: [0x1000] })).toThrow(GpuVmError);
+    devmem.destroy();
+    pt.destroy();
+  });
+
+  it.each(ARRIVAL_POINTS.map((p) => [p]))('a hook at %s that changes the CPU side and throws: the error propagates, the state stays consistent', (point) => {
+    for (const flow of ['fault', 'prefetch'] as const) {
+      const { w, mm, driver } = fixture(backend);
+      w.check(0);
+      const err = new Error(`hook ${point}`);
+      let fired = 0;
+      const hooks = {
+        [point]: () => {
+          fired++;
+          mm.munmap(0x10008000, 0x1000);
+          mm.access(0x10400000 - 0x1000, 0x1000, { write: true });
+          throw err;
+        },
+      } as Partial<Record<ArrivalPoint, () => void>>;
+      // a new range in a fresh VMA so that every point is reached
+      mm.mmap(0x10700000, 0x80000);
+      let got: unknown = null;
+      try {
+        if (flow === 'fault') driver.fault(0x10700000, { devmem: true, hooks });
+        else driver.prefetch(0x10700000, 0x80000, { devmem: true, hooks });
+      } catch (e) {
+        got = e;
+      }
+      if (flow === 'prefetch' && point === 'afterGc') expect(fired).toBe(0);
+      else {
+        expect(fired, `${flow} ${point}`).toBe(1);
+        expect(got, `${flow} ${point}`).toBe(err);
+      }
+      w.check(2);
+      // and the driver goes on
+      try {
+        driver.fault(0x10700000, { devmem: true });
+      } catch (e) {
+        expect(e).toBeInstanceOf(GpuVmError);
+      }
+      driver.gc();
+      w.check(3);
+      w.close();
+    }
   });
 });
 
