@@ -1,0 +1,816 @@
+/**
+ * The SVM replay language step by step, part 3: the GPU SVM core calls as
+ * the reference driver uses them. Invalidations and the collector, the HMM
+ * walk, get_pages, the migration to device memory, range_evict,
+ * find_or_insert with its chunk rule, and the retry budgets. Every expected
+ * output was derived by hand from the language's definition.
+ *
+ * Transcripts: `> command` lines are the input; the lines after one are the
+ * exact output of that command.
+ */
+import { describe, expect, it } from 'vitest';
+import { replay } from '../src/replay.js';
+import { createSvmReplay } from '../src/replay-svm.js';
+import { backends } from './support/engines.js';
+
+function transcript(backend: (typeof backends)[number], text: string): void {
+  const cmds: string[] = [];
+  const want: string[] = [];
+  const outputs: string[] = [];
+  const strip = (cmd: string) => {
+    const hash = cmd.indexOf('#');
+    return (hash >= 0 ? cmd.slice(0, hash) : cmd).trim();
+  };
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('//')) continue;
+    if (line.startsWith('>')) {
+      const cmd = line.slice(1).trim();
+      cmds.push(cmd);
+      want.push('> ' + strip(cmd));
+    } else {
+      want.push(line);
+      outputs.push(line);
+    }
+  }
+  const got: string[] = [];
+  const r = createSvmReplay(backend);
+  try {
+    for (const cmd of cmds) {
+      const text = strip(cmd);
+      got.push('> ' + text);
+      if (text === '') continue;
+      const [w, ...args] = text.split(/\s+/);
+      const lines = r.lines(w, args);
+      if (lines !== null) got.push(...lines);
+    }
+  } finally {
+    r.close();
+  }
+  expect(got.join('\n')).toBe(want.join('\n'));
+  expect(replay(cmds.join('\n') + '\n', { backend })).toBe(outputs.length ? outputs.join('\n') + '\n' : '');
+}
+
+const SVM = 'svm 0 0x1000000000 0x20000000 0x200000,0x10000,0x1000';
+
+describe.each(backends)('SVM steps on %s: §5.1-§5.2 invalidations and the collector', (backend) => {
+  it('one invalidate line per notifier reached, clipped to it, ascending; the collector removes emptied notifiers', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x1ff00000 0x200000            # across the notifier boundary at 0x20000000
+      ok
+      > gpufault 0x1ff00000
+      range 0x1ff00000 0x10000 new
+      pages 0x1ff00000 0x10000 sys
+      bind 0x1ff00000 0x10000
+      ok
+      > gpufault 0x20000000
+      range 0x20000000 0x10000 new
+      pages 0x20000000 0x10000 sys
+      bind 0x20000000 0x10000
+      ok
+      > munmap 0x1ff00000 0x200000
+      invalidate 0x0 0x1ff00000 0x20000000 UNMAP
+      unmap-pages 0x1ff00000 0x10000
+      gc-queue 0x1ff00000 full
+      invalidate 0x20000000 0x20000000 0x20100000 UNMAP
+      unmap-pages 0x20000000 0x10000
+      gc-queue 0x20000000 full
+      ok
+      > gc
+      unbind 0x1ff00000 0x10000
+      remove 0x1ff00000 0x10000
+      notifier-remove 0x0
+      unbind 0x20000000 0x10000
+      remove 0x20000000 0x10000
+      notifier-remove 0x20000000
+      ok
+      > svmdump
+      > gc                                  # empty queue
+      ok
+    `);
+  });
+
+  it('only UNMAP queues; a range already queued is printed again, and partial_unmap is never cleared', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x200000 new
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10200000
+      range 0x10200000 0x200000 new
+      pages 0x10200000 0x200000 sys
+      bind 0x10200000 0x200000
+      ok
+      > madvise 0x10100000 0x200000 dontneed     # CLEAR over both ranges: unmapped, not queued
+      invalidate 0x0 0x10100000 0x10300000 CLEAR
+      unmap-pages 0x10000000 0x200000
+      unmap-pages 0x10200000 0x200000
+      ok
+      > munmap 0x10000000 0x1000
+      invalidate 0x0 0x10000000 0x10001000 UNMAP
+      gc-queue 0x10000000 partial
+      ok
+      > munmap 0x10000000 0x400000               # covers both; the first stays partial
+      invalidate 0x0 0x10000000 0x10400000 UNMAP
+      gc-queue 0x10000000 partial
+      gc-queue 0x10200000 full
+      ok
+      > svmdump
+      notifier 0x0 0x20000000 ranges=2
+      range 0x10000000 0x200000 flags=unmapped,partial_unmap pages=none valid=0 bound=0
+      range 0x10200000 0x200000 flags=unmapped pages=none valid=0 bound=0
+      > gc
+      unbind 0x10000000 0x200000
+      remove 0x10000000 0x200000
+      unbind 0x10200000 0x200000
+      remove 0x10200000 0x200000
+      notifier-remove 0x0
+      ok
+    `);
+  });
+});
+
+describe.each(backends)('SVM steps on %s: §5.3 the HMM walk and §5.6 range_evict', (backend) => {
+  it('evict: EFAULT at a hole after populating what came before it; a queued range still counts; addr needs no alignment', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x200000 new
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > munmap 0x10100000 0x1000
+      invalidate 0x0 0x10100000 0x10101000 UNMAP
+      unmap-pages 0x10000000 0x200000
+      gc-queue 0x10000000 partial
+      ok
+      > madvise 0x10000000 0x200000 dontneed
+      invalidate 0x0 0x10000000 0x10100000 CLEAR
+      invalidate 0x0 0x10101000 0x10200000 CLEAR
+      err ENOMEM
+      > svmdump
+      notifier 0x0 0x20000000 ranges=1
+      range 0x10000000 0x200000 flags=unmapped,partial_unmap pages=none valid=0 bound=0
+      > evict 0x10000123
+      evict 0x10000000 0x200000
+      err EFAULT
+      > svmdump
+      notifier 0x0 0x20000000 ranges=1
+      range 0x10000000 0x200000 flags=unmapped,partial_unmap pages=mixed valid=0 bound=0
+      > evict 0x10200000
+      err ENOENT
+    `);
+  });
+
+  it('evict: a device page goes back to RAM by its block, then EBUSY and one more walk; with nothing on the device one clean walk', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > evict 0x101fffff
+      evict 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      unmap-pages 0x10000000 0x200000
+      hmm-retry
+      ok
+      > svmdump
+      notifier 0x0 0x20000000 ranges=1
+      range 0x10000000 0x200000 flags=migrate_devmem pages=sys valid=0 bound=0
+      > devdump
+      devmem used=0x0 free=0x400000 allocations=0
+      > evict 0x10000000
+      evict 0x10000000 0x200000
+      ok
+    `);
+  });
+
+  it('walk: a page inside its timeslice stops the walk with EBUSY and changes nothing, until the get_pages budget is spent', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000 timeslice=100 retries=2
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 atomic
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > mprotect 0x10000000 0x200000 ro
+      invalidate 0x0 0x10000000 0x10200000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 ro                  # owner none: HMM would have to migrate them back
+      range 0x10000000 0x200000 found
+      hmm-retry
+      hmm-retry
+      err EBUSY
+      > tick 100
+      ok
+      > gpufault 0x10000000 ro
+      range 0x10000000 0x200000 found
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      hmm-retry
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+    `);
+  });
+
+  it('walk with write: an ro VMA refuses any page unless the owner is the pool and the page is a device page', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000 retries=1
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > mprotect 0x10100000 0x100000 ro
+      invalidate 0x0 0x10100000 0x10200000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem        # scan: all dev, no migration; the pool's dev pages pass the ro check
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > mprotect 0x10000000 0x100000 ro
+      invalidate 0x0 0x10000000 0x10100000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      ok
+      > mprotect 0x10000000 0x100000 rw
+      invalidate 0x0 0x10000000 0x10100000 PROTECTION
+      ok
+      > gpufault 0x10000000               # owner none: the rw part goes back to RAM, then the ro part refuses the write
+      range 0x10000000 0x200000 found
+      invalidate 0x0 0x10000000 0x10100000 MIGRATE
+      hmm-retry
+      retry pages EPERM
+      range 0x10000000 0x200000 found
+      err EBUSY
+      > gpufault 0x10000000 ro            # a read: the ro part migrates back too
+      range 0x10000000 0x200000 found
+      invalidate 0x0 0x10100000 0x10200000 MIGRATE
+      hmm-retry
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10180000               # find_or_insert: a write on the ro VMA at the address
+      err EPERM
+      > devdump
+      devmem used=0x0 free=0x400000 allocations=0
+    `);
+  });
+});
+
+describe.each(backends)('SVM steps on %s: §5.4 get_pages', (backend) => {
+  it('fast path: a range left valid but unbound by a failed prefetch is mapped again without a walk', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x200000
+      > mmap 0x10000000 0x400000
+      ok
+      > svmprefetch 0x10000000 0x400000 devmem
+      range 0x10000000 0x200000 new
+      range 0x10200000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      migrate 0x10200000 0x200000
+      migrate-fail ENOSPC
+      err ENODATA
+      > svmdump
+      notifier 0x0 0x20000000 ranges=2
+      range 0x10000000 0x200000 flags=migrate_devmem,has_devmem_pages,has_dma_mapping pages=dev valid=1 bound=0
+      range 0x10200000 0x200000 flags=migrate_devmem pages=none valid=0 bound=0
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+    `);
+  });
+
+  it('EOPNOTSUPP when a system page comes before device pages: evict, retry, and the next pass maps system pages', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > inject after-migrate madvise 0x10000000 0x1000 dontneed
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      inject after-migrate 1
+      invalidate 0x0 0x10000000 0x10001000 CLEAR
+      inject-done ok
+      evict 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      hmm-retry
+      retry pages EOPNOTSUPP
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > devdump
+      devmem used=0x0 free=0x400000 allocations=0
+    `);
+  });
+
+  it('EOPNOTSUPP when a system page comes after device pages', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > inject after-migrate madvise 0x101ff000 0x1000 dontneed
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      inject after-migrate 1
+      invalidate 0x0 0x101ff000 0x10200000 CLEAR
+      inject-done ok
+      evict 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      hmm-retry
+      retry pages EOPNOTSUPP
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+    `);
+  });
+
+  it('the seq-retry loop shares the get_pages budget: an invalidation of another range of the notifier every time ends in EBUSY', () => {
+    transcript(backend, `
+      > ${SVM} retries=1
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10200000
+      range 0x10200000 0x200000 new
+      pages 0x10200000 0x200000 sys
+      bind 0x10200000 0x200000
+      ok
+      > inject before-map count=all madvise 0x10200000 0x1000 dontneed
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x200000 new
+      inject before-map 1
+      invalidate 0x0 0x10200000 0x10201000 CLEAR
+      unmap-pages 0x10200000 0x200000
+      inject-done ok
+      seq-retry
+      inject before-map 2
+      invalidate 0x0 0x10200000 0x10201000 CLEAR
+      inject-done ok
+      err EBUSY
+      > svmdump                         # the walk populated the first range, which has no mapping
+      notifier 0x0 0x20000000 ranges=2
+      range 0x10000000 0x200000 flags=- pages=sys valid=0 bound=0
+      range 0x10200000 0x200000 flags=- pages=mixed valid=0 bound=0
+    `);
+  });
+});
+
+describe.each(backends)('SVM steps on %s: §5.5 alloc_vram', (backend) => {
+  it('ENOENT: the range start lost its VMA after the lookup; the retry collects the range and finds no VMA', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > inject after-find munmap 0x10000000 0x1000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      inject after-find 1
+      invalidate 0x0 0x10000000 0x10001000 UNMAP
+      gc-queue 0x10000000 partial
+      inject-done ok
+      migrate 0x10000000 0x200000
+      migrate-fail ENOENT
+      retry migrate ENOENT
+      unbind 0x10000000 0x200000
+      remove 0x10000000 0x200000
+      notifier-remove 0x0
+      err ENOENT
+    `);
+  });
+
+  it('EINVAL: the range reaches beyond the VMA of its start; the next pass fits a smaller range and stays in RAM', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > inject after-find munmap 0x101ff000 0x1000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      inject after-find 1
+      invalidate 0x0 0x101ff000 0x10200000 UNMAP
+      gc-queue 0x10000000 partial
+      inject-done ok
+      migrate 0x10000000 0x200000
+      migrate-fail EINVAL
+      retry migrate EINVAL
+      unbind 0x10000000 0x200000
+      remove 0x10000000 0x200000
+      notifier-remove 0x0
+      range 0x10000000 0x10000 new
+      pages 0x10000000 0x10000 sys
+      bind 0x10000000 0x10000
+      ok
+    `);
+  });
+
+  it('EBUSY for a non-anonymous VMA: evict, a second attempt, EBUSY again; used never moves', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > inject after-find mmap 0x10000000 0x200000 file
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      inject after-find 1
+      invalidate 0x0 0x10000000 0x10200000 UNMAP
+      gc-queue 0x10000000 full
+      inject-done ok
+      migrate 0x10000000 0x200000
+      migrate-fail EBUSY
+      evict 0x10000000 0x200000
+      migrate 0x10000000 0x200000
+      migrate-fail EBUSY
+      retry migrate EBUSY
+      unbind 0x10000000 0x200000
+      remove 0x10000000 0x200000
+      notifier-remove 0x0
+      range 0x10000000 0x200000 new
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > devdump
+      devmem used=0x0 free=0x400000 allocations=0
+      > svmdump
+      notifier 0x0 0x20000000 ranges=1
+      range 0x10000000 0x200000 flags=has_dma_mapping pages=sys valid=1 bound=1
+    `);
+  });
+
+  it('EBUSY for a partially migrated range: the eviction brings the device pages back and the second attempt succeeds', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x1000000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > madvise 0x10000000 0x10000 dontneed
+      invalidate 0x0 0x10000000 0x10010000 CLEAR
+      unmap-pages 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 found
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      migrate-fail EBUSY
+      evict 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      hmm-retry
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > devdump
+      devmem used=0x200000 free=0xe00000 allocations=1
+    `);
+  });
+});
+
+describe.each(backends)('SVM steps on %s: §5.8 find_or_insert and the chunk rule', (backend) => {
+  it('EINVAL outside the window (x == end included) before looking for a VMA; ENOENT without a VMA', () => {
+    transcript(backend, `
+      > svm 0x10000000 0x10000000 0x10000000 0x200000,0x10000,0x1000
+      > mmap 0x0fff0000 0x30000             # straddles the window start
+      ok
+      > mmap 0x1fff0000 0x20000             # straddles the window end
+      ok
+      > gpufault 0x0ffff000
+      err EINVAL
+      > gpufault 0x20000000
+      err EINVAL
+      > gpufault 0xffffffffffffffff
+      err EINVAL
+      > gpufault 0x18000000
+      err ENOENT
+      > gpufault 0x10000000
+      range 0x10000000 0x10000 new
+      pages 0x10000000 0x10000 sys
+      bind 0x10000000 0x10000
+      ok
+      > gpufault 0x1fffffff
+      range 0x1fff0000 0x10000 new
+      pages 0x1fff0000 0x10000 sys
+      bind 0x1fff0000 0x10000
+      ok
+      > svmdump
+      notifier 0x10000000 0x10000000 ranges=2
+      range 0x10000000 0x10000 flags=has_dma_mapping pages=sys valid=1 bound=1
+      range 0x1fff0000 0x10000 flags=has_dma_mapping pages=sys valid=1 bound=1
+    `);
+  });
+
+  it('EPERM for a write on an ro VMA comes before finding the existing range; nothing is created on error', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x200000 new
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > mprotect 0x10000000 0x200000 ro
+      invalidate 0x0 0x10000000 0x10200000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000
+      err EPERM
+      > gpufault 0x10000000 ro
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000              # bound, but the write is refused first
+      err EPERM
+      > mmap 0x30000000 0x1000 ro
+      ok
+      > gpufault 0x30000000
+      err EPERM
+      > svmdump                          # no notifier for the refused fault
+      notifier 0x0 0x20000000 ranges=1
+      range 0x10000000 0x200000 flags=has_dma_mapping pages=sys valid=1 bound=1
+    `);
+  });
+
+  it('the chunk must lie in the GPU window (unaligned edges included), which is not clipped; an existing range is found whatever the window', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10005000 0x10000800 0x10020000
+      range 0x10005000 0x1000 new
+      pages 0x10005000 0x1000 sys
+      bind 0x10005000 0x1000
+      ok
+      > gpufault 0x10010000 0x10000000 0x1001f800
+      range 0x10010000 0x1000 new
+      pages 0x10010000 0x1000 sys
+      bind 0x10010000 0x1000
+      ok
+      > gpufault 0x10020000 0x10020000 0x10030000
+      range 0x10020000 0x10000 new
+      pages 0x10020000 0x10000 sys
+      bind 0x10020000 0x10000
+      ok
+      > gpufault 0x10040000 0x10000000 0x10030000    # the address is not clamped into the window
+      err EINVAL
+      > gpufault 0x10040000 0x10040fff 0x10041000    # not even a 4K chunk
+      err EINVAL
+      > gpufault 0x10040000 0x10040000 0x10040000    # empty window
+      err EINVAL
+      > gpufault 0x10005000 0x10100000 0x10200000
+      range 0x10005000 0x1000 found
+      ok
+      > gpufault 0x10100000 0x0 0xffffffffffffffff   # overlaps keep 2M out: 64K
+      range 0x10100000 0x10000 new
+      pages 0x10100000 0x10000 sys
+      bind 0x10100000 0x10000
+      ok
+    `);
+  });
+
+  it('threshold: a chunk no larger than it needs every page present, for file VMAs too; no fitting chunk is EINVAL', () => {
+    transcript(backend, `
+      > ${SVM} threshold=0x200000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000
+      err EINVAL
+      > cpu 0x10000000 0x1000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x1000 new
+      pages 0x10000000 0x1000 sys
+      bind 0x10000000 0x1000
+      ok
+      > cpu 0x10010000 0x10000
+      ok
+      > gpufault 0x10010000
+      range 0x10010000 0x10000 new
+      pages 0x10010000 0x10000 sys
+      bind 0x10010000 0x10000
+      ok
+      > mmap 0x10200000 0x200000 file
+      ok
+      > gpufault 0x10200000
+      err EINVAL
+      > cpu 0x10200000 0x200000
+      ok
+      > gpufault 0x10200000
+      range 0x10200000 0x200000 new
+      pages 0x10200000 0x200000 sys
+      bind 0x10200000 0x200000
+      ok
+      > svmdump
+      notifier 0x0 0x20000000 ranges=3
+      range 0x10000000 0x1000 flags=has_dma_mapping pages=sys valid=1 bound=1
+      range 0x10010000 0x10000 flags=has_dma_mapping pages=sys valid=1 bound=1
+      range 0x10200000 0x200000 flags=has_dma_mapping pages=sys valid=1 bound=1
+    `);
+  });
+
+  it('threshold: device pages are present for the pool owner only', () => {
+    transcript(backend, `
+      > ${SVM} threshold=0x10000 devmem=0x1000000
+      > mmap 0x10000000 0x20000
+      ok
+      > cpu 0x10000000 0x20000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x10000 new
+      migrate 0x10000000 0x10000
+      invalidate 0x0 0x10000000 0x10010000 MIGRATE
+      pages 0x10000000 0x10000 dev
+      bind 0x10000000 0x10000
+      ok
+      > munmap 0x1000f000 0x1000
+      invalidate 0x0 0x1000f000 0x10010000 UNMAP
+      unmap-pages 0x10000000 0x10000
+      gc-queue 0x10000000 partial
+      ok
+      > gc
+      unbind 0x10000000 0x10000
+      remove 0x10000000 0x10000
+      notifier-remove 0x0
+      ok
+      > mmap 0x1000f000 0x1000
+      ok
+      > cpu 0x1000f000 0x1000
+      ok
+      > gpufault 0x10000000                  # owner none: the device pages do not count, at 64K nor at 4K
+      err EINVAL
+      > gpufault 0x10000000 devmem           # owner pool: they do
+      range 0x10000000 0x10000 new
+      migrate 0x10000000 0x10000
+      invalidate 0x0 0x10000000 0x10010000 MIGRATE
+      migrate-fail EBUSY
+      evict 0x10000000 0x10000
+      invalidate 0x0 0x10000000 0x10010000 MIGRATE
+      hmm-retry
+      migrate 0x10000000 0x10000
+      invalidate 0x0 0x10000000 0x10010000 MIGRATE
+      pages 0x10000000 0x10000 dev
+      bind 0x10000000 0x10000
+      ok
+    `);
+  });
+
+  it('chunks: a 2M chunk that would overlap a range gives way; notifier blocks smaller than a chunk keep it out', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10100000 0x10100000 0x10110000
+      range 0x10100000 0x10000 new
+      pages 0x10100000 0x10000 sys
+      bind 0x10100000 0x10000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x10000 new
+      pages 0x10000000 0x10000 sys
+      bind 0x10000000 0x10000
+      ok
+      > svm 0 0x1000000000 0x100000 0x200000,0x10000,0x1000
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x10000 new
+      pages 0x10000000 0x10000 sys
+      bind 0x10000000 0x10000
+      ok
+      > gpufault 0x10100000
+      range 0x10100000 0x10000 new
+      pages 0x10100000 0x10000 sys
+      bind 0x10100000 0x10000
+      ok
+      > svmdump
+      notifier 0x10000000 0x100000 ranges=1
+      range 0x10000000 0x10000 flags=has_dma_mapping pages=sys valid=1 bound=1
+      notifier 0x10100000 0x100000 ranges=1
+      range 0x10100000 0x10000 flags=has_dma_mapping pages=sys valid=1 bound=1
+    `);
+  });
+
+  it('migrate_devmem only for ranges of anonymous VMAs on a device with memory', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x1000000
+      > mmap 0x10000000 0x200000
+      ok
+      > mmap 0x10200000 0x200000 file
+      ok
+      > mmap 0x10400000 0x200000 hugetlb
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x200000 new
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10200000 devmem
+      range 0x10200000 0x200000 new
+      pages 0x10200000 0x200000 sys
+      bind 0x10200000 0x200000
+      ok
+      > gpufault 0x10400000 devmem
+      range 0x10400000 0x200000 new
+      pages 0x10400000 0x200000 sys
+      bind 0x10400000 0x200000
+      ok
+      > svmdump
+      notifier 0x0 0x20000000 ranges=3
+      range 0x10000000 0x200000 flags=migrate_devmem,has_dma_mapping pages=sys valid=1 bound=1
+      range 0x10200000 0x200000 flags=has_dma_mapping pages=sys valid=1 bound=1
+      range 0x10400000 0x200000 flags=has_dma_mapping pages=sys valid=1 bound=1
+    `);
+  });
+});
+
+describe.each(backends)('SVM steps on %s: §5.9 retry budgets', (backend) => {
+  it('retries=0: no loop repeats and no retry line is printed', () => {
+    transcript(backend, `
+      > ${SVM} retries=0 devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > evict 0x10000000
+      evict 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      unmap-pages 0x10000000 0x200000
+      err EBUSY
+      > svmdump
+      notifier 0x0 0x20000000 ranges=1
+      range 0x10000000 0x200000 flags=migrate_devmem pages=sys valid=0 bound=0
+      > inject after-find munmap 0x10000000 0x1000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 found
+      inject after-find 1
+      invalidate 0x0 0x10000000 0x10001000 UNMAP
+      gc-queue 0x10000000 partial
+      inject-done ok
+      migrate 0x10000000 0x200000
+      migrate-fail ENOENT
+      err EBUSY
+      > inject in-hmm madvise 0x10100000 0x1000 dontneed
+      ok
+      > gpufault 0x10100000
+      unbind 0x10000000 0x200000
+      remove 0x10000000 0x200000
+      notifier-remove 0x0
+      range 0x10100000 0x10000 new
+      inject in-hmm 1
+      invalidate 0x0 0x10100000 0x10101000 CLEAR
+      inject-done ok
+      err EBUSY
+    `);
+  });
+});
