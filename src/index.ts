@@ -4,7 +4,7 @@
  */
 export { GpuVm } from './gpuvm.js';
 export { MAX_BATCH } from './gpuvm.js';
-export type { GpuVmOptions, MapRequest, BindEntry, SmSteps, GpuVmStats } from './gpuvm.js';
+export type { GpuVmOptions, GpuVmBaseOptions, GpuVmConstructor, MapRequest, BindEntry, SmSteps, GpuVmStats, MirrorOptions } from './gpuvm.js';
 export { GpuVa } from './gpu-va.js';
 export { Bo, VmBo } from './vm-bo.js';
 export type { BoOptions } from './vm-bo.js';
@@ -34,10 +34,13 @@ export const backend: Info = {
 };
 export type { BackendName, BackendInfo } from './backend/loader.js';
 export type { U64 } from './u64.js';
+export type { BigintOption } from './options.js';
 export { replay } from './replay.js';
 export { PageTable, DEFAULT_SHIFTS, DEFAULT_MAX_ENTRIES_PER_CALL } from './page-table.js';
 export type {
   PageTableOptions,
+  PageTableBaseOptions,
+  PageTableConstructor,
   PtCost,
   PtCommitCost,
   PtBatchEntry,

@@ -4,11 +4,13 @@
  * made only when asked for. The engine keeps the list pending until it is
  * applied or dropped, so applying never allocates in the engine.
  */
-import { GpuVmError } from './errors.js';
+import { IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind } from './backend/engine.js';
+import { GpuVmError, errnoName } from './errors.js';
 import type { GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
 import { isBo, type Bo } from './vm-bo.js';
-import type { U64 } from './u64.js';
+import { describe, getBig, type U64 } from './u64.js';
+import type { VmContext } from './vm-context.js';
 
 /** A mapping an op would create: the MAP request, or a REMAP's surviving piece. */
 export interface OpMapping<N extends U64 = U64> {
@@ -61,6 +63,8 @@ export interface ListState<N extends U64 = U64> {
   readonly words: Uint32Array;
   /** the VM's list generation this list belongs to */
   readonly gen: number;
+  /** the VM's change count after this list's last change (a mirrored apply needs it unchanged) */
+  mod: number;
   /** each op's BO (of its mapping or request), resolved when the list was made */
   readonly bos: (Bo | null)[];
   /** index of the first op not applied yet */
@@ -83,9 +87,15 @@ export function isOpList(x: unknown): x is AnyList {
 export function listState<N extends U64>(l: OpList<N>): ListState<N> {
   return listStateOf(l) as ListState<N>;
 }
-export function makeOpList<N extends U64>(vm: GpuVm<N>, words: Uint32Array, gen: number, applied: boolean, bos: (Bo | null)[]): OpList<N> {
-  return new OpList<N>(MINT, vm, words, gen, applied, bos);
+export function makeOpList<N extends U64>(ctx: VmContext<N>, words: Uint32Array, gen: number, mod: number, applied: boolean, bos: (Bo | null)[]): OpList<N> {
+  return mintList(ctx, words, gen, mod, applied, bos) as OpList<N>;
 }
+let mintList: (ctx: VmContext<any>, words: Uint32Array, gen: number, mod: number, applied: boolean, bos: (Bo | null)[]) => AnyList; // eslint-disable-line @typescript-eslint/no-explicit-any
+/** The context of a list's VM. */
+export function listContext<N extends U64>(l: OpList<N>): VmContext<N> {
+  return listCtxOf(l) as VmContext<N>;
+}
+let listCtxOf: (l: AnyList) => VmContext<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /**
  * Op objects handed out are read-only views of the list's records: their
@@ -130,8 +140,8 @@ abstract class OpView {
 function jsonOf(v: unknown): unknown {
   if (typeof v === 'number' || typeof v === 'bigint') return v.toString();
   if (v === null || typeof v !== 'object') return v;
-  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return (v as { toJSON(): unknown }).toJSON();
   if (isBo(v)) return v.id;
+  if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return (v as { toJSON(): unknown }).toJSON();
   const out: Record<string, unknown> = {};
   for (const [k, x] of Object.entries(v)) out[k] = k === 'index' || typeof x === 'boolean' ? x : jsonOf(x);
   return out;
@@ -308,23 +318,35 @@ export function prefetchOp<N extends U64>(list: AnyList, index: number, va: GpuV
   return new PrefetchOpView<N>(list, index, va);
 }
 
+/**
+ * The ops a split/merge (or prefetch, madvise, VmBo unmap) request produced,
+ * in order (drm_gpuva_ops). A list is pending until applied or dropped;
+ * making another list, or a fused call, makes an untouched pending list
+ * stale. Apply all of it with {@link OpList.apply}, or op by op with
+ * vm.vaMap / vaRemap / vaUnmap; a list returned by bindArray is already applied.
+ *
+ * @typeParam N - `number` or `bigint`, as the VM's `bigint` option chose.
+ */
 export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
-  readonly #vm: GpuVm<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps OpList<N> covariant
+  readonly #ctx: VmContext<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps OpList<N> covariant
   readonly #s: ListState<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
   static {
     isListFn = (x) => typeof x === 'object' && x !== null && #s in x;
     listStateOf = (l) => l.#s;
+    listCtxOf = (l) => l.#ctx;
+    mintList = (ctx, words, gen, mod, applied, bos) => new OpList(MINT, ctx, words, gen, mod, applied, bos);
   }
 
-  /** @internal lists come from a GpuVm */
-  constructor(mint: symbol, vm: GpuVm<N>, words: Uint32Array, gen: number, applied: boolean, bos: (Bo | null)[]) {
+  /** Lists come from a GpuVm. */
+  private constructor(mint: symbol, ctx: VmContext<N>, words: Uint32Array, gen: number, mod: number, applied: boolean, bos: (Bo | null)[]) {
     if (mint !== MINT) throw new TypeError('OpList objects come from a GpuVm (smMapOps, smUnmapOps, ...), not new OpList()');
-    this.#vm = vm;
+    this.#ctx = ctx;
     const length = words.length >>> 4;
     this.#s = {
       words,
       gen,
+      mod,
       bos,
       next: 0,
       state: applied || length === 0 ? 'applied' : 'pending',
@@ -334,9 +356,10 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 
   /** The VM the list belongs to. */
   get vm(): GpuVm<N> {
-    return this.#vm;
+    return this.#ctx.vm;
   }
 
+  /** Number of ops. */
   get length(): number {
     return this.#s.words.length >>> 4;
   }
@@ -347,10 +370,11 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
    */
   get state(): OpListState {
     const s = this.#s;
-    if (s.state === 'pending' && this.#vm._listGen !== s.gen) return 'stale';
+    if (s.state === 'pending' && this.#ctx.listGen !== s.gen) return 'stale';
     return s.state;
   }
 
+  /** Op `i` (made on first use, the same object afterwards). */
   get(i: number): Op<N> {
     if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.length) {
       throw new RangeError(`op index must be an integer in [0, ${this.length}), got ${typeof i === 'number' ? i : typeof i}`);
@@ -358,31 +382,59 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     const made = this.#s.made;
     let op = made[i];
     if (op === undefined) {
-      op = this.#vm._makeOp(this, i);
+      op = makeOp(this.#ctx, this, i);
       made[i] = op;
     }
     return op;
   }
 
+  /** The ops in order. */
   *[Symbol.iterator](): Iterator<Op<N>> {
     for (let i = 0; i < this.length; i++) yield this.get(i);
   }
 
+  /** The ops as an array. */
   toArray(): Op<N>[] {
     return [...this];
   }
 
-  /** Applies every op not applied yet, in order (drm_gpuva_map / remap / unmap for each). */
+  /**
+   * Applies every op not applied yet, in order (drm_gpuva_map / remap / unmap
+   * for each). With a page table attached to the VM, the table is written
+   * first and the list is applied only if it accepted.
+   */
   apply(): void {
-    this.#vm._applyList(this);
+    const ctx = this.#ctx;
+    checkList(ctx, this, 'OpList.apply');
+    if (this.length === 0) return; // nothing to do (e.g. unmapping an empty range)
+    requirePending(this, 'OpList.apply');
+    const ls = this.#s;
+    if (ctx.mirror !== null) mirrorOps(ctx, this, ls.next, this.length, 'OpList.apply');
+    const E = ctx.E;
+    const r = E.opsApply(ctx.h, ls.next, this.length);
+    if (r < 0) throw applyError(r, 'OpList.apply');
+    ls.next = this.length;
+    ls.state = 'applied';
+    ctx.changed(E.io());
   }
 
   /** Drops the list without applying the rest (drm_gpuva_ops_free). */
   drop(): void {
     if (this.state !== 'pending') return;
-    this.#vm._dropList(this);
+    const ctx = this.#ctx;
+    checkList(ctx, this, 'OpList.drop');
+    ctx.E.opsDrop(ctx.h);
+    this.#s.state = 'dropped';
+    ctx.listGen++;
+    ctx.changed(ctx.E.io());
   }
 
+  /** JSON: the state and the ops (addresses as decimal strings, BOs by id). */
+  toJSON(): { state: OpListState; ops: Record<string, unknown>[] } {
+    return { state: this.state, ops: this.toArray().map((op) => (op as unknown as OpView).toJSON()) };
+  }
+
+  /** `OpList of 3 ops (pending)`. */
   toString(): string {
     return `OpList of ${this.length} ops (${this.state})`;
   }
@@ -391,6 +443,98 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
   [inspect](): string {
     return this.toString();
   }
+}
+
+/** An op object for record i of a list: a read-only view of the record. */
+function makeOp<N extends U64>(ctx: VmContext<N>, list: OpList<N>, i: number): Op<N> {
+  const ls = listState(list);
+  const w = ls.words;
+  const p = i * OP_WORDS;
+  const k = w[p] & 0xff;
+  const bo = ls.bos[i];
+  if (k === OpKind.MAP) {
+    return mapOp<N>(list, i, ctx.u(w, p + 4, 'addr'), ctx.u(w, p + 6, 'range'), bo, ctx.u(w, p + 8, 'offset'));
+  }
+  const va = ctx.vaFromOp(w, p, bo);
+  const keep = (w[p] & OP_KEEP) !== 0;
+  if (k === OpKind.UNMAP) return unmapOp<N>(list, i, va, keep);
+  if (k === OpKind.PREFETCH) return prefetchOp<N>(list, i, va);
+  let prev: OpMapping<N> | null = null;
+  let next: OpMapping<N> | null = null;
+  if ((w[p] & OP_HAS_PREV) !== 0) {
+    prev = opMapping<N>(ctx.u(w, p + 4, 'prev.addr'), ctx.u(w, p + 10, 'prev.range'), bo, ctx.u(w, p + 8, 'prev.offset'));
+  }
+  if ((w[p] & OP_HAS_NEXT) !== 0) {
+    const end = getBig(w, p + 4) + getBig(w, p + 6);
+    next = opMapping<N>(ctx.u(w, p + 12, 'next.addr'), ctx.fromBig(end - getBig(w, p + 12)), bo, ctx.u(w, p + 14, 'next.offset'));
+  }
+  return remapOp<N>(list, i, va, keep, prev, next);
+}
+
+function checkList(ctx: VmContext, list: AnyList, what: string): void {
+  if (listCtxOf(list) !== ctx) throw new GpuVmError('EINVAL', `${what}: the op list belongs to another VM`);
+  ctx.alive(what);
+}
+
+function applyError(r: number, what: string): GpuVmError {
+  const code = errnoName(r);
+  if (code === 'EEXIST') {
+    return new GpuVmError(code, `${what}: the VM changed since the list was made (a mapping is in the way)`);
+  }
+  if (code === 'EINVAL') {
+    return new GpuVmError(code, `${what}: a mapping the list names no longer exists (the VM changed since the list was made)`);
+  }
+  return new GpuVmError(code, `${what} failed`);
+}
+
+/**
+ * Applies one op of a pending list of `ctx`'s VM; returns the handles
+ * created. Only op objects a list handed out are accepted (read-only views,
+ * so their list, index and fields are the list's own).
+ */
+export function applyOp(ctx: VmContext, op: unknown, kind: Op['kind'], what: string): Uint32Array {
+  if (!isOp(op) || op.kind !== kind) {
+    throw new TypeError(`${what}: expected a ${kind} op handed out by an op list, got ${isOp(op) ? `a ${op.kind} op` : describe(op)}`);
+  }
+  const list = op.list;
+  checkList(ctx, list, what);
+  requirePending(list, what);
+  const ls = listState(list);
+  if (op.index < ls.next) throw new GpuVmError('EINVAL', `${what}: op ${op.index} was already applied or skipped`);
+  if (ctx.mirror !== null) mirrorOps(ctx, list, op.index, op.index + 1, what);
+  const E = ctx.E;
+  const r = E.opsApply(ctx.h, op.index, op.index + 1);
+  if (r < 0) throw applyError(r, what);
+  ls.next = op.index + 1;
+  if (ls.next === list.length) ls.state = 'applied';
+  const io = E.io();
+  const created = io.slice(IO.OUT_CREATED, IO.OUT_CREATED + 4);
+  ctx.changed(io);
+  ls.mod = ctx.mod;
+  return created;
+}
+
+/**
+ * Writes ops [from, to) of a pending list into the VM's mirror page table,
+ * before the engine applies them: if the table (or resolve) refuses, nothing
+ * changed. The engine applies a pending list without fail unless the VM
+ * changed behind it, so a mirrored apply insists the VM did not change since
+ * the list was made (or since its last applied op).
+ */
+function mirrorOps(ctx: VmContext, list: AnyList, from: number, to: number, what: string): void {
+  const ls = listState(list);
+  if (ls.mod !== ctx.mod) {
+    throw new GpuVmError(
+      'EBUSY',
+      `${what}: the VM changed since the list was made; with a page table attached, make the list again`,
+    );
+  }
+  ctx.mirrorWrite(ls.words.subarray(from * OP_WORDS, to * OP_WORDS), ls.bos.slice(from, to), what, () => {
+    // resolve is user code: it may have changed the VM or the list
+    if (ls.mod !== ctx.mod || list.state !== 'pending') {
+      throw new GpuVmError('EBUSY', `${what}: resolve changed the VM; nothing was applied or written`);
+    }
+  });
 }
 
 /** Throws unless the list can still be applied. */

@@ -6,8 +6,8 @@
  * cost: entries written into live tables, entries of new tables, tables
  * allocated and freed, and update records.
  */
-import { engineFor, type BackendName } from './backend/loader.js';
-import { Errno, IO, type Engine } from './backend/engine.js';
+import type { BackendName } from './backend/loader.js';
+import { Errno, IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind, type Engine } from './backend/engine.js';
 import {
   PT_APPLY_BEGIN,
   PT_APPLY_END,
@@ -23,20 +23,25 @@ import {
 } from './backend/page-table-engine.js';
 import { GpuVmError, gpuVmError } from './errors.js';
 import type { Op } from './ops.js';
-import { describe, getBig, getNum, MAX_SAFE, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
+import { readMaxEntries, readPageTableOptions, type BigintOption } from './options.js';
+import { describe, getBig, getNum, hex, MAX_SAFE, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
 
-/** Default level shifts: 4 KiB / 2 MiB / 1 GiB / 512 GiB, 512 entries per table. */
-export const DEFAULT_SHIFTS: readonly number[] = Object.freeze([12, 21, 30, 39]);
+export { DEFAULT_SHIFTS, DEFAULT_MAX_ENTRIES_PER_CALL } from './options.js';
 
-export interface PageTableOptions {
+/**
+ * Options of `new PageTable(...)`. `N` is the number type the table reports:
+ * `bigint: true` gives `PageTable<bigint>`, no `bigint` (or `false`) `PageTable<number>`.
+ */
+export type PageTableOptions<N extends U64 = U64> = PageTableBaseOptions & BigintOption<N>;
+
+/** The options of `new PageTable(...)` besides `bigint`. */
+export interface PageTableBaseOptions {
   /** level shifts bottom-up (default 12 21 30 39: 4 levels, 48-bit span; add 48 for 5 levels) */
   shifts?: readonly number[];
   /** highest level that may hold a leaf (default min(2, top)) */
   leaf?: number;
   /** compact 64 KiB level-0 tables where a whole level-1 entry is 64 KiB contiguous (Xe2+); needs s[0] < 16 < s[1] */
   compact?: boolean;
-  /** results as bigints and the whole u64 range accepted (default false: numbers, exact below 2^53) */
-  bigint?: boolean;
   /** engine to use (default: GPUVM_BACKEND / auto) */
   backend?: BackendName;
   /**
@@ -46,20 +51,6 @@ export interface PageTableOptions {
    * changes nothing.
    */
   maxEntriesPerCall?: number;
-}
-
-/**
- * Default per-call limit: 2^24 leaves (64 GiB of 4 KiB pages, about 150 MB
- * of entries and a second or two of work). Larger calls are refused rather
- * than freezing the thread and the heap for minutes.
- */
-export const DEFAULT_MAX_ENTRIES_PER_CALL = 2 ** 24;
-
-function checkMaxEntries(v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffffffff) {
-    throw new RangeError(`maxEntriesPerCall must be an integer in [1, 2^32 - 1], got ${describe(v)}`);
-  }
-  return v;
 }
 
 /** What one call cost. */
@@ -369,69 +360,101 @@ function segCount(b: readonly PtSegment[] | BigUint64Array): number {
   return b instanceof BigUint64Array ? b.length / 2 : b.length;
 }
 
-export class PageTable<N extends U64 = U64> {
-  readonly engine: Engine;
-  /** level shifts bottom-up */
-  readonly shifts: readonly number[];
-  /** highest level holding leaves */
-  readonly leaf: number;
-  /** root level */
-  readonly top: number;
-  readonly compact: boolean;
-  readonly bigint: boolean;
-  /** the engine in use: 'native' or 'wasm' */
-  readonly backend: BackendName;
-  /** the cost of the last successful mutating call */
-  lastCost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
-  private handle: number;
-  private readonly rw: RecordWriter;
-  private maxEntries: number;
+// set by the class's static block: the mirror functions below reach its private state through them
+let attachFn: (pt: PageTable<any>, a: Attachment) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+let detachFn: (pt: PageTable<any>) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+let writeFn: (pt: PageTable<any>, plan: readonly PlanRecord[], what: string) => PtCost; // eslint-disable-line @typescript-eslint/no-explicit-any
+let isPtFn: (x: unknown) => boolean;
 
-  constructor(options: PageTableOptions = {}) {
-    if (options === null || typeof options !== 'object') {
-      throw new TypeError(`PageTable options must be an object, got ${describe(options)}`);
-    }
-    // Every option is read once, before anything is written (getters may call into gpuvm).
-    const given = options.shifts;
-    const optLeaf = options.leaf;
-    const optBigint = options.bigint;
-    const optCompact = options.compact;
-    const backend = options.backend;
-    const optMax = options.maxEntriesPerCall;
-    if (optBigint !== undefined && typeof optBigint !== 'boolean') throw new TypeError(`bigint must be a boolean, got ${describe(optBigint)}`);
-    if (optCompact !== undefined && typeof optCompact !== 'boolean') throw new TypeError(`compact must be a boolean, got ${describe(optCompact)}`);
-    const bigint = optBigint === true;
-    const compact = optCompact === true;
-    if (given !== undefined && !Array.isArray(given)) {
-      throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(given)}`);
-    }
-    const shifts: number[] = [...(given ?? DEFAULT_SHIFTS)];
-    if (shifts.some((s) => typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s > 0xffffffff)) {
-      throw new TypeError(`shifts must be an array of non-negative integers, got ${describe(given)}`);
-    }
+/** The VM side of an attached page table (see GpuVm.attachPageTable). */
+interface Attachment {
+  /** called when the table goes (destroy), so the VM stops writing it */
+  readonly onDestroy: () => void;
+}
+
+/** `new PageTable(...)`: the number type follows the `bigint` option. */
+export interface PageTableConstructor {
+  /** A table that reports bigints and accepts all of u64. */
+  new (options: PageTableOptions<bigint>): PageTable<bigint>;
+  /** A table that reports numbers (exact below 2^53). */
+  new (options?: PageTableOptions<number>): PageTable<number>;
+  /** `bigint` known only at run time: results are `number | bigint`. */
+  new (options: PageTableOptions<U64>): PageTable<U64>;
+  /** The number type named explicitly; the `bigint` option must agree. */
+  new <N extends U64 = number>(options?: PageTableOptions<N>): PageTable<N>;
+  readonly prototype: PageTable<U64>;
+}
+
+/**
+ * Multi-level GPU page tables as the xe driver builds them: binds pick the
+ * largest page size each aligned, covered, physically contiguous block
+ * allows; unbinds clear entries at the highest level and release tables
+ * they empty. The tables live in the engine; every call is one crossing and
+ * every mutating call reports its cost ({@link PtCost}).
+ *
+ * Fill it by hand (bind / unbind / zap / batch), from a GpuVm op list
+ * (`commit`), or keep it in step with a VM (`vm.attachPageTable(pt, resolve)`).
+ *
+ * @typeParam N - `number` or `bigint`: the type of every address it reports.
+ */
+class PageTableImpl<N extends U64 = U64> {
+  /** Level shifts, bottom-up. */
+  readonly shifts: readonly number[];
+  /** Highest level that holds leaves. */
+  readonly leaf: number;
+  /** Root level. */
+  readonly top: number;
+  /** Whether compact 64 KiB level-0 tables are used. */
+  readonly compact: boolean;
+  /** Whether results are bigints. */
+  readonly bigint: boolean;
+  /** The engine in use: 'native' or 'wasm'. */
+  readonly backend: BackendName;
+  /** The cost of the last successful mutating call. */
+  lastCost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
+  readonly #engine: Engine;
+  #handle: number;
+  readonly #rw: RecordWriter;
+  #maxEntries: number;
+  #attached: Attachment | null = null;
+
+  static {
+    attachFn = (pt, a) => {
+      pt.#live();
+      if (pt.#attached !== null) throw new GpuVmError('EBUSY', 'attachPageTable: the page table is already attached to a VM');
+      pt.#attached = a;
+    };
+    detachFn = (pt) => {
+      pt.#attached = null;
+    };
+    writeFn = (pt, plan, what) => pt.#write(plan, what, new RecordWriter(pt.#engine, true));
+    isPtFn = (x) => typeof x === 'object' && x !== null && #handle in x;
+  }
+
+  /** See {@link PageTableConstructor}: `bigint: true` makes a `PageTable<bigint>`. */
+  constructor(options: PageTableOptions<N> = {} as PageTableOptions<N>) {
+    const o = readPageTableOptions(options);
+    const { shifts, leaf, compact } = o;
     const top = shifts.length - 1;
-    const leaf = optLeaf ?? Math.max(0, Math.min(2, top));
-    if (typeof leaf !== 'number' || !Number.isInteger(leaf) || leaf < 0) {
-      throw new TypeError(`leaf must be a non-negative integer, got ${describe(leaf)}`);
-    }
-    this.maxEntries = optMax === undefined ? DEFAULT_MAX_ENTRIES_PER_CALL : checkMaxEntries(optMax);
-    this.engine = engineFor(backend);
-    this.backend = this.engine.name;
-    this.bigint = bigint;
+    this.#maxEntries = o.maxEntries;
+    this.#engine = o.engine;
+    this.backend = o.engine.name;
+    this.bigint = o.bigint;
     this.compact = compact;
-    if (shifts.length > 64) throw new GpuVmError('EINVAL', `a page table has at most 64 levels, got ${shifts.length}`);
-    const io = this.engine.io();
+    const io = this.#engine.io();
     for (let i = 0; i < shifts.length; i++) io[DATA + i] = shifts[i];
-    const h = this.engine.ptCreate(shifts.length, Math.min(leaf, 0xffffffff), this.compact ? PT_CREATE_COMPACT : 0);
+    const h = this.#engine.ptCreate(shifts.length, Math.min(leaf, 0xffffffff), compact ? PT_CREATE_COMPACT : 0);
     if (h < 0) {
       throw gpuVmError(
         h,
-        `bad page-table geometry: shifts [${shifts.join(' ')}] leaf=${leaf}${this.compact ? ' compact' : ''} ` +
+        `bad page-table geometry: shifts [${shifts.join(' ')}] leaf=${leaf}${compact ? ' compact' : ''} ` +
           '(need >= 2 strictly increasing shifts, levels 1..16 bits wide, span <= 2^64, leaf <= top, compact needs s[0] < 16 < s[1])',
       );
     }
-    this.handle = h;
-    this.rw = new RecordWriter(this.engine, this.bigint);
+    this.#handle = h;
+    // Not part of the typed API: test/page-table-limits reads engine storage through it.
+    Object.defineProperty(this, 'engine', { value: this.#engine, enumerable: false });
+    this.#rw = new RecordWriter(this.#engine, this.bigint);
     this.shifts = Object.freeze([...shifts]);
     this.top = top;
     this.leaf = leaf;
@@ -440,35 +463,50 @@ export class PageTable<N extends U64 = U64> {
   /** Bytes the root spans: 2^(s[top] + s[top] - s[top-1]). */
   get span(): N {
     const bits = this.shifts[this.top] + this.shifts[this.top] - this.shifts[this.top - 1];
-    return this.out(1n << BigInt(bits));
+    return this.#out(1n << BigInt(bits));
   }
 
   get destroyed(): boolean {
-    return this.handle === 0;
+    return this.#handle === 0;
   }
 
   /** The most leaf entries one bind, batch or commit may write (see PageTableOptions). */
   get maxEntriesPerCall(): number {
-    return this.maxEntries;
+    return this.#maxEntries;
   }
 
   set maxEntriesPerCall(v: number) {
-    this.maxEntries = checkMaxEntries(v);
+    this.#maxEntries = readMaxEntries(v);
   }
 
   /** Tables in use (root included) and non-empty entries (hidden ones under zapped entries included). */
   get stats(): { tables: number; entries: number } {
-    const r = this.engine.ptStats(this.live());
+    const r = this.#engine.ptStats(this.#live());
     if (r < 0) throw gpuVmError(r, 'ptStats');
-    const io = this.engine.io();
+    const io = this.#engine.io();
     return { tables: io[OUT], entries: io[OUT + 1] };
   }
 
   /** Releases every table. Later calls are EINVAL. */
   destroy(): void {
-    if (this.handle === 0) return;
-    this.engine.ptDestroy(this.handle);
-    this.handle = 0;
+    if (this.#handle === 0) return;
+    this.#engine.ptDestroy(this.#handle);
+    this.#handle = 0;
+    const a = this.#attached;
+    this.#attached = null;
+    a?.onDestroy();
+  }
+
+  /** Whether a GpuVm keeps this table in step (GpuVm.attachPageTable). */
+  get attached(): boolean {
+    return this.#attached !== null;
+  }
+
+  /** An attached table is written by its VM only. */
+  #own(what: string): void {
+    if (this.#attached !== null) {
+      throw new GpuVmError('EBUSY', `${what}: the page table is attached to a GpuVm, which writes it; detach it first`);
+    }
   }
 
   /**
@@ -477,8 +515,9 @@ export class PageTable<N extends U64 = U64> {
    * covered, inside one segment and aligned; replaces whatever was there.
    */
   bind(va: U64, size: U64, backing: PtBacking): PtCost {
+    this.#own('bind');
     const segs = checkBacking(backing);
-    const w = this.writer();
+    const w = this.#writer();
     try {
       if (segs === null) {
         w.header(PtRec.BIND_NULL, 0, va, size);
@@ -486,7 +525,7 @@ export class PageTable<N extends U64 = U64> {
         w.header(PtRec.BIND, segCount(segs), va, size);
         w.backing(segs);
       }
-      return this.done(w.end(this.live(), this.maxEntries, 'bind', va, size));
+      return this.#done(w.end(this.#live(), this.#maxEntries, 'bind', va, size));
     } finally {
       w.release();
     }
@@ -498,10 +537,11 @@ export class PageTable<N extends U64 = U64> {
    * (the kill rule), a huge leaf only partly inside keeps the rest mapped.
    */
   unbind(va: U64, size: U64): PtCost {
-    const w = this.writer();
+    this.#own('unbind');
+    const w = this.#writer();
     try {
       w.header(PtRec.UNBIND, 0, va, size);
-      return this.done(w.end(this.live(), this.maxEntries, 'unbind', va, size));
+      return this.#done(w.end(this.#live(), this.#maxEntries, 'unbind', va, size));
     } finally {
       w.release();
     }
@@ -509,10 +549,10 @@ export class PageTable<N extends U64 = U64> {
 
   /** Zaps [va, va+size): entries wholly inside stop translating; nothing is allocated or freed. */
   zap(va: U64, size: U64): PtCost {
-    const w = this.writer();
+    const w = this.#writer();
     try {
       w.header(PtRec.ZAP, 0, va, size);
-      return this.done(w.end(this.live(), this.maxEntries, 'zap', va, size));
+      return this.#done(w.end(this.#live(), this.#maxEntries, 'zap', va, size));
     } finally {
       w.release();
     }
@@ -524,16 +564,17 @@ export class PageTable<N extends U64 = U64> {
    * cost is the sum of their costs.
    */
   batch(entries: Iterable<PtBatchEntry>): PtCost {
+    this.#own('batch');
     const list = [...entries]; // user iterables run before anything is written
-    const w = this.writer();
+    const w = this.#writer();
     try {
-      return this.batchInto(w, list);
+      return this.#batchInto(w, list);
     } finally {
       w.release();
     }
   }
 
-  private batchInto(w: RecordWriter, list: PtBatchEntry[]): PtCost {
+  #batchInto(w: RecordWriter, list: PtBatchEntry[]): PtCost {
     let i = 0;
     for (const e of list) {
       if (e === null || typeof e !== 'object') throw new TypeError(`batch[${i}] must be an object, got ${describe(e)}`);
@@ -555,24 +596,24 @@ export class PageTable<N extends U64 = U64> {
       }
       i++;
     }
-    if (i === 0) return this.done({ live: 0, new: 0, alloc: 0, free: 0, records: 0 });
-    return this.done(w.end(this.live(), this.maxEntries, 'batch'));
+    if (i === 0) return this.#done({ live: 0, new: 0, alloc: 0, free: 0, records: 0 });
+    return this.#done(w.end(this.#live(), this.#maxEntries, 'batch'));
   }
 
   /** The leaf mapping va, or null (unmapped, zapped, beyond the span). */
   translate(va: U64): PtTranslation<N> | null {
-    const h = this.live();
-    putU64(this.engine.io(), ARG, va, 'va', this.bigint);
-    const r = this.engine.ptTranslate(h);
+    const h = this.#live();
+    putU64(this.#engine.io(), ARG, va, 'va', this.bigint);
+    const r = this.#engine.ptTranslate(h);
     if (r < 0) throw gpuVmError(r, 'translate');
     if (r === 0) return null;
-    const io = this.engine.io();
-    return this.translation(io, OUT, io[OUT + 2]);
+    const io = this.#engine.io();
+    return this.#translation(io, OUT, io[OUT + 2]);
   }
 
   /** translate() for many addresses, one crossing per 16384. */
   translateMany(vas: ArrayLike<U64>): (PtTranslation<N> | null)[] {
-    this.live();
+    this.#live();
     // Every address is read (getters may call into gpuvm) and checked before io is written.
     const count = vas.length;
     if (!Number.isInteger(count) || count < 0) throw new TypeError(`vas.length must be a non-negative integer, got ${describe(count)}`);
@@ -586,23 +627,23 @@ export class PageTable<N extends U64 = U64> {
         putU64(words, 2 * i, va, `vas[${i}]`, this.bigint);
       }
     }
-    const h = this.live();
+    const h = this.#live();
     const res: (PtTranslation<N> | null)[] = new Array(count);
     for (let base = 0; base < count; base += TRANSLATE_CHUNK) {
       const n = Math.min(TRANSLATE_CHUNK, count - base);
-      let io = this.engine.io();
+      let io = this.#engine.io();
       for (let i = 0; i < n; i++) {
         const at = DATA + i * PT_TRANSLATE_WORDS;
         io[at] = words[2 * (base + i)];
         io[at + 1] = words[2 * (base + i) + 1];
       }
-      const r = this.engine.ptTranslateBatch(h, n);
+      const r = this.#engine.ptTranslateBatch(h, n);
       if (r < 0) throw gpuVmError(r, 'translateMany');
-      io = this.engine.io();
+      io = this.#engine.io();
       for (let i = 0; i < n; i++) {
         const at = DATA + i * PT_TRANSLATE_WORDS;
         const info = io[at + 2];
-        res[base + i] = info === 0 ? null : this.translation(io, at, info);
+        res[base + i] = info === 0 ? null : this.#translation(io, at, info);
       }
     }
     return res;
@@ -649,8 +690,8 @@ export class PageTable<N extends U64 = U64> {
     }
     let cursor: [number, number, number] | null = null;
     for (;;) {
-      const h = this.live();
-      let io = this.engine.io();
+      const h = this.#live();
+      let io = this.#engine.io();
       io[ARG] = tmp[0];
       io[ARG + 1] = tmp[1];
       io[ARG + 2] = tmp[2];
@@ -663,12 +704,12 @@ export class PageTable<N extends U64 = U64> {
       } else {
         io[ARG + 7] = 0;
       }
-      const n = this.engine.ptWalk(h, flags, chunk);
+      const n = this.#engine.ptWalk(h, flags, chunk);
       if (n < 0) throw gpuVmError(n, 'walk');
-      io = this.engine.io();
+      io = this.#engine.io();
       cursor = [io[OUT], io[OUT + 1], io[OUT + 2]];
       const batch: PtEntry<N>[] = new Array(n);
-      for (let i = 0; i < n; i++) batch[i] = this.entry(io, DATA + i * PT_WALK_WORDS);
+      for (let i = 0; i < n; i++) batch[i] = this.#entry(io, DATA + i * PT_WALK_WORDS);
       yield* batch;
       if (n < chunk) return;
     }
@@ -682,107 +723,14 @@ export class PageTable<N extends U64 = U64> {
    * engine call; if any is invalid nothing changes. See PtCommitOptions.keep.
    */
   commit(ops: Iterable<Op<U64>>, resolve: PtResolve, options: PtCommitOptions = {}): PtCommitCost {
+    this.#own('commit');
     if (typeof resolve !== 'function') throw new TypeError(`resolve must be a function, got ${describe(resolve)}`);
     const useKeep = options.keep !== false;
-    // Plan first (resolve is user code and may call into the engine), write afterwards.
-    const plan: { kind: number; a: unknown; size: unknown; segs: readonly PtSegment[] | BigUint64Array | null }[] = [];
     // Arithmetic in the table's number mode: numbers (exact below 2^53) or bigints.
-    // Every value below is of that one representation, so + - < work on them alike.
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    type V = any;
-    const v: (x: U64, name: string) => V = this.bigint ? (x) => toBig(x) : (x, name) => toNumber(x, name);
-    let binds = 0;
-    let unbinds = 0;
-    let count = 0;
-    let kept: [V, V][] = [];
-    const unbind = (a: V, e: V) => {
-      if (e <= a) return;
-      plan.push({ kind: PtRec.UNBIND, a, size: e - a, segs: null });
-      unbinds++;
-    };
-    const bind = (a: V, e: V, bo: unknown, offset: V) => {
-      if (e <= a) return;
-      const size = e - a;
-      const segs = bo === null || bo === undefined ? null : checkBacking(resolve(bo, offset, size));
-      plan.push({ kind: segs === null ? PtRec.BIND_NULL : PtRec.BIND, a, size, segs });
-      binds++;
-    };
-    const piece = (p: { addr: U64; range: U64; bo: unknown; offset: U64 }) => {
-      const a = v(p.addr, 'addr');
-      bind(a, a + v(p.range, 'range'), p.bo, v(p.offset, 'offset'));
-    };
-    for (const op of ops) {
-      count++;
-      switch (op.kind) {
-        case 'map': {
-          const a = v(op.addr, 'addr');
-          const e = a + v(op.range, 'range');
-          const off = v(op.offset, 'offset');
-          if (!useKeep || kept.length === 0) {
-            bind(a, e, op.bo, off);
-          } else {
-            // bind only the gaps between the kept pieces
-            kept.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
-            let at = a;
-            for (const [ka, ke] of kept) {
-              if (ke <= at || ka >= e) continue;
-              if (ka > at) bind(at, ka, op.bo, off + (at - a));
-              if (ke > at) at = ke;
-            }
-            if (at < e) bind(at, e, op.bo, off + (at - a));
-            // kept pieces the map does not cover (not produced by split/merge) lose their entries
-            for (const [ka, ke] of kept) {
-              if (ka < a) unbind(ka, ke < a ? ke : a);
-              if (ke > e) unbind(ka > e ? ka : e, ke);
-            }
-            kept = [];
-          }
-          break;
-        }
-        case 'unmap': {
-          const a = v(op.va.addr, 'addr');
-          const e = a + v(op.va.range, 'range');
-          if (useKeep && op.keep) kept.push([a, e]);
-          else unbind(a, e);
-          break;
-        }
-        case 'remap': {
-          const va = op.unmap.va;
-          const a = v(va.addr, 'addr');
-          const e = a + v(va.range, 'range');
-          if (useKeep) {
-            // the hole the remap leaves (vm.remapHole): prev and next keep their entries
-            const hs = op.prev ? v(op.prev.addr, 'addr') + v(op.prev.range, 'range') : a;
-            const he = op.next ? v(op.next.addr, 'addr') : e;
-            if (op.unmap.keep) kept.push([hs, he]);
-            else unbind(hs, he);
-          } else {
-            unbind(a, e);
-            if (op.prev) piece(op.prev);
-            if (op.next) piece(op.next);
-          }
-          break;
-        }
-        case 'prefetch':
-          break;
-        default:
-          throw new TypeError(`commit: unknown op kind ${describe((op as { kind?: unknown }).kind)}`);
-      }
-    }
-    for (const [ka, ke] of kept) unbind(ka, ke);
-    let cost: PtCost = { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
-    if (plan.length > 0) {
-      const w = this.writer();
-      try {
-        for (const r of plan) {
-          w.header(r.kind, r.segs === null ? 0 : segCount(r.segs), r.a, r.size);
-          if (r.segs !== null) w.backing(r.segs);
-        }
-        cost = w.end(this.live(), this.maxEntries, 'commit');
-      } finally {
-        w.release();
-      }
-    }
+    const v: (x: U64, name: string) => Val = this.bigint ? (x) => toBig(x) : (x, name) => toNumber(x, name);
+    // Plan first (resolve is user code and may call into the engine), write afterwards.
+    const p = planOps(ops as Iterable<OpLike>, resolve, useKeep, v, (x) => x);
+    const cost = p.records.length > 0 ? this.#write(p.records, 'commit', null) : { live: 0, new: 0, alloc: 0, free: 0, records: 0 };
     this.lastCost = cost;
     return {
       live: cost.live,
@@ -790,17 +738,48 @@ export class PageTable<N extends U64 = U64> {
       alloc: cost.alloc,
       free: cost.free,
       records: cost.records,
-      binds,
-      unbinds,
-      ops: count,
+      binds: p.binds,
+      unbinds: p.unbinds,
+      ops: p.ops,
     };
+  }
+
+  /** Writes planned records in one table call (a fresh writer when given). */
+  #write(plan: readonly PlanRecord[], what: string, fresh: RecordWriter | null): PtCost {
+    const w = fresh !== null ? fresh.begin() : this.#writer();
+    try {
+      for (const r of plan) {
+        w.header(r.kind, r.segs === null ? 0 : segCount(r.segs), r.a, r.size);
+        if (r.segs !== null) w.backing(r.segs);
+      }
+      return w.end(this.#live(), this.#maxEntries, what);
+    } finally {
+      w.release();
+    }
+  }
+
+  /** JSON: the geometry and the engine, nothing of the tables themselves. */
+  toJSON(): { shifts: number[]; leaf: number; compact: boolean; bigint: boolean; backend: BackendName; destroyed: boolean } {
+    return { shifts: [...this.shifts], leaf: this.leaf, compact: this.compact, bigint: this.bigint, backend: this.backend, destroyed: this.destroyed };
+  }
+
+  /** `PageTable [12 21 30 39] leaf 2, span 0x1000000000000 (wasm)`. */
+  toString(): string {
+    const span = 1n << BigInt(this.shifts[this.top] + this.shifts[this.top] - this.shifts[this.top - 1]);
+    const flags = `${this.compact ? ', compact' : ''}${this.#attached !== null ? ', attached' : ''}${this.destroyed ? ', destroyed' : ''}`;
+    return `PageTable [${this.shifts.join(' ')}] leaf ${this.leaf}, span ${hex(span)} (${this.backend}${flags})`;
+  }
+
+  /** console.log shows the geometry, and nothing internal. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
   }
 
   // ---- internals ---------------------------------------------------------------------
 
-  private live(): number {
-    if (this.handle === 0) throw new GpuVmError('EINVAL', 'the page table was destroyed');
-    return this.handle;
+  #live(): number {
+    if (this.#handle === 0) throw new GpuVmError('EINVAL', 'the page table was destroyed');
+    return this.#handle;
   }
 
   /**
@@ -808,18 +787,18 @@ export class PageTable<N extends U64 = U64> {
    * allocation per call); a fresh one when a getter of a call still reading
    * its arguments re-enters this table.
    */
-  private writer(): RecordWriter {
-    this.live();
-    const w = this.rw.busy ? new RecordWriter(this.engine, this.bigint) : this.rw;
+  #writer(): RecordWriter {
+    this.#live();
+    const w = this.#rw.busy ? new RecordWriter(this.#engine, this.bigint) : this.#rw;
     return w.begin();
   }
 
-  private done(cost: PtCost): PtCost {
+  #done(cost: PtCost): PtCost {
     this.lastCost = cost;
     return cost;
   }
 
-  private out(v: bigint): N {
+  #out(v: bigint): N {
     if (this.bigint) return v as N;
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
       throw new RangeError(`0x${v.toString(16)} does not fit a number; create the PageTable with { bigint: true }`);
@@ -827,33 +806,33 @@ export class PageTable<N extends U64 = U64> {
     return Number(v) as N;
   }
 
-  private num(io: Uint32Array, i: number, name: string): N {
+  #num(io: Uint32Array, i: number, name: string): N {
     return (this.bigint ? getBig(io, i) : getNum(io, i, name)) as N;
   }
 
-  private pow2(bits: number): N {
-    return (this.bigint ? 1n << BigInt(bits) : bits < 53 ? POW2[bits] : this.out(1n << BigInt(bits))) as N;
+  #pow2(bits: number): N {
+    return (this.bigint ? 1n << BigInt(bits) : bits < 53 ? POW2[bits] : this.#out(1n << BigInt(bits))) as N;
   }
 
-  private translation(io: Uint32Array, at: number, info: number): PtTranslation<N> {
+  #translation(io: Uint32Array, at: number, info: number): PtTranslation<N> {
     return {
-      pa: info & PtInfo.NULL ? null : this.num(io, at, 'pa'),
-      size: this.pow2((info >>> PtInfo.SIZE_SHIFT) & 0xff),
+      pa: info & PtInfo.NULL ? null : this.#num(io, at, 'pa'),
+      size: this.#pow2((info >>> PtInfo.SIZE_SHIFT) & 0xff),
       level: (info >>> PtInfo.LEVEL_SHIFT) & 0xff,
       hint64k: (info & PtInfo.HINT_64K) !== 0,
       compact: (info & PtInfo.COMPACT) !== 0,
     };
   }
 
-  private entry(io: Uint32Array, at: number): PtEntry<N> {
+  #entry(io: Uint32Array, at: number): PtEntry<N> {
     const info = io[at + 4];
     const kind: PtEntryKind =
       info & PtInfo.DIR ? 'dir' : info & PtInfo.NULL ? 'null' : info & PtInfo.MAPPED ? 'leaf' : 'empty';
     return {
       kind,
-      va: this.num(io, at, 'va'),
-      size: this.pow2((info >>> PtInfo.SIZE_SHIFT) & 0xff),
-      pa: kind === 'leaf' ? this.num(io, at + 2, 'pa') : null,
+      va: this.#num(io, at, 'va'),
+      size: this.#pow2((info >>> PtInfo.SIZE_SHIFT) & 0xff),
+      pa: kind === 'leaf' ? this.#num(io, at + 2, 'pa') : null,
       level: (info >>> PtInfo.LEVEL_SHIFT) & 0xff,
       zapped: (info & PtInfo.ZAPPED) !== 0,
       post: (info & PtInfo.POST) !== 0,
@@ -864,4 +843,216 @@ export class PageTable<N extends U64 = U64> {
       index: io[at + 7],
     };
   }
+}
+
+/** One PageTable; see {@link PageTableImpl} for the members. */
+export type PageTable<N extends U64 = U64> = PageTableImpl<N>;
+/** `new PageTable(options)`: `PageTable<bigint>` with `bigint: true`, else `PageTable<number>`. */
+export const PageTable = PageTableImpl as unknown as PageTableConstructor;
+
+// ---- planning op lists into table records (commit and the GpuVm mirror) --------------------
+
+// Every value of one plan is of one representation (numbers exact below 2^53,
+// or bigints), so + - < work on them alike.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Val = any;
+
+/** A table record to write: kind, range, and backing for binds. */
+interface PlanRecord {
+  kind: number;
+  a: Val;
+  size: Val;
+  segs: readonly PtSegment[] | BigUint64Array | null;
+}
+
+/** What planning needs of an op: the public op shapes, or the mirror's records. */
+type OpLike =
+  | { kind: 'map'; addr: U64; range: U64; bo: unknown; offset: U64 }
+  | { kind: 'unmap'; va: { addr: U64; range: U64 }; keep: boolean }
+  | { kind: 'remap'; unmap: { va: { addr: U64; range: U64 }; keep: boolean }; prev: OpPiece | null; next: OpPiece | null }
+  | { kind: 'prefetch' };
+type OpPiece = { addr: U64; range: U64; bo: unknown; offset: U64 };
+
+/**
+ * The binds and unbinds that make a table follow `ops` (see
+ * PtCommitOptions.keep). `v` reads a value into the plan's representation,
+ * `arg` turns one back into what resolve is given.
+ */
+function planOps(
+  ops: Iterable<OpLike>,
+  resolve: PtResolve,
+  useKeep: boolean,
+  v: (x: U64, name: string) => Val,
+  arg: (x: Val) => U64,
+): { records: PlanRecord[]; binds: number; unbinds: number; ops: number } {
+  const records: PlanRecord[] = [];
+  let binds = 0;
+  let unbinds = 0;
+  let count = 0;
+  let kept: [Val, Val][] = [];
+  const unbind = (a: Val, e: Val) => {
+    if (e <= a) return;
+    records.push({ kind: PtRec.UNBIND, a, size: e - a, segs: null });
+    unbinds++;
+  };
+  const bind = (a: Val, e: Val, bo: unknown, offset: Val) => {
+    if (e <= a) return;
+    const size = e - a;
+    const segs = bo === null || bo === undefined ? null : checkBacking(resolve(bo, arg(offset), arg(size)));
+    records.push({ kind: segs === null ? PtRec.BIND_NULL : PtRec.BIND, a, size, segs });
+    binds++;
+  };
+  const piece = (p: OpPiece) => {
+    const a = v(p.addr, 'addr');
+    bind(a, a + v(p.range, 'range'), p.bo, v(p.offset, 'offset'));
+  };
+  for (const op of ops) {
+    count++;
+    switch (op.kind) {
+      case 'map': {
+        const a = v(op.addr, 'addr');
+        const e = a + v(op.range, 'range');
+        const off = v(op.offset, 'offset');
+        if (!useKeep || kept.length === 0) {
+          bind(a, e, op.bo, off);
+        } else {
+          // bind only the gaps between the kept pieces
+          kept.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+          let at = a;
+          for (const [ka, ke] of kept) {
+            if (ke <= at || ka >= e) continue;
+            if (ka > at) bind(at, ka, op.bo, off + (at - a));
+            if (ke > at) at = ke;
+          }
+          if (at < e) bind(at, e, op.bo, off + (at - a));
+          // kept pieces the map does not cover (not produced by split/merge) lose their entries
+          for (const [ka, ke] of kept) {
+            if (ka < a) unbind(ka, ke < a ? ke : a);
+            if (ke > e) unbind(ka > e ? ka : e, ke);
+          }
+          kept = [];
+        }
+        break;
+      }
+      case 'unmap': {
+        const a = v(op.va.addr, 'addr');
+        const e = a + v(op.va.range, 'range');
+        if (useKeep && op.keep) kept.push([a, e]);
+        else unbind(a, e);
+        break;
+      }
+      case 'remap': {
+        const va = op.unmap.va;
+        const a = v(va.addr, 'addr');
+        const e = a + v(va.range, 'range');
+        if (useKeep) {
+          // the hole the remap leaves (vm.remapHole): prev and next keep their entries
+          const hs = op.prev ? v(op.prev.addr, 'addr') + v(op.prev.range, 'range') : a;
+          const he = op.next ? v(op.next.addr, 'addr') : e;
+          if (op.unmap.keep) kept.push([hs, he]);
+          else unbind(hs, he);
+        } else {
+          unbind(a, e);
+          if (op.prev) piece(op.prev);
+          if (op.next) piece(op.next);
+        }
+        break;
+      }
+      case 'prefetch':
+        break;
+      default:
+        throw new TypeError(`commit: unknown op kind ${describe((op as { kind?: unknown }).kind)}`);
+    }
+  }
+  for (const [ka, ke] of kept) unbind(ka, ke);
+  return { records, binds, unbinds, ops: count };
+}
+
+/** Op records (engine layout) as the shapes planOps reads, values as bigints. */
+function* recordOps(words: Uint32Array, bos: readonly unknown[]): Generator<OpLike> {
+  const n = words.length / OP_WORDS;
+  for (let i = 0; i < n; i++) {
+    const p = i * OP_WORDS;
+    const k = words[p] & 0xff;
+    const bo = bos[i];
+    const addr = getBig(words, p + 4);
+    const range = getBig(words, p + 6);
+    const offset = getBig(words, p + 8);
+    const keep = (words[p] & OP_KEEP) !== 0;
+    if (k === OpKind.MAP) {
+      yield { kind: 'map', addr, range, bo, offset };
+    } else if (k === OpKind.UNMAP) {
+      yield { kind: 'unmap', va: { addr, range }, keep };
+    } else if (k === OpKind.REMAP) {
+      const prev = (words[p] & OP_HAS_PREV) !== 0 ? { addr, range: getBig(words, p + 10), bo, offset } : null;
+      let next: OpPiece | null = null;
+      if ((words[p] & OP_HAS_NEXT) !== 0) {
+        const nAddr = getBig(words, p + 12);
+        next = { addr: nAddr, range: addr + range - nAddr, bo, offset: getBig(words, p + 14) };
+      }
+      yield { kind: 'remap', unmap: { va: { addr, range }, keep }, prev, next };
+    } else {
+      yield { kind: 'prefetch' };
+    }
+  }
+}
+
+
+/** resolve's arguments in the VM's number mode. */
+function argFor(vmBig: boolean): (x: Val) => U64 {
+  return vmBig ? (x) => x : (x) => Number(x);
+}
+
+/**
+ * Writes op records of a GpuVm into its attached table: plans (resolve runs
+ * here), calls `check`, then writes everything in one table call. Values
+ * travel as bigints whatever either side's mode; resolve gets the VM's.
+ */
+export function writeMirror(
+  pt: PageTable<any>, // eslint-disable-line @typescript-eslint/no-explicit-any
+  words: Uint32Array,
+  bos: readonly unknown[],
+  resolve: PtResolve,
+  keep: boolean,
+  vmBig: boolean,
+  check: () => void,
+  what: string,
+): void {
+  const p = planOps(recordOps(words, bos), resolve, keep, (x) => x, argFor(vmBig));
+  check();
+  if (p.records.length === 0) return;
+  pt.lastCost = writeFn(pt, p.records, `${what} (page table)`);
+}
+
+/**
+ * Fills `pt` from a VM's mappings (MAP records) after clearing the VM's range
+ * within the table's span, in one table call, and marks it attached. Nothing
+ * changes if resolve throws or the table refuses.
+ */
+export function attachMirror(
+  pt: unknown,
+  startB: bigint,
+  endB: bigint,
+  words: Uint32Array,
+  bos: readonly unknown[],
+  resolve: PtResolve,
+  vmBig: boolean,
+  onDestroy: () => void,
+): void {
+  if (!isPtFn(pt)) throw new TypeError(`attachPageTable: pt must be a PageTable, got ${describe(pt)}`);
+  const table = pt as PageTable<U64>;
+  if (table.destroyed) throw new GpuVmError('EINVAL', 'attachPageTable: the page table was destroyed');
+  if (table.attached) throw new GpuVmError('EBUSY', 'attachPageTable: the page table is already attached to a VM');
+  const p = planOps(recordOps(words, bos), resolve, false, (x) => x, argFor(vmBig));
+  const span = 1n << BigInt(table.shifts[table.top] + table.shifts[table.top] - table.shifts[table.top - 1]);
+  const clearEnd = endB < span ? endB : span;
+  const records: PlanRecord[] = startB < clearEnd ? [{ kind: PtRec.UNBIND, a: startB, size: clearEnd - startB, segs: null }] : [];
+  for (const r of p.records) records.push(r);
+  table.lastCost = writeFn(table, records, 'attachPageTable');
+  attachFn(table, { onDestroy });
+}
+
+/** Marks `pt` detached (its entries stay). */
+export function detachMirror(pt: PageTable<any>): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+  detachFn(pt);
 }

@@ -8,6 +8,7 @@
  * below, which the package does not export), so user code can neither forge a
  * Bo or VmBo nor redirect one to another engine record.
  */
+import { Errno, IO, VA_WORDS, VAS_PER_CHUNK } from './backend/engine.js';
 import { GpuVmError } from './errors.js';
 import type { GpuVa } from './gpu-va.js';
 import type { GpuVm as Vm } from './gpuvm.js';
@@ -16,7 +17,8 @@ type GpuVm = Vm<any>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyVmBo = VmBo<any>;
 import type { OpList } from './ops.js';
-import type { U64 } from './u64.js';
+import { describe, hex, type U64 } from './u64.js';
+import { vmContext, type VmContext } from './vm-context.js';
 
 let nextBoId = 1;
 
@@ -73,15 +75,24 @@ export function vmBoHandle(vb: AnyVmBo): number {
 }
 const MINT: unique symbol = Symbol('VmBo');
 /** A new VmBo view of an engine VmBo (the facade's only way to make one). */
-export function makeVmBo<N extends U64>(vm: Vm<N>, bo: Bo, handle: number): VmBo<N> {
-  return new VmBo<N>(MINT, vm, bo, handle);
+export function makeVmBo<N extends U64>(ctx: VmContext<N>, bo: Bo, handle: number): VmBo<N> {
+  return mintVmBo(ctx, bo, handle) as VmBo<N>;
 }
+let mintVmBo: (ctx: VmContext<any>, bo: Bo, handle: number) => AnyVmBo; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/**
+ * A buffer object (a GEM object): what mappings map. The VA manager never
+ * looks inside it; it knows a BO by its id and tracks, per VM, the VmBo
+ * that links the BO's mappings there.
+ */
 export class Bo {
   /** Unique within this copy of the library; the engines know BOs by it. */
   readonly id: number;
+  /** Size in bytes, as given (informational). */
   readonly size: number | bigint;
+  /** The VM whose reservation the BO shares, or null for an external BO. */
   readonly privateTo: GpuVm | null;
+  /** A name for dumps and messages (default `bo<id>`). */
   readonly name: string;
   /** A slot for the user's own data. */
   data: unknown = undefined;
@@ -107,7 +118,7 @@ export class Bo {
       throw new RangeError(`size must be a non-negative integer, got ${size}`);
     }
     if (name !== undefined && typeof name !== 'string') throw new TypeError(`name must be a string, got ${typeof name}`);
-    if (privateTo !== null && !isGpuVmLike(privateTo)) {
+    if (privateTo !== null && vmContext(privateTo) === undefined) {
       throw new TypeError(`privateTo must be a GpuVm, got ${typeof privateTo}`);
     }
     if (nextBoId > 0xffff_fffe) throw new GpuVmError('ENOSPC', 'out of BO ids');
@@ -126,19 +137,38 @@ export class Bo {
   external(vm: GpuVm): boolean {
     return this.privateTo !== vm;
   }
+
+  /** JSON: id, name, size (a decimal string) and the VM it is private to, by name. */
+  toJSON(): { id: number; name: string; size: string; privateTo: string | null } {
+    return { id: this.id, name: this.name, size: this.size.toString(), privateTo: this.privateTo?.name ?? null };
+  }
+
+  /** `Bo bo1 (0x10000 bytes)`. */
+  toString(): string {
+    return `Bo ${this.name} (${hex(this.size)} bytes${this.privateTo === null ? '' : `, private to ${this.privateTo.name}`})`;
+  }
+
+  /** console.log shows the BO, and nothing internal. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
+  }
 }
 
-/** A GpuVm check without importing gpuvm.ts (it imports this file). */
-let isGpuVmLike: (x: unknown) => boolean = (x) => typeof x === 'object' && x !== null;
-/** gpuvm.ts installs the real brand check. */
-export function setGpuVmCheck(f: (x: unknown) => boolean): void {
-  isGpuVmLike = f;
-}
 
+/**
+ * The unique pair of one VM and one BO (drm_gpuvm_bo): it holds the BO's
+ * mappings in that VM (in link order) and is what a driver keeps per-VM
+ * state of a BO in. Get one with `vm.obtainBo(bo)` (created if needed, +1
+ * reference) or `vm.findBo(bo)`; `VmBo.create` + `vm.obtainPrealloc` for the
+ * no-allocation-later pattern. Every linked mapping holds a reference; the
+ * last `put()` (or unlink) destroys it, after which using it is EINVAL.
+ *
+ * @typeParam N - `number` or `bigint`, as the VM's `bigint` option chose.
+ */
 export class VmBo<N extends U64 = number> {
   /** A slot for the user's own data (drivers embed per-VM x BO state here). */
   data: unknown = undefined;
-  readonly #vm: Vm<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps VmBo<N> covariant
+  readonly #ctx: VmContext<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps VmBo<N> covariant
   readonly #bo: Bo;
   readonly #h: number;
   readonly #state: VmBoState = { live: true, registered: false, evicted: false };
@@ -147,12 +177,13 @@ export class VmBo<N extends U64 = number> {
     isVmBoFn = (x) => typeof x === 'object' && x !== null && #h in x;
     vmBoStateOf = (vb) => vb.#state;
     vmBoHandleOf = (vb) => vb.#h;
+    mintVmBo = (ctx, bo, handle) => new VmBo(MINT, ctx, bo, handle);
   }
 
-  /** @internal use vm.obtainBo / VmBo.create */
-  constructor(mint: symbol, vm: Vm<N>, bo: Bo, handle: number) {
+  /** VmBos come from vm.obtainBo / VmBo.create. */
+  private constructor(mint: symbol, ctx: VmContext<N>, bo: Bo, handle: number) {
     if (mint !== MINT) throw new TypeError('VmBo objects come from vm.obtainBo(bo) or VmBo.create(vm, bo), not new VmBo()');
-    this.#vm = vm;
+    this.#ctx = ctx;
     this.#bo = bo;
     this.#h = handle;
   }
@@ -162,13 +193,14 @@ export class VmBo<N extends U64 = number> {
    * hand it to vm.obtainPrealloc() where allocating is not wanted.
    */
   static create<M extends U64>(vm: Vm<M>, bo: Bo): VmBo<M> {
-    if (!isGpuVmLike(vm)) throw new TypeError(`VmBo.create: vm must be a GpuVm, got ${vm === null ? 'null' : typeof vm}`);
-    return vm._createVmBo(bo, false) as VmBo<M>;
+    const ctx = vmContext<M>(vm);
+    if (ctx === undefined) throw new TypeError(`VmBo.create: vm must be a GpuVm, got ${describe(vm)}`);
+    return ctx.createVmBo(bo, false);
   }
 
   /** The VM of the pair. */
   get vm(): Vm<N> {
-    return this.#vm;
+    return this.#ctx.vm;
   }
 
   /** The BO of the pair. */
@@ -183,12 +215,15 @@ export class VmBo<N extends U64 = number> {
 
   /** References: linked mappings plus the holders of get/obtain. */
   get refcount(): number {
-    return this.#vm._vmBoInfo(this).refcount;
+    return this.#info('VmBo.refcount').refcount;
   }
 
   /** +1 reference. */
   get(): this {
-    this.#vm._vmBoGet(this);
+    const ctx = this.#ctx;
+    ctx.checkVmBo(this, 'VmBo.get');
+    const r = ctx.E.vmboGet(ctx.h, this.#h);
+    if (r < 0) throw ctx.fail(r, 'VmBo.get');
     return this;
   }
 
@@ -198,17 +233,60 @@ export class VmBo<N extends U64 = number> {
    * EINVAL.
    */
   put(): boolean {
-    return this.#vm._vmBoPut(this);
+    const ctx = this.#ctx;
+    ctx.checkVmBo(this, 'VmBo.put');
+    const r = ctx.E.vmboPut(ctx.h, this.#h);
+    if (r < 0) {
+      if (r === -Errno.EINVAL) {
+        const { refcount, mappings } = this.#info('VmBo.put');
+        throw new GpuVmError(
+          'EINVAL',
+          `VmBo.put: the VmBo of ${this.#bo.name} has no reference left to drop: its ${refcount} are held by ` +
+            `${mappings} linked mapping(s) and the engine (a put without a matching get/obtain)`,
+        );
+      }
+      throw ctx.fail(r, 'VmBo.put');
+    }
+    if (r === 0) {
+      ctx.forget(this);
+      return true;
+    }
+    return false;
+  }
+
+  #info(what: string): { refcount: number; mappings: number } {
+    const ctx = this.#ctx;
+    ctx.checkVmBo(this, what);
+    const r = ctx.E.vmboInfo(ctx.h, this.#h);
+    if (r < 0) throw ctx.fail(r, what);
+    const io = ctx.E.io();
+    return { refcount: io[IO.OUT_INFO], mappings: io[IO.OUT_INFO + 1] };
   }
 
   /** Its mappings in link order (drm_gpuvm_bo_for_each_va). */
   mappings(): GpuVa<N>[] {
-    return this.#vm._vmBoMappings(this);
+    const ctx = this.#ctx;
+    ctx.checkVmBo(this, 'VmBo.mappings');
+    const E = ctx.E;
+    const out: GpuVa<N>[] = [];
+    let after = 0;
+    for (;;) {
+      const n = E.vmboMappings(ctx.h, this.#h, after, VAS_PER_CHUNK);
+      if (n < 0) throw ctx.fail(n, 'VmBo.mappings');
+      const io = E.io();
+      for (let i = 0; i < n; i++) out.push(ctx.vaFromRecord(io, IO.DATA + i * VA_WORDS));
+      if (n < VAS_PER_CHUNK) return out;
+      after = io[IO.DATA + (n - 1) * VA_WORDS];
+    }
   }
 
   /** UNMAP ops for all its mappings, in link order (drm_gpuvm_bo_unmap_ops_create). */
   unmapOps(): OpList<N> {
-    return this.#vm._vmBoUnmapOps(this);
+    const ctx = this.#ctx;
+    ctx.checkVmBo(this, 'VmBo.unmapOps');
+    const n = ctx.E.vmboUnmapOps(ctx.h, this.#h);
+    if (n < 0) throw ctx.fail(n, 'VmBo.unmapOps');
+    return ctx.takeList(n, false);
   }
 
   /** Whether it is on the VM's evict list. */
@@ -218,11 +296,22 @@ export class VmBo<N extends U64 = number> {
 
   /** Puts it on (or takes it off) the VM's evict list (drm_gpuvm_bo_evict). */
   evict(on: boolean): void {
-    this.#vm._vmBoEvict(this, on);
+    const ctx = this.#ctx;
+    ctx.checkVmBo(this, 'VmBo.evict');
+    if (typeof on !== 'boolean') throw new TypeError(`evict: expected a boolean, got ${describe(on)}`);
+    this.#state.evicted = on;
+    if (on) ctx.evictSet.add(this);
+    else ctx.evictSet.delete(this);
   }
 
+  /** JSON: the BO by id, the VM by name, and whether the pair still exists. */
+  toJSON(): { bo: number; vm: string; live: boolean } {
+    return { bo: this.#bo.id, vm: this.#ctx.name, live: this.#state.live };
+  }
+
+  /** `VmBo bo1 in ctx0`. */
   toString(): string {
-    return `VmBo ${this.#bo.name} in ${this.#vm.name}${this.#state.live ? '' : ' (destroyed)'}`;
+    return `VmBo ${this.#bo.name} in ${this.#ctx.name}${this.#state.live ? '' : ' (destroyed)'}`;
   }
 
   /** console.log shows the pair, and nothing internal. */

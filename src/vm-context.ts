@@ -1,0 +1,332 @@
+/**
+ * The state one VM's objects share: the engine and its handle, the change
+ * counters, and the caches that give each engine record one JS object
+ * (mappings, VmBos, BOs by id). GpuVm, GpuVa, VmBo and OpList each hold the
+ * context of their VM and make their own engine calls through it, so none of
+ * them needs a back door into another class. The package does not export it.
+ */
+import { IO, OP_WORDS, OPS_PER_CHUNK, VA_ATTR_KERNEL, Errno, type Engine } from './backend/engine.js';
+import { GpuVmError, errnoName } from './errors.js';
+import { makeGpuVa, vaSerial, isGpuVa, type GpuVa } from './gpu-va.js';
+import type { GpuVm } from './gpuvm.js';
+import { makeOpList, type OpList, type OpMapping } from './ops.js';
+import { writeMirror, type PageTable, type PtResolve } from './page-table.js';
+import { getBig, getNum, hex, putU64, toBig, U64_MAX, describe, type U64 } from './u64.js';
+import { boState, isBo, isVmBo, makeVmBo, vmBoHandle, vmBoState, type Bo, type VmBo } from './vm-bo.js';
+
+const D = IO.DATA;
+
+/** A page table kept in step with the VM (see GpuVm.attachPageTable). */
+export interface Mirror {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly pt: PageTable<any>;
+  readonly resolve: PtResolve;
+  readonly keep: boolean;
+}
+
+export class VmContext<N extends U64 = U64> {
+  /** engine handle; 0 once destroyed */
+  h: number;
+  /** bumped by every change, so iteration (and a mirrored list apply) can notice */
+  mod = 0;
+  /** bumped whenever the engine's pending list is replaced */
+  listGen = 0;
+  /** the page table kept in step, or null */
+  mirror: Mirror | null = null;
+  readonly vaCache = new Map<number, GpuVa<N>>();
+  /** VmBos of this VM by engine handle */
+  readonly vmBoByHandle = new Map<number, VmBo<N>>();
+  /** BOs the engine may name, by id */
+  readonly boById = new Map<number, Bo>();
+  /** BOs of mappings inserted without a VmBo: kept until the VM goes */
+  readonly looseBos = new Set<number>();
+  readonly extobjSet = new Set<VmBo<N>>();
+  readonly evictSet = new Set<VmBo<N>>();
+
+  constructor(
+    readonly vm: GpuVm<N>,
+    readonly E: Engine,
+    h: number,
+    readonly name: string,
+    readonly bigint: boolean,
+    readonly startB: bigint,
+    readonly endB: bigint,
+    readonly reserveB: { start: bigint; end: bigint } | null,
+  ) {
+    this.h = h;
+  }
+
+  // ---- numbers -------------------------------------------------------------
+
+  fromBig(v: bigint): N {
+    return (this.bigint ? v : Number(v)) as N;
+  }
+
+  /** Reads a u64 result in this VM's number mode. */
+  u(io: Uint32Array, i: number, name: string): N {
+    return (this.bigint ? getBig(io, i) : getNum(io, i, name)) as N;
+  }
+
+  /** a + b in this VM's number mode (for values the engine already checked). */
+  add(a: N, b: N): N {
+    return (this.bigint ? (a as bigint) + (b as bigint) : (a as number) + (b as number)) as N;
+  }
+
+  put(io: Uint32Array, i: number, v: unknown, name: string): void {
+    putU64(io, i, v, name, this.bigint);
+  }
+
+  // ---- errors --------------------------------------------------------------
+
+  alive(what: string): void {
+    if (this.h === 0) throw new GpuVmError('EINVAL', `${what}: the VM ${JSON.stringify(this.name)} was destroyed`);
+  }
+
+  /** Why a range is invalid for this VM (zero, overflow, outside, kernel node). */
+  explainRange(what: string, addr: U64, range: U64, kernel = true): string {
+    const a = toBig(addr);
+    const r = toBig(range);
+    if (r === 0n) return `${what}: range must not be zero (addr=${hex(a)})`;
+    if (a + r > U64_MAX) return `${what}: addr + range overflows u64 (addr=${hex(a)}, range=${hex(r)})`;
+    if (a < this.startB || a + r > this.endB) {
+      return `${what}: [${hex(a)}, ${hex(a + r)}) is not inside the VM [${hex(this.startB)}, ${hex(this.endB)})`;
+    }
+    const k = this.reserveB;
+    if (kernel && k && a < k.end && k.start < a + r) {
+      return `${what}: [${hex(a)}, ${hex(a + r)}) overlaps the kernel-reserved node [${hex(k.start)}, ${hex(k.end)})`;
+    }
+    return `${what}: the engine refused [${hex(a)}, ${hex(a + r)})`;
+  }
+
+  /** Turns a negative engine result into the error to throw. */
+  fail(r: number, what: string, addr?: U64, range?: U64, kernel = true): GpuVmError {
+    if (this.h === 0) return new GpuVmError('EINVAL', `${what}: the VM ${JSON.stringify(this.name)} was destroyed`);
+    const code = errnoName(r);
+    if (code === 'EINVAL' && addr !== undefined && range !== undefined) {
+      return new GpuVmError(code, this.explainRange(what, addr, range, kernel));
+    }
+    if (code === 'EBUSY') {
+      return new GpuVmError(code, `${what}: an op list of this VM is partly applied; apply or drop it first`);
+    }
+    if (code === 'EEXIST') {
+      const where = addr !== undefined && range !== undefined ? ` [${hex(toBig(addr))}, ${hex(toBig(addr) + toBig(range))})` : '';
+      return new GpuVmError(code, `${what}: the range${where} overlaps an existing mapping`);
+    }
+    return new GpuVmError(code, `${what} failed`);
+  }
+
+  // ---- bookkeeping after engine changes -------------------------------------
+
+  /** Releases VmBos the engine destroyed while unlinking mappings (deferred cleanup). */
+  reap(): void {
+    const E = this.E;
+    for (;;) {
+      const n = E.vmboReap(this.h);
+      if (n <= 0) return;
+      const io = E.io();
+      for (let i = 0; i < n; i++) {
+        const vb = this.vmBoByHandle.get(io[D + i]);
+        if (vb !== undefined) this.forget(vb);
+      }
+      if (n < IO.DATA_WORDS) return;
+    }
+  }
+
+  /** Drops a destroyed VmBo from every list. */
+  forget(vb: VmBo<N>): void {
+    const st = vmBoState(vb);
+    const bs = boState(vb.bo);
+    st.live = false;
+    if (bs.lastVmBo === vb) {
+      bs.lastVm = null;
+      bs.lastVmBo = null;
+    }
+    this.vmBoByHandle.delete(vmBoHandle(vb));
+    if (st.registered && bs.vmBos.get(this.vm) === vb) bs.vmBos.delete(this.vm);
+    this.extobjSet.delete(vb);
+    this.evictSet.delete(vb);
+    st.evicted = false;
+    const id = vb.bo.id;
+    if (!this.looseBos.has(id) && bs.vmBos.get(this.vm) === undefined) this.boById.delete(id);
+  }
+
+  /** After every mutating engine call. */
+  changed(io: Uint32Array): void {
+    this.mod++;
+    if (io[IO.OUT_ZOMBIES] !== 0) this.reap();
+  }
+
+  // ---- VmBos -----------------------------------------------------------------
+
+  /** A new VmBo with one reference; registered (findable) or not. */
+  createVmBo(bo: Bo, register: boolean): VmBo<N> {
+    if (!isBo(bo)) throw new TypeError(`bo must be a Bo, got ${describe(bo)}`);
+    this.alive('VmBo.create');
+    const h = this.E.vmboCreate(this.h, bo.id);
+    if (h <= 0) throw this.fail(h < 0 ? h : -Errno.ENOMEM, 'VmBo.create');
+    const vb = makeVmBo<N>(this, bo, h);
+    this.vmBoByHandle.set(h, vb);
+    this.boById.set(bo.id, bo);
+    if (register) this.register(vb);
+    return vb;
+  }
+
+  register(vb: VmBo<N>): void {
+    vmBoState(vb).registered = true;
+    boState(vb.bo).vmBos.set(this.vm, vb);
+    if (vb.bo.external(this.vm)) this.extobjSet.add(vb);
+  }
+
+  checkVmBo(vb: unknown, what: string): VmBo<N> {
+    if (!isVmBo(vb)) throw new TypeError(`${what}: expected a VmBo, got ${describe(vb)}`);
+    if (vb.vm !== (this.vm as GpuVm<any>)) throw new GpuVmError('EINVAL', `${what}: the VmBo belongs to another VM`); // eslint-disable-line @typescript-eslint/no-explicit-any
+    if (!vmBoState(vb).live) throw new GpuVmError('EINVAL', `${what}: the VmBo of ${vb.bo.name} was already destroyed (use after put)`);
+    return vb as VmBo<N>;
+  }
+
+  /** The VmBo a MAP of `bo` links to, creating (and reporting) a temporary one if needed. */
+  vmBoFor(bo: Bo): { vb: VmBo<N>; temp: boolean } {
+    const have = boState(bo).vmBos.get(this.vm);
+    if (have !== undefined) return { vb: have as VmBo<N>, temp: false };
+    return { vb: this.createVmBo(bo, true), temp: true };
+  }
+
+  /** Drops the creation reference of a temporary VmBo (it stays if a mapping links to it). */
+  releaseTemp(vb: VmBo<N>): void {
+    const r = this.E.vmboPut(this.h, vmBoHandle(vb));
+    if (r === 0) this.forget(vb);
+  }
+
+  // ---- mappings ----------------------------------------------------------------
+
+  boOf(id: number): Bo | null {
+    if (id === 0) return null;
+    const bo = this.boById.get(id);
+    if (bo === undefined) throw new GpuVmError('EIO', `engine named BO id ${id} that this VM does not know`);
+    return bo;
+  }
+
+  /** A GpuVa for a VA record at io[p]. */
+  vaFromRecord(io: Uint32Array, p: number): GpuVa<N> {
+    const h = io[p];
+    const serial = io[p + 1];
+    const have = this.vaCache.get(h);
+    if (have !== undefined && vaSerial(have) === serial) return have;
+    const va = makeGpuVa<N>(
+      this,
+      h,
+      serial,
+      this.u(io, p + 4, 'addr'),
+      this.u(io, p + 6, 'range'),
+      this.boOf(io[p + 2]),
+      this.u(io, p + 8, 'offset'),
+      (io[p + 11] & VA_ATTR_KERNEL) !== 0,
+    );
+    this.vaCache.set(h, va);
+    return va;
+  }
+
+  /** A GpuVa for the mapping an op record at words[p] names. */
+  vaFromOp(w: Uint32Array, p: number, bo: Bo | null): GpuVa<N> {
+    const h = w[p + 1];
+    const serial = w[p + 2];
+    const have = this.vaCache.get(h);
+    if (have !== undefined && vaSerial(have) === serial) return have;
+    const va = makeGpuVa<N>(this, h, serial, this.u(w, p + 4, 'addr'), this.u(w, p + 6, 'range'), bo, this.u(w, p + 8, 'offset'), false);
+    this.vaCache.set(h, va);
+    return va;
+  }
+
+  /** A GpuVa for a mapping just created by an apply or an insert. */
+  vaCreated(h: number, serial: number, m: OpMapping<N>): GpuVa<N> {
+    const va = makeGpuVa<N>(this, h, serial, m.addr, m.range, m.bo, m.offset, false);
+    this.vaCache.set(h, va);
+    return va;
+  }
+
+  checkVa(va: unknown, what: string): GpuVa<N> {
+    if (!isGpuVa(va)) throw new TypeError(`${what}: expected a GpuVa, got ${describe(va)}`);
+    if (va.vm !== (this.vm as GpuVm<any>)) throw new GpuVmError('EINVAL', `${what}: the mapping belongs to another VM`); // eslint-disable-line @typescript-eslint/no-explicit-any
+    return va as GpuVa<N>;
+  }
+
+  // ---- the mirror ----------------------------------------------------------------
+
+  /**
+   * Writes op records (engine layout) into the attached page table in one
+   * table call: resolve runs first, then `check` (which throws if resolve
+   * changed what the write relies on), then the write; any failure leaves the
+   * table as it was.
+   */
+  mirrorWrite(words: Uint32Array, bos: readonly (Bo | null)[], what: string, check: () => void): void {
+    const m = this.mirror;
+    if (m === null) return;
+    writeMirror(m.pt, words, bos, m.resolve, m.keep, this.bigint, check, what);
+  }
+
+  // ---- op lists ------------------------------------------------------------------
+
+  /**
+   * Copies the engine's pending list (n ops) into a new OpList. `inData`: the
+   * first chunk is already in DATA (list generation); otherwise (a finished
+   * transaction) everything is read with opsRead.
+   */
+  takeList(n: number, applied: boolean, inData = true): OpList<N> {
+    const E = this.E;
+    this.listGen++;
+    let words: Uint32Array;
+    if (n === 0) {
+      words = new Uint32Array(0);
+    } else if (inData && n <= OPS_PER_CHUNK) {
+      const len = n * OP_WORDS;
+      words = takeWords(len);
+      const io = E.io();
+      if (len <= 256) for (let i = 0; i < len; i++) words[i] = io[D + i];
+      else words.set(io.subarray(D, D + len));
+    } else {
+      words = new Uint32Array(n * OP_WORDS);
+      for (let from = 0; from < n; ) {
+        const got = E.opsRead(this.h, from);
+        if (got <= 0) throw new GpuVmError('EIO', `opsRead returned ${got} at ${from} of ${n}`);
+        words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
+        from += got;
+      }
+    }
+    // resolve each op's BO now: applying the list may make the VM forget it
+    const bos: (Bo | null)[] = new Array(n);
+    for (let i = 0; i < n; i++) bos[i] = this.boOf(words[i * OP_WORDS + 3]);
+    const list = makeOpList<N>(this, words, this.listGen, this.mod, applied, bos);
+    // replacing an untouched list released its VmBo reference
+    if (E.io()[IO.OUT_ZOMBIES] !== 0) this.reap();
+    return list;
+  }
+}
+
+/**
+ * Op records of small lists are carved out of a shared slab: a subarray is a
+ * small object, while a fresh ArrayBuffer per list costs about a microsecond.
+ * A slab is dropped (and collected with its last list) when it is used up.
+ */
+let slab = new Uint32Array(1 << 16);
+let slabUsed = 0;
+function takeWords(len: number): Uint32Array {
+  if (len > 1 << 14) return new Uint32Array(len);
+  if (slabUsed + len > slab.length) {
+    slab = new Uint32Array(1 << 16);
+    slabUsed = 0;
+  }
+  const w = slab.subarray(slabUsed, slabUsed + len);
+  slabUsed += len;
+  return w;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let contextOf: (x: unknown) => VmContext<any> | undefined = () => undefined;
+/** gpuvm.ts installs the lookup (a GpuVm's context is a private field). */
+export function setContextLookup(f: (x: unknown) => VmContext<any> | undefined): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+  contextOf = f;
+}
+/** The context of a GpuVm, or undefined for anything else (a brand check). */
+export function vmContext<N extends U64>(vm: unknown): VmContext<N> | undefined {
+  return contextOf(vm) as VmContext<N> | undefined;
+}
