@@ -91,6 +91,53 @@ describe.each(backends)('SVM steps on %s: §5.1-§5.2 invalidations and the coll
     `);
   });
 
+  it('an interval ending at 2^64 is printed as 0x10000000000000000 by every kind of invalidation', () => {
+    // regression: the driver read the invalidation's end as a u64 argument, so every invalidation
+    // reaching the top page of the address space failed with EINVAL and changed nothing
+    transcript(backend, `
+      > svm 0xfffffffff0000000 0x10000000 0x10000000 0x200000,0x10000,0x1000 devmem=0x400000
+      > mmap 0xfffffffffff00000 0x100000
+      ok
+      > gpufault 0xffffffffffffffff devmem
+      range 0xffffffffffff0000 0x10000 new
+      migrate 0xffffffffffff0000 0x10000
+      invalidate 0xfffffffff0000000 0xffffffffffff0000 0x10000000000000000 MIGRATE
+      pages 0xffffffffffff0000 0x10000 dev
+      bind 0xffffffffffff0000 0x10000
+      ok
+      > cpu 0xfffffffffffff000 0x1000
+      invalidate 0xfffffffff0000000 0xffffffffffff0000 0x10000000000000000 MIGRATE
+      unmap-pages 0xffffffffffff0000 0x10000
+      ok
+      > gpufault 0xffffffffffff0000
+      range 0xffffffffffff0000 0x10000 found
+      pages 0xffffffffffff0000 0x10000 sys
+      bind 0xffffffffffff0000 0x10000
+      ok
+      > mprotect 0xffffffffffff8000 0x8000 ro
+      invalidate 0xfffffffff0000000 0xffffffffffff8000 0x10000000000000000 PROTECTION
+      unmap-pages 0xffffffffffff0000 0x10000
+      ok
+      > madvise 0xffffffffffff8000 0x8000 dontneed
+      invalidate 0xfffffffff0000000 0xffffffffffff8000 0x10000000000000000 CLEAR
+      ok
+      > munmap 0xffffffffffff8000 0x8000
+      invalidate 0xfffffffff0000000 0xffffffffffff8000 0x10000000000000000 UNMAP
+      gc-queue 0xffffffffffff0000 partial
+      ok
+      > svmdump
+      notifier 0xfffffffff0000000 0x10000000 ranges=1
+      range 0xffffffffffff0000 0x10000 flags=migrate_devmem,unmapped,partial_unmap pages=mixed valid=0 bound=0
+      > devdump
+      devmem used=0x0 free=0x400000 allocations=0
+      > gc
+      unbind 0xffffffffffff0000 0x10000
+      remove 0xffffffffffff0000 0x10000
+      notifier-remove 0xfffffffff0000000
+      ok
+    `);
+  });
+
   it('only UNMAP queues; a range already queued is printed again, and partial_unmap is never cleared', () => {
     transcript(backend, `
       > ${SVM}

@@ -26,6 +26,7 @@ import { mmPageRuns, mmVmaFrom, type CpuMm, type MmInvalidation } from './cpu-mm
 import {
   GpuSvm,
   gpuWindow,
+  invalidationPages,
   notifierEnd,
   notifierFirst,
   RangeFlag,
@@ -382,8 +383,7 @@ export class SvmDriver<N extends U64 = U64> {
 
   /** The invalidation callback (runs inside the CpuMm's notifier, before the change). */
   #invalidate(svm: GpuSvm<N>, n: SvmNotifier<N>, inv: MmInvalidation<N>): void {
-    const s = pageOf(inv.start, 'start', true);
-    const e = pageOf(inv.end, 'end', true);
+    const [s, e] = invalidationPages(inv);
     const ns = notifierFirst(n);
     const a = Math.max(s, ns);
     const b = Math.min(e, notifierEnd(n));

@@ -885,13 +885,24 @@ function svmAllocVram(svm: GpuSvm<any>, r: SvmRange<any>, ts: bigint): ErrnoName
   return code;
 }
 
+/**
+ * The page interval of an invalidation. Its end may be 2^64 (an interval that
+ * reaches the top of the address space), which no u64 argument can be, so it
+ * is converted here rather than read as one.
+ */
+function invalidationPages(inv: MmInvalidation): [number, number] {
+  const page = (v: U64) => (typeof v === 'bigint' ? Number(v >> 12n) : Math.floor(v / 4096));
+  return [page(inv.start), page(inv.end)];
+}
+
 /** The default invalidation callback: drop the mappings of the ranges reached, mark them unmapped on UNMAP. */
 function defaultInvalidate(svm: GpuSvm<any>, n: SvmNotifier<any>, inv: MmInvalidation): void {
-  const s = Math.max(pageOf(inv.start, 'start', true), notifierFirst(n));
-  const e = Math.min(pageOf(inv.end, 'end', true), notifierEnd(n));
+  const [is, ie] = invalidationPages(inv);
+  const s = Math.max(is, notifierFirst(n));
+  const e = Math.min(ie, notifierEnd(n));
   for (const r of svmRangesIn(svm, s, e)) {
     svmUnmapPages(svm, r);
-    if (inv.event === 'UNMAP') svmSetUnmapped(r, pageOf(inv.start, 'start', true), pageOf(inv.end, 'end', true));
+    if (inv.event === 'UNMAP') svmSetUnmapped(r, is, ie);
   }
 }
 
@@ -901,6 +912,7 @@ function svmLastFound(): boolean {
   return lastFound;
 }
 export {
+  invalidationPages,
   svmEmit,
   svmTracing,
   svmWindow,
