@@ -36,6 +36,8 @@ export type { BackendName, BackendInfo } from './backend/loader.js';
 export type { U64 } from './u64.js';
 export type { BigintOption } from './options.js';
 export { replay } from './replay.js';
+/** The kernel-stream workload (request generator, checksum, reference results) that `gpuvm bench` runs. */
+export * as workload from './workload.js';
 export { PageTable, DEFAULT_SHIFTS, DEFAULT_MAX_ENTRIES_PER_CALL } from './page-table.js';
 export type {
   PageTableOptions,

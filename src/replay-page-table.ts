@@ -10,7 +10,7 @@
  *
  * Commands before any `pt` line use the default table. A successful ptbind,
  * ptunbind or ptzap prints its cost line and `ok`; anything refused or
- * malformed prints `err EINVAL` and changes nothing. Tables are created in
+ * malformed prints `err EINVAL` (lastReason says why) and changes nothing. Tables are created in
  * bigint mode so every u64 is exact. lines() and handle() refuse a command
  * they do not know (the GpuVm commands of replay.ts) with null / false.
  */
@@ -30,8 +30,23 @@ export interface PageTableReplay {
   lines(cmd: string, args: string[]): Generator<string, void, undefined> | null;
   /** lines(), collected into `out`; false for a command that is not a page-table command */
   handle(cmd: string, args: string[], out: string[]): boolean;
+  /** why the last `err` line was printed: the error's message (null before any) */
+  readonly lastReason: string | null;
+  /** the current table, for reading (null until a command needed one) */
+  table(): PageTable<bigint> | null;
   /** releases the current table */
   close(): void;
+}
+
+/**
+ * How the replay reports an exception of a command: its errno name and the
+ * error's message, or null for an exception that is a bug (thrown on). A
+ * malformed line is EINVAL, like a refused command.
+ */
+export function refusal(err: unknown): { code: string; reason: string } | null {
+  if (err instanceof GpuVmError) return { code: err.code, reason: err.message };
+  if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) return { code: 'EINVAL', reason: err.message };
+  return null;
 }
 
 const COMMANDS = new Set(['pt', 'ptbind', 'ptunbind', 'ptzap', 'translate', 'ptdump']);
@@ -65,6 +80,7 @@ export function createPageTableReplay(engine?: Engine | BackendName | null): Pag
   const backend: BackendName | undefined =
     typeof engine === 'string' ? engine : engine && typeof engine === 'object' ? engine.name : undefined;
   let table: PageTable<bigint> | null = null;
+  let lastReason: string | null = null;
 
   const current = (): PageTable<bigint> => {
     if (table === null) table = new PageTable<bigint>({ shifts: DEFAULT_SHIFTS, bigint: true, backend });
@@ -139,9 +155,10 @@ export function createPageTableReplay(engine?: Engine | BackendName | null): Pag
     try {
       yield* run(cmd, args);
     } catch (err) {
-      if (err instanceof GpuVmError) yield `err ${err.code}`;
-      else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) yield 'err EINVAL';
-      else throw err;
+      const r = refusal(err);
+      if (r === null) throw err;
+      lastReason = r.reason;
+      yield `err ${r.code}`;
     }
   }
 
@@ -154,6 +171,10 @@ export function createPageTableReplay(engine?: Engine | BackendName | null): Pag
       for (const line of guarded(cmd, args)) out.push(line);
       return true;
     },
+    get lastReason() {
+      return lastReason;
+    },
+    table: () => table,
     close(): void {
       table?.destroy();
       table = null;

@@ -5,11 +5,12 @@
  * produced, waiting for the writer to drain whenever it asks to. Memory stays
  * bounded by one input piece, one output piece and one engine walk chunk,
  * whatever the length of the input or of a dump. The output is byte for byte
- * what replay(text) returns for the same input.
+ * what replay(text) returns for the same input; the reason for each `err`
+ * line goes to onError, never into the output.
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Writable } from 'node:stream';
-import { ReplayRun, type ReplayOptions } from './replay.js';
+import { ReplayRun, type ReplayError, type ReplayOptions } from './replay.js';
 
 /** Output is handed to the writer in pieces of about this many characters. */
 const OUTPUT_PIECE = 64 * 1024;
@@ -65,33 +66,79 @@ class PieceWriter {
   }
 }
 
+/** A refused command, where it stands in the input. */
+export interface StreamError extends ReplayError {
+  /** 1-based input line */
+  line: number;
+}
+
+export interface ReplayStreamOptions extends ReplayOptions {
+  /** told of every `err` line just before it is written (the output does not change) */
+  onError?: (error: StreamError) => void;
+  /** stop after the first `err` line (it is still written) */
+  strict?: boolean;
+  /** told after each piece of input: input lines run so far, input bytes read so far */
+  onProgress?: (lines: number, bytes: number) => void;
+}
+
+export interface ReplayStreamResult {
+  /** input lines run */
+  lines: number;
+  /** refused commands */
+  errors: number;
+  /** true when `strict` ended the run early */
+  stopped: boolean;
+}
+
 /**
  * Runs the replay text arriving on `input` (strings or UTF-8 bytes, in any
  * split) and writes its output to `output` as it is produced. Resolves when
- * the input ended and every output line was handed to `output` (which is
- * left open); rejects on a read or write error.
+ * the input ended (or `strict` met an error) and every output line was
+ * handed to `output` (which is left open); rejects on a read or write error.
  */
 export async function replayStream(
   input: AsyncIterable<string | Uint8Array>,
   output: Writable,
-  options: ReplayOptions = {},
-): Promise<void> {
+  options: ReplayStreamOptions = {},
+): Promise<ReplayStreamResult> {
+  const { onError, strict = false, onProgress } = options;
   const run = new ReplayRun(options);
   const writer = new PieceWriter(output);
   const decoder = new StringDecoder('utf8');
-  const drive = async (lines: Iterable<string>) => {
-    for (const line of lines) if (writer.line(line)) await writer.flush();
-  };
-  try {
-    for await (const chunk of input) {
-      await drive(run.lines(typeof chunk === 'string' ? chunk : decoder.write(chunk)));
-      // the next piece of input may be a long way off: show what this one gave
-      await writer.flush();
+  let seen = 0;
+  let stopped = false;
+  /** false once strict mode met an error */
+  const drive = async (lines: Iterable<string>): Promise<boolean> => {
+    for (const line of lines) {
+      if (run.errors !== seen) {
+        seen = run.errors;
+        onError?.({ line: run.lineNumber, ...run.lastError! });
+        if (strict) {
+          writer.line(line);
+          stopped = true;
+          return false;
+        }
+      }
+      if (writer.line(line)) await writer.flush();
     }
-    await drive(run.lines(decoder.end()));
-    await drive(run.end());
+    return true;
+  };
+  let bytes = 0;
+  try {
+    reading: {
+      for await (const chunk of input) {
+        bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+        if (!(await drive(run.lines(typeof chunk === 'string' ? chunk : decoder.write(chunk))))) break reading;
+        // the next piece of input may be a long way off: show what this one gave
+        await writer.flush();
+        onProgress?.(run.lineNumber, bytes);
+      }
+      if (!(await drive(run.lines(decoder.end())))) break reading;
+      await drive(run.end());
+    }
     await writer.flush();
   } finally {
     run.close();
   }
+  return { lines: run.lineNumber, errors: run.errors, stopped };
 }

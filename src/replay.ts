@@ -12,11 +12,12 @@ import { engineFor, type BackendName } from './backend/loader.js';
 import { GpuVmError } from './errors.js';
 import { GpuVm } from './gpuvm.js';
 import type { Op, OpList, OpMapping } from './ops.js';
-import { createPageTableReplay } from './replay-page-table.js';
+import { createPageTableReplay, refusal } from './replay-page-table.js';
 import { createSvmReplay } from './replay-svm.js';
 import { U64_MAX } from './u64.js';
 import { Malformed, parseU64 } from './replay-words.js';
 import { Bo } from './vm-bo.js';
+import { takeSnapshot, type SnapshotOptions, type SvmWorld, type VaSnapshot } from './render/snapshot.js';
 
 export interface ReplayOptions {
   /** engine to run on (default: GPUVM_BACKEND / auto) */
@@ -25,7 +26,28 @@ export interface ReplayOptions {
 
 const h = (v: bigint | number): string => '0x' + v.toString(16);
 
+/**
+ * A command set of the language (page tables, SVM), as the session drives it:
+ * lines() is null for a command of another set; a refused command ends with
+ * the status line `err <CODE>`, and the set's lastReason then says why (the
+ * error's message) without changing the output. A set without lastReason is
+ * reported by its errno name alone.
+ */
+interface CommandSet {
+  lines(cmd: string, args: string[]): Generator<string, void, undefined> | null;
+  readonly lastReason?: string | null;
+}
+
+/** A refused command: its errno name and why (the error's message). */
+export interface ReplayError {
+  code: string;
+  reason: string;
+}
+
 class ReplaySession {
+  /** the last refusal, and how many there were */
+  lastError: ReplayError | null = null;
+  errors = 0;
   private vm: GpuVm<bigint> | null = null;
   private readonly bos = new Map<bigint, Bo>();
   private readonly ids = new Map<Bo, bigint>();
@@ -169,20 +191,52 @@ class ReplaySession {
   /**
    * The output lines of one input line (without line ends), produced while
    * the command runs. Iterate it to the end before the next line: a refusal
-   * shows up as its last line, `err <CODE>`.
+   * shows up as its last line, `err <CODE>`, and is recorded in lastError.
    */
   *line(raw: string): Generator<string, void, undefined> {
     const hash = raw.indexOf('#');
     const text = (hash >= 0 ? raw.slice(0, hash) : raw).trim();
     if (text === '') return;
     const [cmd, ...args] = text.split(/\s+/);
-    try {
-      yield* this.svm.lines(cmd, args) ?? this.pt.lines(cmd, args) ?? this.run(cmd, args);
-    } catch (err) {
-      if (err instanceof GpuVmError) yield `err ${err.code}`;
-      else if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) yield 'err EINVAL';
-      else throw err;
+    const svm = this.svm.lines(cmd, args);
+    const pt = svm === null ? this.pt.lines(cmd, args) : null;
+    const set: CommandSet | null = svm !== null ? this.svm : pt !== null ? this.pt : null;
+    if (set !== null) {
+      // another command set runs the command and reports its own refusals
+      for (const out of (svm ?? pt)!) {
+        if (out.startsWith('err ')) this.refused(out.slice(4), set.lastReason);
+        yield out;
+      }
+      return;
     }
+    try {
+      yield* this.run(cmd, args);
+    } catch (err) {
+      const r = refusal(err);
+      if (r === null) throw err;
+      this.refused(r.code, r.reason);
+      yield `err ${r.code}`;
+    }
+  }
+
+  private refused(code: string, reason: string | null | undefined): void {
+    // a set that gives no reason still names its errno
+    this.lastError = { code, reason: typeof reason === 'string' && reason !== '' ? reason : code };
+    this.errors++;
+  }
+
+  snapshot(options?: SnapshotOptions): VaSnapshot {
+    // the SVM set may offer its world for reading; without it the picture has no SVM layer
+    const svmState = (this.svm as { svmState?: () => SvmWorld | null }).svmState;
+    return takeSnapshot(
+      {
+        vm: this.vm,
+        boName: (bo) => this.id(bo),
+        pageTable: this.pt.table(),
+        svm: typeof svmState === 'function' ? svmState.call(this.svm) : null,
+      },
+      options,
+    );
   }
 
   close(): void {
@@ -235,24 +289,58 @@ export class LineSplitter {
  * A replay session: open(), then lines(text) for each piece of input as it
  * arrives (any split, even inside a line or a CRLF), end() after the last
  * one, close() always. Each call returns the output lines as a generator
- * that runs the commands while it is iterated.
+ * that runs the commands while it is iterated. While it is iterated,
+ * lineNumber is the input line running, and each `err` line it yields has
+ * been recorded in lastError first (errors counts them), so a driver can
+ * say why without changing the output.
  */
 export class ReplayRun {
   private readonly session: ReplaySession;
   private readonly splitter = new LineSplitter();
+  private line = 0;
 
   constructor(options: ReplayOptions = {}) {
     this.session = new ReplaySession(options.backend);
   }
 
+  /** The 1-based number of the input line running (or last run). */
+  get lineNumber(): number {
+    return this.line;
+  }
+
+  /** The last refused command: its errno name and the reason, or null. */
+  get lastError(): ReplayError | null {
+    return this.session.lastError;
+  }
+
+  /** How many commands were refused so far. */
+  get errors(): number {
+    return this.session.errors;
+  }
+
   /** Runs the lines `chunk` completes; yields their output lines. */
   *lines(chunk: string): Generator<string, void, undefined> {
-    for (const raw of this.splitter.push(chunk)) yield* this.session.line(raw);
+    for (const raw of this.splitter.push(chunk)) {
+      this.line++;
+      yield* this.session.line(raw);
+    }
   }
 
   /** Runs a last line without a line end; yields its output lines. */
   *end(): Generator<string, void, undefined> {
-    for (const raw of this.splitter.end()) yield* this.session.line(raw);
+    for (const raw of this.splitter.end()) {
+      this.line++;
+      yield* this.session.line(raw);
+    }
+  }
+
+  /**
+   * What the session holds now, as plain data (for pictures): the VM's
+   * mappings, the page table's entries and the SVM world when there is one.
+   * Reads only; runs nothing.
+   */
+  snapshot(options?: SnapshotOptions): VaSnapshot {
+    return this.session.snapshot(options);
   }
 
   /** Releases the VM and the page table. */
