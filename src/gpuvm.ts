@@ -1127,8 +1127,36 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.#c.listGen++;
   }
 
+  /** Destroys the VM (`using vm = new GpuVm(...)`). */
   [Symbol.dispose](): void {
     this.destroy();
+  }
+
+  /** JSON: name, range in hex, number mode, engine, mapping count (null once destroyed). */
+  toJSON(): { name: string; start: string; end: string; bigint: boolean; backend: BackendName; mappings: number | null; destroyed: boolean } {
+    const c = this.#c;
+    return {
+      name: this.name,
+      start: hex(c.startB),
+      end: hex(c.endB),
+      bigint: this.bigint,
+      backend: this.backend,
+      mappings: c.h === 0 ? null : c.E.vmStats(c.h),
+      destroyed: c.h === 0,
+    };
+  }
+
+  /** `GpuVm ctx0 [0x100000, 0x10000100000) 3 mappings (native)`. */
+  toString(): string {
+    const c = this.#c;
+    const what = c.h === 0 ? 'destroyed' : `${c.E.vmStats(c.h)} mappings`;
+    const pt = c.mirror !== null ? ', page table attached' : '';
+    return `GpuVm ${this.name} [${hex(c.startB)}, ${hex(c.endB)}) ${what} (${this.backend}${pt})`;
+  }
+
+  /** console.log shows the VA space, and nothing internal. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return this.toString();
   }
 }
 
