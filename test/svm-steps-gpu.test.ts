@@ -52,6 +52,17 @@ function transcript(backend: (typeof backends)[number], text: string): void {
 
 const SVM = 'svm 0 0x1000000000 0x20000000 0x200000,0x10000,0x1000';
 
+/** One failed alloc_vram of the timeslice test: attempt, eviction stuck on the timeslice (retries=2), second attempt. */
+const EVICT_PASS = `      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      migrate-fail EBUSY
+      evict 0x10000000 0x200000
+      hmm-retry
+      hmm-retry
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      migrate-fail EBUSY`;
+
 describe.each(backends)('SVM steps on %s: §6 gpufault', (backend) => {
   it('the example of the definition, byte for byte', () => {
     transcript(backend, `
@@ -203,6 +214,95 @@ describe.each(backends)('SVM steps on %s: §6 gpufault', (backend) => {
       migrate 0x10000000 0x200000
       migrate-fail EINVAL
       err EINVAL
+    `);
+  });
+
+  it('atomic, err EBUSY at the third failed migration: device pages inside their timeslice can neither move nor be evicted', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x1000000 timeslice=1000 retries=2
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 0x10000000 0x10010000 atomic    # 64K on the device for 1000 ms
+      range 0x10000000 0x10000 new
+      migrate 0x10000000 0x10000
+      invalidate 0x0 0x10000000 0x10010000 MIGRATE
+      pages 0x10000000 0x10000 dev
+      bind 0x10000000 0x10000
+      ok
+      > munmap 0x1000f000 0x1000
+      invalidate 0x0 0x1000f000 0x10010000 UNMAP
+      unmap-pages 0x10000000 0x10000
+      gc-queue 0x10000000 partial
+      ok
+      > gc
+      unbind 0x10000000 0x10000
+      remove 0x10000000 0x10000
+      notifier-remove 0x0
+      ok
+      > mmap 0x1000f000 0x1000
+      ok
+      > gpufault 0x10100000 atomic
+      range 0x10000000 0x200000 new
+@EV@
+      evict 0x10000000 0x200000
+      hmm-retry
+      hmm-retry
+      retry pages EOPNOTSUPP
+      range 0x10000000 0x200000 found
+@EV@
+      evict 0x10000000 0x200000
+      hmm-retry
+      hmm-retry
+      retry pages EOPNOTSUPP
+      range 0x10000000 0x200000 found
+@EV@
+      err EBUSY
+    `.replace(/@EV@/g, EVICT_PASS));
+  });
+
+  it('atomic, err EPERM when get_pages fails with no attempt left (two passes lost to bind EAGAIN first)', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > mprotect 0x10100000 0x100000 ro
+      invalidate 0x0 0x10100000 0x10200000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      ok
+      > inject before-bind mprotect 0x10000000 0x1000 ro
+      ok
+      > inject before-bind nth=2 mprotect 0x10000000 0x1000 rw
+      ok
+      > inject in-hmm nth=3 cpu 0x10100000 0x1000
+      ok
+      > gpufault 0x10080000 atomic       # all dev: the scan skips the migration; the pool's pages pass the ro check
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 dev
+      inject before-bind 1
+      invalidate 0x0 0x10000000 0x10001000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      inject-done ok
+      retry bind EAGAIN
+      range 0x10000000 0x200000 found
+      pages 0x10000000 0x200000 dev
+      inject before-bind 2
+      invalidate 0x0 0x10000000 0x10001000 PROTECTION
+      unmap-pages 0x10000000 0x200000
+      inject-done ok
+      retry bind EAGAIN
+      range 0x10000000 0x200000 found
+      inject in-hmm 3
+      invalidate 0x0 0x10100000 0x10200000 MIGRATE
+      inject-done ok
+      hmm-retry
+      err EPERM
     `);
   });
 
