@@ -585,6 +585,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     }
   }
 
+  /** `for (const va of vm)`: every mapping, as {@link GpuVmImpl.mappings} without arguments. */
   [Symbol.iterator](): Iterator<GpuVa<N>> {
     return this.mappings();
   }

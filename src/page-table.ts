@@ -466,6 +466,7 @@ class PageTableImpl<N extends U64 = U64> {
     return this.#out(1n << BigInt(bits));
   }
 
+  /** Whether destroy() was called. */
   get destroyed(): boolean {
     return this.#handle === 0;
   }

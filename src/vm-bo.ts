@@ -103,6 +103,7 @@ export class Bo {
     boStateOf = (bo) => bo.#state;
   }
 
+  /** A new BO with a fresh id; nothing is allocated in any engine. */
   constructor(options: BoOptions = {}) {
     if (options === null || typeof options !== 'object') {
       throw new TypeError(`Bo options must be an object, got ${options === null ? 'null' : typeof options}`);
