@@ -327,6 +327,26 @@ describe.each(backends)('SVM steps on %s: §2 setup', (backend) => {
     `);
   });
 
+  it('any page-sized pool is accepted, up to the whole 64-bit space', () => {
+    // regression: the pool's default device base (2^40) made pools above 2^64 - 2^40 bytes err EINVAL
+    transcript(backend, `
+      > svm 0 0x1000000000 0x20000000 0x1000 devmem=0xfffffffffffff000
+      > devdump
+      devmem used=0x0 free=0xfffffffffffff000 allocations=0
+      > mmap 0x10000000 0x1000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x1000 new
+      migrate 0x10000000 0x1000
+      invalidate 0x0 0x10000000 0x10001000 MIGRATE
+      pages 0x10000000 0x1000 dev
+      bind 0x10000000 0x1000
+      ok
+      > devdump
+      devmem used=0x1000 free=0xffffffffffffe000 allocations=1
+    `);
+  });
+
   it('a new svm replaces everything: address space, clock, pool, ranges, collector queue and queued injections', () => {
     transcript(backend, `
       > ${SVM} devmem=0x400000 timeslice=5

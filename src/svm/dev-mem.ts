@@ -54,7 +54,7 @@ export interface DevMemHooks<N extends U64 = U64> {
 export interface DevMemOptions<N extends U64 = U64> {
   /** bytes of device memory (a multiple of 0x1000; 0 = none) */
   size: U64;
-  /** device address of the pool's first byte (default 2^40) */
+  /** device address of the pool's first byte (default 2^40, or 2^64 - size for a pool too large to start there) */
   base?: U64;
   hooks?: DevMemHooks<N>;
   /** report addresses as bigints */
@@ -162,7 +162,8 @@ export class DevMem<N extends U64 = U64> {
     const bigint = optBool(options.bigint, 'bigint');
     const backend = options.backend;
     const sizePages = alignedPage(size, 'size', true);
-    const basePage = base === undefined ? DEFAULT_BASE_PAGE : alignedPage(base, 'base', true);
+    // any page-sized pool is valid: one too large for the default base starts lower
+    const basePage = base === undefined ? Math.min(DEFAULT_BASE_PAGE, PAGES_U64 - sizePages) : alignedPage(base, 'base', true);
     if (basePage + sizePages > PAGES_U64) throw new GpuVmError('EINVAL', 'base + size is above 2^64');
     if (hooks !== undefined && (hooks === null || typeof hooks !== 'object')) {
       throw new TypeError(`hooks must be an object, got ${describe(hooks)}`);
