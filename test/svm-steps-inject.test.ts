@@ -152,6 +152,48 @@ describe.each(backends)('SVM steps on %s: §8 injection', (backend) => {
     `);
   });
 
+  it('svmprefetch: before-map seq-retry as in a fault; an in-hmm invalidation with retries=0 ends it with EBUSY (not ENODATA)', () => {
+    transcript(backend, `
+      > ${SVM}
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10200000
+      range 0x10200000 0x200000 new
+      pages 0x10200000 0x200000 sys
+      bind 0x10200000 0x200000
+      ok
+      > inject before-map madvise 0x10200000 0x1000 dontneed
+      ok
+      > svmprefetch 0x10000000 0x200000
+      range 0x10000000 0x200000 new
+      inject before-map 1
+      invalidate 0x0 0x10200000 0x10201000 CLEAR
+      unmap-pages 0x10200000 0x200000
+      inject-done ok
+      seq-retry
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > ${SVM} retries=0
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10200000
+      range 0x10200000 0x200000 new
+      pages 0x10200000 0x200000 sys
+      bind 0x10200000 0x200000
+      ok
+      > inject in-hmm madvise 0x10200000 0x1000 dontneed
+      ok
+      > svmprefetch 0x10000000 0x200000
+      range 0x10000000 0x200000 new
+      inject in-hmm 1
+      invalidate 0x0 0x10200000 0x10201000 CLEAR
+      unmap-pages 0x10200000 0x200000
+      inject-done ok
+      err EBUSY
+    `);
+  });
+
   it('before-map: an invalidation of another range of the notifier is a seq-retry; an unmap of this range is EFAULT first', () => {
     transcript(backend, `
       > ${SVM}

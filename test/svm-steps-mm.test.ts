@@ -166,6 +166,30 @@ describe.each(backends)('SVM steps on %s: §3.4 mprotect', (backend) => {
     `);
   });
 
+  it('a piece across a notifier boundary is one PROTECTION per notifier, each clipped to its block', () => {
+    transcript(backend, `
+      > svm 0 0x1000000000 0x100000 0x10000,0x1000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x100f0000
+      range 0x100f0000 0x10000 new
+      pages 0x100f0000 0x10000 sys
+      bind 0x100f0000 0x10000
+      ok
+      > gpufault 0x10100000
+      range 0x10100000 0x10000 new
+      pages 0x10100000 0x10000 sys
+      bind 0x10100000 0x10000
+      ok
+      > mprotect 0x100f8000 0x10000 ro
+      invalidate 0x10000000 0x100f8000 0x10100000 PROTECTION
+      unmap-pages 0x100f0000 0x10000
+      invalidate 0x10100000 0x10100000 0x10108000 PROTECTION
+      unmap-pages 0x10100000 0x10000
+      ok
+    `);
+  });
+
   it('PROTECTION only when the piece holds a present page and the mode really changes; the notifier is told even with no range there', () => {
     transcript(backend, `
       > ${SVM}
@@ -292,6 +316,36 @@ describe.each(backends)('SVM steps on %s: §3.6-§3.8 cpu, migration back, tick'
       notifier 0x0 0x20000000 ranges=2
       range 0x10000000 0x10000 flags=migrate_devmem pages=sys valid=0 bound=0
       range 0x10020000 0x10000 flags=migrate_devmem pages=sys valid=0 bound=0
+      > devdump
+      devmem used=0x0 free=0x400000 allocations=0
+    `);
+  });
+
+  it('one access over two allocations migrates each block back, ascending', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x400000
+      ok
+      > gpufault 0x10000000 devmem
+      range 0x10000000 0x200000 new
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10200000 devmem
+      range 0x10200000 0x200000 new
+      migrate 0x10200000 0x200000
+      invalidate 0x0 0x10200000 0x10400000 MIGRATE
+      pages 0x10200000 0x200000 dev
+      bind 0x10200000 0x200000
+      ok
+      > cpu 0x101ff000 0x2000 write
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      unmap-pages 0x10000000 0x200000
+      invalidate 0x0 0x10200000 0x10400000 MIGRATE
+      unmap-pages 0x10200000 0x200000
+      ok
       > devdump
       devmem used=0x0 free=0x400000 allocations=0
     `);
