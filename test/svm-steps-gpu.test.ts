@@ -120,6 +120,33 @@ describe.each(backends)('SVM steps on %s: §6 gpufault', (backend) => {
     `);
   });
 
+  it('atomic: a range bound in system memory is no fast path; it migrates (unmapping the old mapping) and binds in device memory', () => {
+    transcript(backend, `
+      > ${SVM} devmem=0x400000
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000
+      range 0x10000000 0x200000 new
+      pages 0x10000000 0x200000 sys
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 atomic
+      range 0x10000000 0x200000 found
+      migrate 0x10000000 0x200000
+      invalidate 0x0 0x10000000 0x10200000 MIGRATE
+      unmap-pages 0x10000000 0x200000
+      pages 0x10000000 0x200000 dev
+      bind 0x10000000 0x200000
+      ok
+      > gpufault 0x10000000 atomic
+      range 0x10000000 0x200000 found
+      ok
+      > gpufault 0x10000000 ro
+      range 0x10000000 0x200000 found
+      ok
+    `);
+  });
+
   it('err EACCES: atomic on a range that cannot use device memory (the new range stays)', () => {
     transcript(backend, `
       > ${SVM} devmem=0x400000
