@@ -543,6 +543,23 @@ describe.each(backends)('SVM steps on %s: §3.1-§3.2 VMA state and merging (Cpu
     });
   });
 
+  it('one mprotect over several VMAs merges each changed piece into what the walk already merged', () => {
+    withMm((mm) => {
+      mm.mmap(0x10000, 0x30000);
+      mm.access(0x10000, 0x30000);
+      mm.mprotect(0x20000, 0x10000, 'ro');
+      expect(layout(mm)).toHaveLength(3);
+      mm.mprotect(0x10000, 0x30000, 'ro'); // A joins B, then C joins AB
+      expect(layout(mm)).toEqual(['10000+30000 ro anon anon_vma acct']);
+      mm.mprotect(0x18000, 0x20000, 'rw'); // the middle only: three pieces again
+      expect(layout(mm)).toEqual([
+        '10000+8000 ro anon anon_vma acct',
+        '18000+20000 rw anon anon_vma acct',
+        '38000+8000 ro anon anon_vma acct',
+      ]);
+    });
+  });
+
   it('file VMAs merge only with pieces of the same mmap; hugetlb never merges; kinds never mix', () => {
     withMm((mm) => {
       mm.mmap(0x10000, 0x10000, { kind: 'file' });
