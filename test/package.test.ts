@@ -53,15 +53,40 @@ describe.each(backends)('the package on %s', (backend) => {
     const m = await import(pathToFileURL(join(root, pkg.exports['.'].import.default)).href);
     expect(exercise(m)).toEqual([[0x1000, 0x1000, 0], [0x3000, 0x1000, 0x2000]]);
   });
+
+  it('import and require give one implementation: objects and errors cross between them', async () => {
+    const esm = await import(pathToFileURL(join(root, pkg.exports['.'].import.default)).href);
+    const cjs = createRequire(import.meta.url)(join(root, pkg.exports['.'].require.default));
+    for (const name of Object.keys(cjs)) expect(esm[name], name).toBe(cjs[name]);
+    const vm = new esm.GpuVm({ start: 0, range: 0x100000, backend });
+    const bo = new cjs.Bo();
+    vm.bind(0x1000, 0x1000, bo, 0);
+    expect(vm.findBo(bo)).toBeInstanceOf(cjs.VmBo);
+    expect(() => new cjs.GpuVm({ start: 0, range: 0, backend })).toThrow(esm.GpuVmError);
+    vm.destroy();
+  });
 });
 
 describe('package metadata', () => {
   it('ships types for both formats and a bin', () => {
-    for (const cond of ['import', 'require']) {
+    for (const cond of ['module', 'import', 'require']) {
       expect(existsSync(join(root, pkg.exports['.'][cond].types))).toBe(true);
       expect(existsSync(join(root, pkg.exports['.'][cond].default))).toBe(true);
     }
     expect(pkg.bin.gpuvm).toBe('./bin/gpuvm.js');
     expect(readFileSync(join(root, pkg.exports['.'].import.types), 'utf8')).toMatch(/declare class GpuVm/);
+  });
+
+  it('says what it is, where it lives, and that importing it does nothing', () => {
+    expect(pkg.license).toBe('MIT');
+    expect(readFileSync(join(root, 'LICENSE'), 'utf8')).toMatch(/^MIT License[\s\S]*gpuvm contributors/);
+    expect(readFileSync(join(root, 'CHANGELOG.md'), 'utf8')).toMatch(/## \[0\.1\.0\]/);
+    expect(pkg.repository.url).toBeTruthy();
+    expect(pkg.bugs.url).toBeTruthy();
+    expect(pkg.homepage).toBeTruthy();
+    expect(pkg.keywords.length).toBeGreaterThan(0);
+    expect(pkg.sideEffects).toBe(false);
+    expect(pkg.files).toEqual(expect.arrayContaining(['dist', 'bin', 'prebuilds', 'examples', 'CHANGELOG.md']));
+    expect(pkg.dependencies['node-gyp-build']).toBeTruthy(); // the install step's prebuild check
   });
 });
