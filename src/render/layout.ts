@@ -2,7 +2,7 @@
  * The horizontal axis of a VA picture. A GPU VA space is 2^48 bytes or more
  * while mappings are often a few pages, so a linear axis would draw nothing
  * visible. The axis shows only the occupied regions: intervals that lie close
- * together (relative to their own size) share one linear segment, segments
+ * together (a gap at most 8 times what they hold) share one linear segment, segments
  * are separated by fixed-width breaks that say how much was skipped, and each
  * segment gets a width that grows with the logarithm of its length, so a
  * 64 KiB region beside a 1 TiB one is still wide enough to read.
@@ -109,7 +109,7 @@ export function buildAxis(
     while (joined.length >= 2) {
       const [as, ae] = joined[joined.length - 2];
       const [bs, be] = joined[joined.length - 1];
-      if ((bs - ae) * 4n > ae - as + (be - bs)) break;
+      if (bs - ae > (ae - as + (be - bs)) * 8n) break;
       joined.splice(joined.length - 2, 2, [as, be]);
     }
   }

@@ -157,12 +157,12 @@ function vmPanel(c: Canvas, axis: Axis, vm: SnapVm, y: number): number {
       c.text((x0 + x1) / 2, top + h / 2 + 4, label, { anchor: 'middle', size: 10, fill: m.bo === '0' ? COLOURS.text : '#ffffff' });
     }
   }
-  // the edges between mappings: where a split or a neighbour's bind cut
+  // the edges between mappings: where a split or a neighbour's bind cut. Only for
+  // mappings wide enough to tell apart: dense ones would turn the row into edges.
   for (const m of sorted) {
-    for (const a of [m.addr, m.addr + m.range]) {
-      const [x] = spanX(axis, a, a, 0);
-      c.line(x, top - 3, x, top + h + 3, COLOURS.edge, 1);
-    }
+    const [x0, x1] = spanX(axis, m.addr, m.addr + m.range, 0);
+    if (x1 - x0 < 6 || m.kernel) continue;
+    for (const x of [x0, x1]) c.line(x, top - 3, x, top + h + 3, COLOURS.edge, 1);
   }
   // legend: BOs by how many mappings they have
   let lx = PLOT_X0;
@@ -211,7 +211,11 @@ function ptPanel(c: Canvas, axis: Axis, pt: SnapPageTable, y: number): number {
     const { counts, kinds, n, width } = levelColumns(axis, pt, level);
     row(c, axis, top, h, `L${level} ${bytes(1n << BigInt(pt.shifts[level]))} · ${n}`);
     let max = 1;
-    for (const k of kinds) for (let x = 0; x < width; x++) if (counts[k][x] > max) max = counts[k][x];
+    for (let x = 0; x < width; x++) {
+      let total = 0;
+      for (const k of kinds) total += counts[k][x];
+      if (total > max) max = total;
+    }
     // one rect per run of columns with the same kind and heat step
     let runStart = -1;
     let runKey = '';
@@ -298,7 +302,9 @@ function svmPanel(c: Canvas, axis: Axis, svm: SnapSvm, y: number): number {
       const on = flag === 'bound' ? r.bound : r.flags.includes(flag);
       if (!on) continue;
       const [x0, x1] = spanX(axis, r.start, r.start + r.size, 2);
-      c.rect(x0, top + 2, x1 - x0, 6, COLOURS.flag);
+      // a pixel short at each end, so neighbouring ranges with the same flag stay apart
+      const cut = x1 - x0 > 6 ? 1 : 0;
+      c.rect(x0 + cut, top + 2, x1 - x0 - 2 * cut, 6, COLOURS.flag);
     }
     top += 12;
   }
