@@ -278,6 +278,43 @@ describe.each(backends)('SVM steps on %s: §5.3 the HMM walk and §5.6 range_evi
     `);
   });
 
+  it('walk: pages before a device page held by its timeslice were already faulted in when the walk stops', () => {
+    // Reading of "stop with EBUSY without changing anything": nothing changes for the held page, but
+    // the pages before it were handled first (ascending) and changes made before a stop stay, as
+    // with upstream hmm_range_fault, which keeps what it faulted before returning -EBUSY. Seen here
+    // through the PROTECTION that mprotect sends only for a piece holding a present page.
+    transcript(backend, `
+      > ${SVM} devmem=0x400000 timeslice=100 retries=0
+      > mmap 0x10000000 0x200000
+      ok
+      > gpufault 0x10100000 0x10100000 0x10110000 atomic
+      range 0x10100000 0x10000 new
+      migrate 0x10100000 0x10000
+      invalidate 0x0 0x10100000 0x10110000 MIGRATE
+      pages 0x10100000 0x10000 dev
+      bind 0x10100000 0x10000
+      ok
+      > munmap 0x1010f000 0x1000
+      invalidate 0x0 0x1010f000 0x10110000 UNMAP
+      unmap-pages 0x10100000 0x10000
+      gc-queue 0x10100000 partial
+      ok
+      > mmap 0x1010f000 0x1000
+      ok
+      > gpufault 0x10000000
+      unbind 0x10100000 0x10000
+      remove 0x10100000 0x10000
+      notifier-remove 0x0
+      range 0x10000000 0x200000 new
+      err EBUSY
+      > mprotect 0x10000000 0x1000 ro
+      invalidate 0x0 0x10000000 0x10001000 PROTECTION
+      ok
+      > mprotect 0x1010f000 0x1000 ro          # the page after the held ones was never reached
+      ok
+    `);
+  });
+
   it('walk with write: an ro VMA refuses any page unless the owner is the pool and the page is a device page', () => {
     transcript(backend, `
       > ${SVM} devmem=0x400000 retries=1
