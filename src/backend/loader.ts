@@ -100,7 +100,7 @@ const platformTag = `${process.platform}-${process.arch}`;
 let libcName: string | undefined;
 /** The C library, told apart the way node-gyp-build (the install step's check) does. */
 function libc(): string {
-  libcName ??= process.platform === 'linux' && existsSync('/etc/alpine-release') ? 'musl' : 'glibc';
+  libcName ??= process.env.LIBC || (process.platform === 'linux' && existsSync('/etc/alpine-release') ? 'musl' : 'glibc');
   return libcName;
 }
 
@@ -186,7 +186,7 @@ function loadNative(): Engine {
       log('native engine: loading the prebuilt %s', prebuild.file);
       return nativeEngine(prebuild.file);
     } catch (err) {
-      tried.push(`${prebuild.file} failed to load: ${oneLine(err)}`);
+      tried.push(`${prebuild.file} failed to load: ${oneLine(err, prebuild.file)}`);
     }
   } else {
     tried.push(prebuild.missing);
@@ -198,7 +198,7 @@ function loadNative(): Engine {
       log('native engine: loading the local build %s', local);
       return nativeEngine(local);
     } catch (err) {
-      tried.push(`${local} failed to load: ${oneLine(err)}`);
+      tried.push(`${local} failed to load: ${oneLine(err, local)}`);
     }
   } else {
     tried.push(`${local} does not exist`);
@@ -207,8 +207,10 @@ function loadNative(): Engine {
   throw new Error(`${tried.join('; ')}; ${nativeFix(root)}`);
 }
 
-function oneLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+/** The first line of a load error, without the file name the reason already gives. */
+function oneLine(err: unknown, file: string): string {
+  const line = (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
+  return line.startsWith(`${file}: `) ? line.slice(file.length + 2) : line;
 }
 
 function nativeEngine(file: string): Engine {
