@@ -221,8 +221,23 @@ console.log(JSON.stringify({ classes: esm.GpuVm === cjs.GpuVm && esm.Bo === cjs.
       );
       expect(JSON.parse(mustRun(process.execPath, ['both.mjs'], dir))).toEqual({ classes: true, errors: true, count: 1 });
       // a module and a CommonJS file type-checked against the installed package
-      writeFileSync(join(dir, 'esm.mts'), "import { GpuVm, type GpuVmOptions } from 'gpuvm';\nconst o: GpuVmOptions = { start: 0, range: 1 };\nexport const vm: GpuVm = new GpuVm(o);\n");
-      writeFileSync(join(dir, 'cjs.cts'), "import gpuvm = require('gpuvm');\nexport const vm: gpuvm.GpuVm = new gpuvm.GpuVm({ start: 0, range: 1 });\n");
+      // (a `@ts-expect-error` that finds no error is itself an error: the types are real, not any)
+      writeFileSync(
+        join(dir, 'esm.mts'),
+        "import { GpuVm, GpuVmError, type GpuVmOptions } from 'gpuvm';\n" +
+          'const o = { start: 0, range: 0x1000 } satisfies GpuVmOptions;\n' +
+          'export const vm = new GpuVm(o);\n' +
+          '// @ts-expect-error no such method\n' +
+          'vm.notAMethod();\n' +
+          'export const isError = (e: unknown): e is GpuVmError => e instanceof GpuVmError;\n',
+      );
+      writeFileSync(
+        join(dir, 'cjs.cts'),
+        "import gpuvm = require('gpuvm');\n" +
+          'export const vm = new gpuvm.GpuVm({ start: 0, range: 0x1000 });\n' +
+          '// @ts-expect-error no such method\n' +
+          'vm.notAMethod();\n',
+      );
       const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
       const args = ['--noEmit', '--strict', '--module', 'node16', '--moduleResolution', 'node16', '--types', 'node', '--typeRoots', join(root, 'node_modules', '@types'), 'esm.mts', 'cjs.cts'];
       const r = run(process.execPath, [tsc, ...args], dir);
