@@ -77,6 +77,10 @@ interface World {
 export interface SvmReplay {
   /** The output lines of one SVM command, or null for a command of another set. */
   lines(cmd: string, args: string[]): Generator<string, void, undefined> | null;
+  /** why the last `err` line was printed: the error's message (null before any) */
+  readonly lastReason: string | null;
+  /** the current setup for reading (null before the first successful `svm`) */
+  svmState(): { mm: CpuMm<bigint>; devmem: DevMem<bigint> | null; driver: SvmDriver<bigint> } | null;
   close(): void;
 }
 
@@ -84,6 +88,14 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
   let world: World | null = null;
   let out: string[] = [];
   let queue: Injection[] = [];
+  let lastReason: string | null = null;
+
+  /** The status line of a refusal, remembering why. */
+  const refuse = (err: Error & { code?: string }, code: string): string => {
+    // GpuVmError messages start with their code; give syntax errors the same shape
+    lastReason = err instanceof GpuVmError ? err.message : `${code}: ${err.message}`;
+    return `err ${code}`;
+  };
 
   const trace = (e: Parameters<typeof formatSvmEvent>[0]) => {
     out.push(formatSvmEvent(e));
@@ -145,7 +157,7 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
       f();
       out.push('ok');
     } catch (err) {
-      if (err instanceof GpuVmError) out.push(`err ${err.code}`);
+      if (err instanceof GpuVmError) out.push(refuse(err, err.code));
       else throw err;
     }
   }
@@ -188,7 +200,7 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
       else throw err;
     }
     for (const j of taken) if (!j.fired) out.push(`inject-unused ${j.point}`);
-    out.push(failure === null ? 'ok' : `err ${failure.code}`);
+    out.push(failure === null ? 'ok' : refuse(failure, failure.code));
   }
 
   function setup(args: string[]): void {
@@ -250,7 +262,7 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
       return;
     }
     const w = world;
-    if (w === null) throw new Malformed('no svm yet');
+    if (w === null) throw new Malformed('no SVM set up yet: an svm line must come first');
     switch (cmd) {
       case 'mmap':
       case 'munmap':
@@ -364,14 +376,20 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
         try {
           run(cmd, args);
         } catch (err) {
-          if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) out.push('err EINVAL');
-          else if (err instanceof GpuVmError) out.push(`err ${err.code}`);
+          if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) out.push(refuse(err, 'EINVAL'));
+          else if (err instanceof GpuVmError) out.push(refuse(err, err.code));
           else throw err;
         }
         const lines = out;
         out = [];
         yield* lines;
       })();
+    },
+    get lastReason() {
+      return lastReason;
+    },
+    svmState() {
+      return world === null ? null : { mm: world.mm, devmem: world.devmem, driver: world.driver };
     },
     close,
   };

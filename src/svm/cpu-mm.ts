@@ -138,6 +138,9 @@ export class MmuNotifier<N extends U64 = U64> {
   }
   /** True when an invalidation reached the notifier since readBegin() returned `seq`. */
   readRetry(seq: number): boolean {
+    if (typeof seq !== 'number' || !Number.isInteger(seq) || seq < 0 || seq > 0xffffffff) {
+      throw new TypeError(`seq must be a sequence number from readBegin(), got ${describe(seq)}`);
+    }
     return seq !== this.#seq;
   }
   /** Stops watching. Idempotent. */
@@ -191,6 +194,10 @@ export class CpuMm<N extends U64 = U64> {
   #nextFrame = FIRST_FRAME;
   /** hook calls queued by the current operation, run once its state is consistent */
   #pendingHooks: (() => void)[] = [];
+  /** notifier callbacks running: the address space must not change under them */
+  #notifying = 0;
+  /** the first error a callback or hook threw; rethrown once the operation is complete */
+  #deferred: { error: unknown } | null = null;
   #destroyed = false;
 
   constructor(options: CpuMmOptions = {}) {
@@ -229,6 +236,12 @@ export class CpuMm<N extends U64 = U64> {
     if (this.#destroyed) throw new GpuVmError('EINVAL', 'the CpuMm was destroyed');
   }
 
+  /** Before any change: live, and not called from inside a notifier callback (as in Linux, a callback cannot change the mm). */
+  #mutable(): void {
+    this.#live();
+    if (this.#notifying > 0) throw new GpuVmError('EBUSY', 'the address space cannot change inside a notifier callback');
+  }
+
   // ---- public operations -------------------------------------------------
 
   /**
@@ -240,7 +253,7 @@ export class CpuMm<N extends U64 = U64> {
     const o = optionsObject(options, 'mmap options');
     const readOnly = optBool(o.readOnly, 'readOnly');
     const kind = o.kind ?? 'anon';
-    this.#live();
+    this.#mutable();
     if (kind !== 'anon' && kind !== 'file' && kind !== 'hugetlb') {
       throw new TypeError(`kind must be 'anon', 'file' or 'hugetlb', got ${describe(kind)}`);
     }
@@ -254,7 +267,7 @@ export class CpuMm<N extends U64 = U64> {
 
   /** munmap(addr, len): one UNMAP invalidation over the whole interval when any VMA overlaps it. */
   munmap(addr: U64, len: U64): void {
-    this.#live();
+    this.#mutable();
     const [s, e] = interval(addr, len, this.bigint, 'munmap');
     this.#munmap(s, e);
     this.#flushHooks();
@@ -266,7 +279,7 @@ export class CpuMm<N extends U64 = U64> {
    * change), as Linux does.
    */
   mprotect(addr: U64, len: U64, mode: 'ro' | 'rw'): void {
-    this.#live();
+    this.#mutable();
     const [s, e] = interval(addr, len, this.bigint, 'mprotect');
     if (mode !== 'ro' && mode !== 'rw') throw new TypeError(`mode must be 'ro' or 'rw', got ${describe(mode)}`);
     try {
@@ -278,7 +291,7 @@ export class CpuMm<N extends U64 = U64> {
 
   /** madvise(addr, len, 'dontneed'): drops the pages of every VMA piece; ENOMEM when the interval had holes (after doing all pieces). */
   madvise(addr: U64, len: U64, advice: 'dontneed'): void {
-    this.#live();
+    this.#mutable();
     const [s, e] = interval(addr, len, this.bigint, 'madvise');
     if (advice !== 'dontneed') throw new TypeError(`advice must be 'dontneed', got ${describe(advice)}`);
     try {
@@ -297,7 +310,7 @@ export class CpuMm<N extends U64 = U64> {
   access(addr: U64, len: U64, options?: { write?: boolean }): void {
     const o = optionsObject(options, 'access options');
     const write = optBool(o.write, 'write');
-    this.#live();
+    this.#mutable();
     const [s, e] = interval(addr, len, this.bigint, 'access');
     this.#access(s, e, write);
     this.#flushHooks();
@@ -525,8 +538,7 @@ export class CpuMm<N extends U64 = U64> {
     let p = s;
     let filled = false;
     const fill = (a: number, b: number) => {
-      this.#pages.assign(a, b, SYS, this.#nextFrame, true);
-      this.#nextFrame += b - a;
+      this.#pages.assign(a, b, SYS, this.#frames(a, b - a), true);
       filled = true;
     };
     while (p < e && this.#pages.seek(p, e)) {
@@ -558,8 +570,7 @@ export class CpuMm<N extends U64 = U64> {
       runs.push([a0, b0, x.aux + (a0 - x.start)]);
     }
     for (const [a0, b0] of runs) {
-      this.#pages.assign(a0, b0, SYS, this.#nextFrame, true);
-      this.#nextFrame += b0 - a0;
+      this.#pages.assign(a0, b0, SYS, this.#frames(a0, b0 - a0), true);
     }
     const hook = devHooks(a.devmem).copyToRam;
     if (hook) {
@@ -595,7 +606,20 @@ export class CpuMm<N extends U64 = U64> {
       for (const x of layer.list(s, e)) hits.push(this.#notifiers[x.tag]!);
     }
     if (this.#layers.length > 1) hits.sort((a, b) => notifierPages(a as MmuNotifier<any>)[0] - notifierPages(b as MmuNotifier<any>)[0]);
-    for (const n of hits) if (!n.removed) notifierFire(n as MmuNotifier<any>, s, e, event);
+    this.#notifying++;
+    try {
+      for (const n of hits) {
+        if (n.removed) continue;
+        try {
+          notifierFire(n as MmuNotifier<any>, s, e, event);
+        } catch (error) {
+          // the CPU side goes on (it cannot be refused); the caller sees the error when the operation is done
+          this.#deferred ??= { error };
+        }
+      }
+    } finally {
+      this.#notifying--;
+    }
   }
 
   // ---- operations on pages ---------------------------------------------
@@ -697,11 +721,35 @@ export class CpuMm<N extends U64 = U64> {
     }
   }
 
+  /** Runs the queued device hooks, then rethrows the first error a callback or hook threw. */
   #flushHooks(): void {
-    if (this.#pendingHooks.length === 0) return;
-    const run = this.#pendingHooks;
-    this.#pendingHooks = [];
-    for (const f of run) f();
+    if (this.#pendingHooks.length > 0) {
+      const run = this.#pendingHooks;
+      this.#pendingHooks = [];
+      for (const f of run) {
+        try {
+          f();
+        } catch (error) {
+          this.#deferred ??= { error };
+        }
+      }
+    }
+    const d = this.#deferred;
+    if (d !== null) {
+      this.#deferred = null;
+      throw d.error;
+    }
+  }
+
+  /**
+   * Frames for n pages populated at page a. A frame keeps its page's offset
+   * inside a 2 MiB block, so a block populated at once is one aligned
+   * physical block a GPU can map with a single large page.
+   */
+  #frames(a: number, n: number): number {
+    const f = this.#nextFrame + ((((a - this.#nextFrame) % 512) + 512) % 512);
+    this.#nextFrame = f + n;
+    return f;
   }
 
   static {
@@ -742,8 +790,13 @@ export class CpuMm<N extends U64 = U64> {
     mmVma = (mm, p) => mm.#vmaAt(p) ?? null;
     mmVmaFrom = (mm, s, e) => (mm.#vmas.seek(s, e) ? mm.#vmaRecs[mm.#vmas.tag]! : null);
     mmPageRuns = (mm, s, e) => mm.#pages.list(s, e).map((x) => ({ start: x.start, end: x.end, dev: x.tag === SYS ? null : mm.#devTags.get(x.tag)!, pa: x.aux }));
-    mmInvalidate = (mm, s, e, ev) => mm.#invalidate(s, e, ev);
+    mmInvalidate = (mm, s, e, ev) => {
+      mm.#mutable();
+      mm.#invalidate(s, e, ev);
+      mm.#flushHooks();
+    };
     mmWalk = (mm, s, e, poolOwner, write) => {
+      mm.#mutable();
       try {
         return mm.#walk(s, e, poolOwner, write);
       } finally {
@@ -751,6 +804,7 @@ export class CpuMm<N extends U64 = U64> {
       }
     };
     mmToDevice = (mm, s, e, a) => {
+      mm.#mutable();
       const r = mm.#vmaAt(s)!;
       const tag = mm.#tagFor(a);
       // absent pages become present too: the VMA may get its anon_vma here
