@@ -253,10 +253,10 @@ export class GpuVa<N extends U64 = U64> {
    */
   toJSON(): { addr: string; range: string; bo: number | null; offset: string; kernel?: true } {
     return {
-      addr: this.#addr.toString(),
-      range: this.#range.toString(),
+      addr: hex(this.#addr),
+      range: hex(this.#range),
       bo: this.#bo?.id ?? null,
-      offset: this.#offset.toString(),
+      offset: hex(this.#offset),
       kernel: this.#kernel || undefined,
     } as { addr: string; range: string; bo: number | null; offset: string; kernel?: true };
   }

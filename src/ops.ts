@@ -128,7 +128,7 @@ abstract class OpView {
   }
   /** The op's fields as a plain object (what console.log shows). */
   abstract plain(): Record<string, unknown>;
-  /** JSON: addresses as decimal strings and BOs by id, as GpuVa.toJSON writes them. */
+  /** JSON: addresses as hex strings and BOs by id, as GpuVa.toJSON writes them. */
   toJSON(): Record<string, unknown> {
     return jsonOf(this.plain()) as Record<string, unknown>;
   }
@@ -138,7 +138,7 @@ abstract class OpView {
 }
 
 function jsonOf(v: unknown): unknown {
-  if (typeof v === 'number' || typeof v === 'bigint') return v.toString();
+  if (typeof v === 'number' || typeof v === 'bigint') return '0x' + v.toString(16);
   if (v === null || typeof v !== 'object') return v;
   if (isBo(v)) return v.id;
   if (typeof (v as { toJSON?: unknown }).toJSON === 'function') return (v as { toJSON(): unknown }).toJSON();

@@ -34,7 +34,7 @@ describe.each(backends)('facade rules on %s', (backend) => {
       const op = list.get(0) as MapOp<number>;
       expect([op.kind, op.addr, op.range, op.bo]).toEqual(['map', 0x1000, 0x1000, bo]);
       list.apply();
-      expect(vm.findFirst(0, 2 ** 32)!.toJSON()).toEqual({ addr: '4096', range: '4096', bo: bo.id, offset: '0' });
+      expect(vm.findFirst(0, 2 ** 32)!.toJSON()).toEqual({ addr: '0x1000', range: '0x1000', bo: bo.id, offset: '0x0' });
       expect(vm.findFirst(0x8000, PG)).toBeNull();
     });
 
@@ -175,7 +175,7 @@ describe.each(backends)('facade rules on %s', (backend) => {
       // a read-only view: nothing can be written, and it still prints its fields
       expect(inspect(op)).toMatch(/kind: 'map'.*addr: 4096.*range: 4096/s);
       expect(inspect(list)).toBe('OpList of 1 ops (pending)');
-      expect(JSON.parse(JSON.stringify(op))).toMatchObject({ kind: 'map', index: 0, addr: '4096', range: '4096', offset: '0' });
+      expect(JSON.parse(JSON.stringify(op))).toMatchObject({ kind: 'map', index: 0, addr: '0x1000', range: '0x1000', offset: '0x0' });
       expect(() => {
         (op as { addr: number }).addr = 0x8000;
       }).toThrow(TypeError);
