@@ -248,7 +248,7 @@ export class GpuVa<N extends U64 = U64> {
   }
 
   /**
-   * JSON: addresses and offset as exact decimal strings (`BigInt(s)` reads
+   * JSON: addresses and offset as exact hex strings (`BigInt(s)` reads
    * them back in either mode), the BO by id; `kernel: true` on the kernel node.
    */
   toJSON(): { addr: string; range: string; bo: number | null; offset: string; kernel?: true } {

@@ -429,7 +429,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     ctx.changed(ctx.E.io());
   }
 
-  /** JSON: the state and the ops (addresses as decimal strings, BOs by id). */
+  /** JSON: the state and the ops (addresses as hex strings, BOs by id). */
   toJSON(): { state: OpListState; ops: Record<string, unknown>[] } {
     return { state: this.state, ops: this.toArray().map((op) => (op as unknown as OpView).toJSON()) };
   }
