@@ -26,7 +26,7 @@ export interface BoOptions {
   /** Size in bytes (informational; the VA manager never checks it). */
   size?: number | bigint;
   /** A BO private to one VM shares that VM's reservation object; elsewhere (and when absent) it is external. */
-  privateTo?: GpuVm;
+  privateTo?: Vm<any>;
   /** A name for dumps and messages. */
   name?: string;
 }

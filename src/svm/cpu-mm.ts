@@ -108,6 +108,7 @@ export class MmuNotifier<N extends U64 = U64> {
   #removed = false;
   readonly #cb: PageCallback;
 
+  /** @hidden made by the library only */
   constructor(token: symbol, mm: CpuMm<N>, first: number, end: number, cb: PageCallback) {
     if (token !== internal) throw new TypeError('use CpuMm.insertNotifier()');
     this.#mm = mm;

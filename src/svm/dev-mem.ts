@@ -76,6 +76,7 @@ export class DevAllocation<N extends U64 = U64> {
   #live: number;
   #released = false;
 
+  /** @hidden made by the library only */
   constructor(token: symbol, dm: DevMem<N>, start: number, pages: number, at: bigint, ts: bigint, pieces: number[]) {
     if (token !== internal) throw new TypeError('DevAllocation objects are made by migrations');
     this.#dm = dm;

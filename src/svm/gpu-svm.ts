@@ -125,6 +125,7 @@ export class SvmNotifier<N extends U64 = U64> {
   readonly #mmn: MmuNotifier<N>;
   #ranges = 0;
 
+  /** @hidden made by the library only */
   constructor(token: symbol, svm: GpuSvm<N>, first: number, end: number, mmn: MmuNotifier<N>) {
     if (token !== internal) throw new TypeError('notifiers are made by GpuSvm.findOrInsert()');
     this.#svm = svm;
@@ -177,6 +178,7 @@ export class SvmRange<N extends U64 = U64> {
   #bound = false;
   #queued = false;
 
+  /** @hidden made by the library only */
   constructor(token: symbol, svm: GpuSvm<N>, first: number, end: number, notifier: SvmNotifier<N>, flags: number) {
     if (token !== internal) throw new TypeError('ranges are made by GpuSvm.findOrInsert()');
     this.#svm = svm;
