@@ -2,8 +2,8 @@
  * The public types, checked by the TypeScript compiler against the built
  * dist/index.d.ts (vitest's global setup builds it): bigint mode follows the
  * options, internals are not reachable, and every ```ts snippet of README.md
- * and docs/*.md that imports from 'gpuvm' compiles (a snippet that uses
- * names it does not define gets a declared preamble, listed below).
+ * and docs/*.md that imports from 'gpuvm' compiles as it stands (each is a
+ * whole program; test/readme-snippets.test.ts runs them).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,14 +13,6 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** What a snippet uses without defining it, keyed by a line only that snippet has. */
-const PREAMBLES: [string, string][] = [
-  [
-    'pt.commit(vm.smMapOps({ addr, range, bo, offset }), resolve',
-    "declare const vm: G.GpuVm; declare const addr: number; declare const range: number; declare const bo: G.Bo; declare const offset: number; declare const resolve: G.PtResolve;",
-  ],
-];
 
 const TYPE_CHECKS = `
 import { GpuVm, PageTable, Bo, type U64 } from 'gpuvm';
@@ -83,9 +75,7 @@ function snippets(): { name: string; code: string }[] {
     for (const m of text.matchAll(/```ts\n([\s\S]*?)```/g)) {
       const code = m[1];
       if (!/from 'gpuvm'/.test(code)) continue;
-      const pre = PREAMBLES.find(([key]) => code.includes(key));
-      const head = pre ? `import type * as G from 'gpuvm';\n${pre[1]}\n` : '';
-      out.push({ name: `${f.replace(/[/.]/g, '_')}_${k++}.ts`, code: `${head}${code}\nexport {};\n` });
+      out.push({ name: `${f.replace(/[/.]/g, '_')}_${k++}.ts`, code: `${code}\nexport {};\n` });
     }
   }
   return out;
