@@ -1271,9 +1271,8 @@ export function iterate(vmh: u32, max: u32): i32 {
 // Op lists. Order of checks: bad VM, bad arguments (EINVAL), then a partly
 // applied list (EBUSY). A failing call leaves an untouched list in place.
 
-/** A map request in ARG (addr, range, offset, BO, VmBo), as readMapRequest left it. */
+/** A map request (addr, range, offset, BO, VmBo) of smMapOps, bind or submit. */
 @unmanaged class MapRequest {
-  vm: GpuVm | null = null;
   addr: u64 = 0;
   range: u64 = 0;
   offset: u64 = 0;
@@ -1282,20 +1281,19 @@ export function iterate(vmh: u32, max: u32): i32 {
 }
 const mapReq = changetype<MapRequest>(memory.data(<i32>offsetof<MapRequest>(), 8));
 
-/**
- * The map request of smMapOps and bind: the VM, then the arguments (EINVAL),
- * then the pending list (EBUSY). Returns 0 with mapReq filled, or the error.
- */
-function readMapRequest(vmh: u32): i32 {
-  const vm = getVm(vmh);
-  if (vm === null) return -EINVAL;
+/** The map request in ARG, into mapReq. */
+function readMapArgs(): MapRequest {
   const m = mapReq;
-  m.vm = vm;
   m.addr = ioGet64(IO_ARG + 0);
   m.range = ioGet64(IO_ARG + 2);
   m.offset = ioGet64(IO_ARG + 4);
   m.bo = ioGet(IO_ARG + 6);
   m.vmbo = ioGet(IO_ARG + 7);
+  return m;
+}
+
+/** The arguments (EINVAL), then the pending list (EBUSY). -> 0 or the error */
+function checkMapRequest(vmh: u32, vm: GpuVm, m: MapRequest): i32 {
   if (!rangeValid(vm, m.addr, m.range) || !mapVmBoValid(vmh, m.bo, m.vmbo)) return -EINVAL;
   if (listBusy(vm)) return -EBUSY;
   return 0;
@@ -1303,10 +1301,11 @@ function readMapRequest(vmh: u32): i32 {
 
 /** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7) -> op count (first chunk at DATA) */
 export function smMapOps(vmh: u32): i32 {
-  const err = readMapRequest(vmh);
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const m = readMapArgs();
+  const err = checkMapRequest(vmh, vm, m);
   if (err != 0) return err;
-  const m = mapReq;
-  const vm = changetype<GpuVm>(m.vm);
   genOps.clear();
   if (!smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps)) return -ENOMEM;
   return listPublish(vm, m.vmbo);
@@ -1405,12 +1404,23 @@ export function opsDrop(vmh: u32): i32 {
 // Fused calls: generate into the VM's list storage and apply at once; the
 // result equals smMapOps/smUnmapOps + opsApply of the whole list.
 
-export function bind(vmh: u32): i32 {
-  const err = readMapRequest(vmh);
+/** One fused call on a live VM, checks included (bind, unbind, submit). -> op count or -errno */
+function bindStep(vmh: u32, vm: GpuVm, m: MapRequest): i32 {
+  const err = checkMapRequest(vmh, vm, m);
   if (err != 0) return err;
-  const m = mapReq;
-  const vm = changetype<GpuVm>(m.vm);
-  const n = fusedStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+  return fusedStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+}
+
+function unbindStep(vmh: u32, vm: GpuVm, addr: u64, range: u64): i32 {
+  if (!rangeValid(vm, addr, range)) return -EINVAL;
+  if (listBusy(vm)) return -EBUSY;
+  return fusedStep(vmh, vm, addr, range, false, 0, 0, 0);
+}
+
+export function bind(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const n = bindStep(vmh, vm, readMapArgs());
   writeZombies(vm);
   return n;
 }
@@ -1418,13 +1428,85 @@ export function bind(vmh: u32): i32 {
 export function unbind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
-  const addr = ioGet64(IO_ARG + 0);
-  const range = ioGet64(IO_ARG + 2);
-  if (!rangeValid(vm, addr, range)) return -EINVAL;
-  if (listBusy(vm)) return -EBUSY;
-  const n = fusedStep(vmh, vm, addr, range, false, 0, 0, 0);
+  const n = unbindStep(vmh, vm, ioGet64(IO_ARG + 0), ioGet64(IO_ARG + 2));
   writeZombies(vm);
   return n;
+}
+
+// ---------------------------------------------------------------------------
+// Batched submission: many fused calls in one crossing, each on its own (a
+// failing request changes nothing and the next one still runs). A bind names
+// its VmBo only (the BO is the VmBo's). VmBos are the facade's to create, so
+// a bind whose VmBo is not live (never made, or gone since the caller wrote
+// the record) stops the batch before it: the caller makes one and goes on
+// from there, exactly where a sequence of bind calls would have made it.
+// SUBMIT_PUT drops the reference the caller took when it made the VmBo for
+// this request, right after it, as bind's caller does; at 0 the VmBo goes at
+// once. -ENOMEM also stops the batch: what follows was written against a VM
+// that could not grow, and the caller decides.
+
+// Request records (src/backend/engine.ts SUBMIT_*): 8 words; word 0 (kind)
+// is overwritten with the request's result.
+const SUBMIT_WORDS: u32 = 8;
+const SUBMIT_PER_CHUNK: u32 = IO_DATA_WORDS / SUBMIT_WORDS;
+const SUBMIT_BIND: u32 = 1;
+const SUBMIT_UNBIND: u32 = 2;
+const SUBMIT_PUT: u32 = 1 << 8; // bind: drop a caller's VmBo reference after it
+/** Set by submitBind when the record's VmBo is not live (nothing ran). */
+let submitStop = false;
+
+function submitBind(vmh: u32, vm: GpuVm, q: usize): i32 {
+  const w0 = load<u32>(q);
+  const m = mapReq;
+  m.vmbo = load<u32>(q, 4);
+  const b = getVmBo(vmh, m.vmbo);
+  if (m.vmbo != 0 && (b === null || b.state != VMBO_LIVE)) {
+    submitStop = true;
+    return 0;
+  }
+  const put = (w0 & SUBMIT_PUT) != 0;
+  if ((w0 & ~(<u32>0xff | SUBMIT_PUT)) != 0) return -EINVAL;
+  // The reference to drop must be one the caller holds (as vmboPut checks).
+  if (put && (b === null || b.refs <= b.count + (vm.listVmbo == m.vmbo ? 1 : 0))) return -EINVAL;
+  m.bo = b !== null ? b.bo : 0;
+  m.addr = load<u64>(q, 8);
+  m.range = load<u64>(q, 16);
+  m.offset = load<u64>(q, 24);
+  const vmbo = m.vmbo;
+  const r = bindStep(vmh, vm, m);
+  if (put) {
+    const h = vmboAt(vmbo);
+    if (--h.refs == 0) gpuVmBoRelease(vm, vmbo);
+  }
+  return r;
+}
+
+/** n bind/unbind requests at DATA; stops before a bind whose VmBo is not live and after the first -ENOMEM. -> requests run */
+export function submit(vmh: u32, n: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null || n > SUBMIT_PER_CHUNK) return -EINVAL;
+  let q = ioPtrAt(IO_DATA);
+  let done: u32 = 0;
+  for (; done < n; ++done, q += <usize>SUBMIT_WORDS << 2) {
+    const w0 = load<u32>(q);
+    let r: i32;
+    if ((w0 & 0xff) == SUBMIT_BIND) {
+      submitStop = false;
+      r = submitBind(vmh, vm, q);
+      if (submitStop) break;
+    } else if (w0 == SUBMIT_UNBIND) {
+      r = unbindStep(vmh, vm, load<u64>(q, 8), load<u64>(q, 16));
+    } else {
+      r = -EINVAL;
+    }
+    store<i32>(q, r);
+    if (r == -ENOMEM) {
+      ++done;
+      break;
+    }
+  }
+  writeZombies(vm);
+  return <i32>done;
 }
 
 // ---------------------------------------------------------------------------

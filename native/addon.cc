@@ -96,6 +96,7 @@ GPUVM_EXPORT3(OpsApply, OpsApply)
 GPUVM_EXPORT1(OpsDrop, OpsDrop)
 GPUVM_EXPORT1(Bind, Bind)
 GPUVM_EXPORT1(Unbind, Unbind)
+GPUVM_EXPORT2(Submit, Submit)
 GPUVM_EXPORT2(TxStage, TxStage)
 GPUVM_EXPORT1(TxClear, TxClear)
 GPUVM_EXPORT1(TxRun, TxRun)
@@ -144,6 +145,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<OpsDrop>(env, exports, s, "opsDrop");
   Export<Bind>(env, exports, s, "bind");
   Export<Unbind>(env, exports, s, "unbind");
+  Export<Submit>(env, exports, s, "submit");
   Export<TxStage>(env, exports, s, "txStage");
   Export<TxClear>(env, exports, s, "txClear");
   Export<TxRun>(env, exports, s, "txRun");

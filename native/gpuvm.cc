@@ -1078,26 +1078,28 @@ i32 Engine::Iterate(u32 vmh, u32 max) {
 // Op lists. Order of checks: bad VM, bad arguments (EINVAL), then a partly
 // applied list (EBUSY). A failing call leaves an untouched list in place.
 
-// A map request in ARG (addr, range, offset, BO, VmBo) for smMapOps and bind:
-// the VM, then the arguments (EINVAL), then the pending list (EBUSY). Returns
-// 0 with `m` filled, or the error.
-i32 Engine::ReadMapRequest(u32 vmh, GpuVm*& vm, MapRequest& m) {
-  vm = GetVm(vmh);
-  if (vm == nullptr) return -kEINVAL;
+// A map request in ARG (addr, range, offset, BO, VmBo) for smMapOps and bind.
+Engine::MapRequest Engine::ReadMapArgs() const {
+  MapRequest m;
   m.addr = Read64(io, IO_ARG + 0);
   m.range = Read64(io, IO_ARG + 2);
   m.offset = Read64(io, IO_ARG + 4);
   m.bo = io[IO_ARG + 6];
   m.vmbo = io[IO_ARG + 7];
-  if (!RangeValid(*vm, m.addr, m.range) || !MapVmBoValid(vmh, m.bo, m.vmbo)) return -kEINVAL;
-  if (ListBusy(*vm)) return -kEBUSY;
+  return m;
+}
+
+i32 Engine::CheckMapRequest(u32 vmh, const GpuVm& vm, const MapRequest& m) {
+  if (!RangeValid(vm, m.addr, m.range) || !MapVmBoValid(vmh, m.bo, m.vmbo)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
   return 0;
 }
 
 i32 Engine::SmMapOps(u32 vmh) {
-  GpuVm* vm;
-  MapRequest m;
-  const i32 err = ReadMapRequest(vmh, vm, m);
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const MapRequest m = ReadMapArgs();
+  const i32 err = CheckMapRequest(vmh, *vm, m);
   if (err != 0) return err;
   genOps_.Clear();
   if (!SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps_)) return -kENOMEM;
@@ -1180,27 +1182,93 @@ i32 Engine::OpsDrop(u32 vmh) {
 // Fused calls: generate into the VM's list storage and apply at once; the
 // result equals smMapOps/smUnmapOps + opsApply of the whole list.
 
-i32 Engine::Bind(u32 vmh) {
-  GpuVm* vm;
-  MapRequest m;
-  const i32 err = ReadMapRequest(vmh, vm, m);
+i32 Engine::BindStep(u32 vmh, GpuVm& vm, const MapRequest& m) {
+  const i32 err = CheckMapRequest(vmh, vm, m);
   if (err != 0) return err;
-  const i32 n = FusedStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+  return FusedStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+}
+
+i32 Engine::UnbindStep(u32 vmh, GpuVm& vm, u64 addr, u64 range) {
+  if (!RangeValid(vm, addr, range)) return -kEINVAL;
+  if (ListBusy(vm)) return -kEBUSY;
+  return FusedStep(vmh, vm, addr, range, false, 0, 0, 0);
+}
+
+i32 Engine::Bind(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const i32 n = BindStep(vmh, *vm, ReadMapArgs());
   WriteZombies(*vm);
   return n;
 }
 
 i32 Engine::Unbind(u32 vmh) {
-  GpuVm* vmp = GetVm(vmh);
-  if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
-  const u64 addr = Read64(io, IO_ARG + 0);
-  const u64 range = Read64(io, IO_ARG + 2);
-  if (!RangeValid(vm, addr, range)) return -kEINVAL;
-  if (ListBusy(vm)) return -kEBUSY;
-  const i32 n = FusedStep(vmh, vm, addr, range, false, 0, 0, 0);
-  WriteZombies(vm);
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const i32 n = UnbindStep(vmh, *vm, Read64(io, IO_ARG + 0), Read64(io, IO_ARG + 2));
+  WriteZombies(*vm);
   return n;
+}
+
+// ---------------------------------------------------------------------------
+// Batched submission: many fused calls in one crossing, each on its own (a
+// failing request changes nothing and the next one still runs). A bind names
+// its VmBo only (the BO is the VmBo's). VmBos are the facade's to create, so
+// a bind whose VmBo is not live (never made, or gone since the caller wrote
+// the record) stops the batch before it: the caller makes one and goes on
+// from there, exactly where a sequence of bind calls would have made it.
+// SUBMIT_PUT drops the reference the caller took when it made the VmBo for
+// this request, right after it, as bind's caller does; at 0 the VmBo goes at
+// once. -ENOMEM also stops the batch: what follows was written against a VM
+// that could not grow, and the caller decides.
+
+i32 Engine::SubmitBind(u32 vmh, GpuVm& vm, const u32* q, bool* stop) {
+  const u32 w0 = q[0];
+  MapRequest m;
+  m.vmbo = q[1];
+  GpuVmBo* b = GetVmBo(vmh, m.vmbo);
+  if (m.vmbo != 0 && (b == nullptr || b->state != VMBO_LIVE)) {
+    *stop = true;
+    return 0;
+  }
+  const bool put = (w0 & SUBMIT_PUT) != 0;
+  if ((w0 & ~(0xffu | SUBMIT_PUT)) != 0) return -kEINVAL;
+  // The reference to drop must be one the caller holds (as vmboPut checks).
+  if (put && (b == nullptr || b->refs <= b->count + (vm.list.vmbo == m.vmbo ? 1u : 0u))) return -kEINVAL;
+  m.bo = b != nullptr ? b->bo : 0;
+  m.addr = Read64(q, 2);
+  m.range = Read64(q, 4);
+  m.offset = Read64(q, 6);
+  const i32 r = BindStep(vmh, vm, m);
+  if (put && --vmbos_[m.vmbo].refs == 0) GpuVmBoRelease(vm, m.vmbo);
+  return r;
+}
+
+i32 Engine::Submit(u32 vmh, u32 n) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr || n > SUBMIT_PER_CHUNK) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  u32* q = io + IO_DATA;
+  u32 done = 0;
+  for (; done < n; ++done, q += SUBMIT_WORDS) {
+    i32 r;
+    if ((q[0] & 0xff) == SUBMIT_BIND) {
+      bool stop = false;
+      r = SubmitBind(vmh, vm, q, &stop);
+      if (stop) break;
+    } else if (q[0] == SUBMIT_UNBIND) {
+      r = UnbindStep(vmh, vm, Read64(q, 2), Read64(q, 4));
+    } else {
+      r = -kEINVAL;
+    }
+    q[0] = static_cast<u32>(r);
+    if (r == -kENOMEM) {
+      ++done;
+      break;
+    }
+  }
+  WriteZombies(vm);
+  return static_cast<i32>(done);
 }
 
 // ---------------------------------------------------------------------------

@@ -12,6 +12,14 @@
 
 namespace gpuvm {
 
+// Batched submission (src/backend/engine.ts SUBMIT_*): 8-word request
+// records at DATA; word 0 (kind) is overwritten with the request's result.
+constexpr u32 SUBMIT_WORDS = 8;
+constexpr u32 SUBMIT_PER_CHUNK = IO_DATA_WORDS / SUBMIT_WORDS;
+constexpr u32 SUBMIT_BIND = 1;
+constexpr u32 SUBMIT_UNBIND = 2;
+constexpr u32 SUBMIT_PUT = 1u << 8;  // bind: drop a caller's VmBo reference after it
+
 // Mapping state bits.
 constexpr u32 VA_KERNEL = 1;    // the kernel-reserved node
 constexpr u32 VA_INSERTED = 2;  // in the VM's range tree
@@ -146,6 +154,10 @@ class Engine {
 
   i32 Bind(u32 vm);
   i32 Unbind(u32 vm);
+  // n bind/unbind requests from DATA, each as its fused call; stops before
+  // a bind whose VmBo is not live and after the first -ENOMEM.
+  // -> requests run, results in place of their kinds
+  i32 Submit(u32 vm, u32 n);
 
   i32 TxStage(u32 vm, u32 n);
   i32 TxClear(u32 vm);
@@ -180,7 +192,16 @@ class Engine {
     u64 addr, range, offset;
     u32 bo, vmbo;
   };
-  i32 ReadMapRequest(u32 vmh, GpuVm*& vm, MapRequest& m);
+  MapRequest ReadMapArgs() const;  // from ARG
+  // The arguments (EINVAL), then the pending list (EBUSY). -> 0 or the error
+  i32 CheckMapRequest(u32 vmh, const GpuVm& vm, const MapRequest& m);
+  // One fused call on a live VM, checks included (bind, unbind, submit).
+  // -> op count or -errno
+  i32 BindStep(u32 vmh, GpuVm& vm, const MapRequest& m);
+  i32 UnbindStep(u32 vmh, GpuVm& vm, u64 addr, u64 range);
+  // One bind record of submit; sets *stop (and runs nothing) when its VmBo
+  // is not live.
+  i32 SubmitBind(u32 vmh, GpuVm& vm, const u32* q, bool* stop);
 
   // ---- mapping records and VmBo lists ----
   GPUVM_INLINE u32 GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags);

@@ -20,6 +20,7 @@ import {
   VA_WORDS,
   VAS_PER_CHUNK,
   Errno,
+  SubmitKind,
 } from './backend/engine.js';
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
@@ -30,6 +31,7 @@ import { attachMirror, detachMirror, type PageTable, type PtResolve } from './pa
 import { checkU64, describe, getBig, hex, putLast, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
 import { Bo, boState, isBo, vmBoHandle, vmBoState, type VmBo } from './vm-bo.js';
 import { setContextLookup, VmContext } from './vm-context.js';
+import { submitRequests, type BindRequests } from './submit.js';
 
 const A = IO.ARG;
 const D = IO.DATA;
@@ -680,6 +682,36 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.#c.listGen++;
     this.#c.changed(E.io());
     return r;
+  }
+
+  /**
+   * Runs a batch of bind/unbind requests (see {@link BindRequests}) in one
+   * engine call per 8192 requests: the analogue of a VM_BIND array without
+   * its atomicity. Each request runs exactly as `bind` / `unbind` with the
+   * same arguments would; `requests.results[i]` gets its op count, or its
+   * negated errno when it fails (EINVAL, EBUSY, ...), and a failing request
+   * changes nothing while the following ones still run. `bos` is the batch's
+   * BO table: a bind names its BO by index (`requests.bo[i]`, -1 for none).
+   *
+   * The whole batch is checked first (types, kinds, BO indexes, number-mode
+   * limits as bind checks them): a bad one throws (TypeError, RangeError)
+   * with nothing run. ENOMEM (also when the VmBo a BO's first bind needs
+   * cannot be made) stops the batch: the requests before it stay applied,
+   * the failing one changed nothing, the ones after it did not run and
+   * their results are not written. VmBos are made and reaped where the same
+   * bind/unbind calls would make and reap them. With a page table attached the
+   * requests go one by one through `bind` / `unbind` (which write the table
+   * too), with the same results.
+   *
+   * @returns the number of requests run: `requests.length`, or the index of
+   * the request that failed with ENOMEM plus one
+   */
+  submit(requests: BindRequests<N>, bos: readonly (Bo | null)[] = []): number {
+    const c = this.#c;
+    if (c.mirror === null) return submitRequests(c, requests, bos, null);
+    return submitRequests(c, requests, bos, (kind, addr, range, bo, offset) =>
+      kind === SubmitKind.BIND ? this.bind(addr, range, bo, offset) : this.unbind(addr, range),
+    );
   }
 
   /** A fused call with a page table attached: the list path, which writes the table before the VM. */

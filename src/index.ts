@@ -5,6 +5,8 @@
 export { GpuVm } from './gpuvm.js';
 export { MAX_BATCH } from './gpuvm.js';
 export type { GpuVmOptions, GpuVmBaseOptions, GpuVmConstructor, MapRequest, BindEntry, SmSteps, GpuVmStats, MirrorOptions } from './gpuvm.js';
+export { BindRequests } from './submit.js';
+export type { BindRequestsConstructor, U64Array } from './submit.js';
 export { GpuVa } from './gpu-va.js';
 export { Bo, VmBo } from './vm-bo.js';
 export type { BoOptions } from './vm-bo.js';

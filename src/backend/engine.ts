@@ -110,6 +110,21 @@ export const TX_PER_CHUNK = Math.floor(IO.DATA_WORDS / TX_WORDS);
 export const TxKind = { MAP: 1, UNMAP: 2, PREFETCH: 3, UNMAP_ALL: 4 } as const;
 export const TX_INJECT_ERROR = 1 << 8;
 
+/** Batched submission request record: 8 words. */
+export const SUBMIT_WORDS = 8;
+/** Requests that fit in DATA at once. */
+export const SUBMIT_PER_CHUNK = IO.DATA_WORDS / SUBMIT_WORDS; // 8192
+/**
+ * Submission request layout (words):
+ *  0 kind (SubmitKind) | flags (bind: SUBMIT_PUT); the engine overwrites it
+ *    with the request's result as an i32: op count, or -errno
+ *  1 bind: VmBo handle linked to (0 = no BO; the BO is the VmBo's); unbind: ignored
+ *  2,3 addr, 4,5 range, 6,7 offset (unbind: ignored)
+ */
+export const SubmitKind = { BIND: 1, UNBIND: 2 } as const;
+/** Bind flag: after the request, drop the reference the caller took when it created the VmBo for it (at 0 the VmBo goes at once). */
+export const SUBMIT_PUT = 1 << 8;
+
 /**
  * The GpuVm part of the engine. Arguments named `A<i>` are io[ARG + i].
  * "addr(A0)" means a u64 in io[A0] (low), io[A0+1] (high).
@@ -189,6 +204,18 @@ export interface GpuVmEngine {
   bind(vm: number): number;
   /** Fused smUnmapOps + apply. Same args. -> op count or -errno */
   unbind(vm: number): number;
+  /**
+   * n <= SUBMIT_PER_CHUNK request records at DATA, run in order, each exactly
+   * as bind/unbind runs the same arguments (same checks, same step, nothing
+   * changed when it fails); a bad kind or flag is -EINVAL. Each result
+   * replaces its record's word 0. Stops after the first request that fails
+   * with -ENOMEM, and before a bind whose VmBo handle is not a live VmBo of
+   * the VM (not run, word 0 untouched): the caller creates the VmBo (or
+   * finds it was reaped) and submits again from there, so VmBos come and go
+   * where a sequence of bind calls would make and reap them.
+   * -> requests run (including an -ENOMEM one), or -EINVAL (bad VM, n too large)
+   */
+  submit(vm: number, n: number): number;
 
   /** Append n transaction entries from DATA to the VM's staged transaction. -> staged count or -EINVAL */
   txStage(vm: number, n: number): number;
