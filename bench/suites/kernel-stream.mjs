@@ -26,6 +26,20 @@ function streamFused(vm, w, bos) {
   }
 }
 
+/** The stream as one BindRequests batch (built outside the timed region); bo index = workload id (bos[0] is null). */
+function batchOf(BindRequests, w) {
+  const r = new BindRequests(w.n);
+  for (let i = 0; i < w.n; i++) {
+    r.kind[i] = w.kind[i] === 0 ? BindRequests.UNBIND : BindRequests.BIND;
+    r.addr[i] = w.addr[i];
+    r.range[i] = w.range[i];
+    r.offset[i] = w.offset[i];
+    r.bo[i] = w.bo[i];
+  }
+  r.length = w.n;
+  return r;
+}
+
 /** Facade, ops-list mode: generate the list, apply it. counts: null or { map, remap, unmap }. */
 function streamOpsList(vm, w, bos, counts) {
   const { kind, addr, range, bo, offset } = w;
@@ -93,6 +107,28 @@ export default {
             fn: () => {
               const v = make();
               loop(v, w, bos);
+              v.destroy();
+            },
+            opsPerCall: n,
+            checksum: c.checksum,
+          });
+        }
+        // batched: vm.submit, one engine crossing per 8192 requests
+        {
+          // the harness hands over GpuVm and Bo only; the batch class comes from the same build
+          const { BindRequests } = await import('../../dist/index.js');
+          const reqs = batchOf(BindRequests, w);
+          const vm = make();
+          vm.submit(reqs, bos);
+          const c = checksum(facadeState(vm, ids));
+          const wrong = verify(expected, { count: vm.count, checksum: c.checksum });
+          vm.destroy();
+          if (wrong) ctx.error(`kernel-stream: ${backend}-batched does not reproduce the workload: ${wrong}; not timed`);
+          else cases.push({
+            impl: `${backend}-batched`,
+            fn: () => {
+              const v = make();
+              v.submit(reqs, bos);
               v.destroy();
             },
             opsPerCall: n,
