@@ -75,7 +75,7 @@ export interface MapRequest {
   offset?: U64;
 }
 
-/** One entry of {@link GpuVm.bindArray}; `injectError` makes it fail (tests of the all-or-nothing rule). */
+/** One entry of {@link GpuVmImpl.bindArray | GpuVm.bindArray}; `injectError` makes it fail (tests of the all-or-nothing rule). */
 export type BindEntry =
   | { op: 'map'; addr: U64; range: U64; bo?: Bo | null; offset?: U64; injectError?: boolean }
   | { op: 'unmap'; addr: U64; range: U64; injectError?: boolean }
@@ -89,7 +89,7 @@ export interface SmSteps<N extends U64 = U64> {
   unmap(op: UnmapOp<N>): void;
 }
 
-/** What {@link GpuVm.stats} reports. */
+/** What {@link GpuVmImpl.stats | GpuVm.stats} reports. */
 export interface GpuVmStats {
   /** mappings, kernel node excluded */
   mappings: number;
@@ -116,7 +116,7 @@ interface Steps<N extends U64> {
   unmap(op: UnmapOp<N>): void;
 }
 
-/** Options of {@link GpuVm.attachPageTable}. */
+/** Options of {@link GpuVmImpl.attachPageTable | GpuVm.attachPageTable}. */
 export interface MirrorOptions {
   /** Use the ops' `keep` to skip writes that would not change the table (default true), as PageTable.commit does. */
   keep?: boolean;
@@ -139,11 +139,11 @@ export interface GpuVmConstructor {
  * One GPU virtual address space (drm_gpuvm): the mappings of `[start, end)`,
  * kept in an engine-side interval tree, with the kernel's split/merge rules.
  *
- * Map and unmap with the fused calls ({@link GpuVm.bind}, {@link GpuVm.unbind},
- * {@link GpuVm.bindArray}), or generate op lists ({@link GpuVm.smMapOps} and
- * friends) and apply them, or walk them in callback mode ({@link GpuVm.smMap}).
- * BOs join a VM through VmBos ({@link GpuVm.obtainBo}). A page table can be
- * kept in step with the VM ({@link GpuVm.attachPageTable}).
+ * Map and unmap with the fused calls ({@link GpuVmImpl.bind | GpuVm.bind}, {@link GpuVmImpl.unbind | GpuVm.unbind},
+ * {@link GpuVmImpl.bindArray | GpuVm.bindArray}), or generate op lists ({@link GpuVmImpl.smMapOps | GpuVm.smMapOps} and
+ * friends) and apply them, or walk them in callback mode ({@link GpuVmImpl.smMap | GpuVm.smMap}).
+ * BOs join a VM through VmBos ({@link GpuVmImpl.obtainBo | GpuVm.obtainBo}). A page table can be
+ * kept in step with the VM ({@link GpuVmImpl.attachPageTable | GpuVm.attachPageTable}).
  *
  * `new GpuVm({ start, range })` reports numbers (every address below 2^53);
  * `new GpuVm({ start, range, bigint: true })` is a `GpuVm<bigint>` and takes
@@ -1211,5 +1211,7 @@ function isU53(v: unknown): boolean {
 
 /** One GPU virtual address space; see {@link GpuVmImpl} for the members. */
 export type GpuVm<N extends U64 = number> = GpuVmImpl<N>;
+/** The class behind {@link GpuVm}: its members are documented here. Create VMs with `new GpuVm(options)`. */
+export type { GpuVmImpl };
 /** `new GpuVm(options)`: `GpuVm<bigint>` with `bigint: true`, else `GpuVm<number>`. */
 export const GpuVm = GpuVmImpl as unknown as GpuVmConstructor;

@@ -3,9 +3,11 @@
  * The public surface; see README.md for the API at a glance.
  */
 export { GpuVm } from './gpuvm.js';
+export type { GpuVmImpl } from './gpuvm.js';
 export { MAX_BATCH } from './gpuvm.js';
 export type { GpuVmOptions, GpuVmBaseOptions, GpuVmConstructor, MapRequest, BindEntry, SmSteps, GpuVmStats, MirrorOptions } from './gpuvm.js';
 export { BindRequests } from './submit.js';
+export type { BindRequestsImpl } from './submit.js';
 export type { BindRequestsConstructor, U64Array } from './submit.js';
 export { GpuVa } from './gpu-va.js';
 export { Bo, VmBo } from './vm-bo.js';
@@ -14,6 +16,7 @@ export { OpList } from './ops.js';
 export type { Op, MapOp, UnmapOp, RemapOp, PrefetchOp, OpMapping, OpListState } from './ops.js';
 export { GpuVmError } from './errors.js';
 export type { ErrnoName } from './backend/engine.js';
+export { Errno } from './backend/engine.js';
 export { availableBackends, backendInfo, packageVersion } from './backend/loader.js';
 export { engineMemory, setEngineMemoryLimit } from './engine-memory.js';
 export type { EngineMemory } from './engine-memory.js';
@@ -38,8 +41,10 @@ export type { BackendName, BackendInfo } from './backend/loader.js';
 export type { U64 } from './u64.js';
 export type { BigintOption } from './options.js';
 export { replay } from './replay.js';
+export type { ReplayOptions } from './replay.js';
 /** The kernel-stream workload (request generator, checksum, reference results) that `gpuvm bench` runs. */
 export * as workload from './workload.js';
+export type { PageTableImpl } from './page-table.js';
 export { PageTable, DEFAULT_SHIFTS, DEFAULT_MAX_ENTRIES_PER_CALL } from './page-table.js';
 export type {
   PageTableOptions,

@@ -848,6 +848,8 @@ class PageTableImpl<N extends U64 = U64> {
 
 /** One PageTable; see {@link PageTableImpl} for the members. */
 export type PageTable<N extends U64 = U64> = PageTableImpl<N>;
+/** The class behind {@link PageTable}: its members are documented here. Create tables with `new PageTable(options)`. */
+export type { PageTableImpl };
 /** `new PageTable(options)`: `PageTable<bigint>` with `bigint: true`, else `PageTable<number>`. */
 export const PageTable = PageTableImpl as unknown as PageTableConstructor;
 

@@ -40,9 +40,9 @@ interface U64Words {
 }
 
 /**
- * A batch of bind/unbind requests for {@link GpuVm.submit}, as parallel
+ * A batch of bind/unbind requests for {@link GpuVmImpl.submit | GpuVm.submit}, as parallel
  * typed arrays the caller fills in place (no object per request). Request i
- * is `kind[i]` ({@link BindRequests.BIND} or {@link BindRequests.UNBIND})
+ * is `kind[i]` (`BindRequests.BIND` or `BindRequests.UNBIND`)
  * with `addr[i]`, `range[i]` and, for a bind, `bo[i]` (an index into the BO
  * table given to submit, -1 for no BO) and `offset[i]`; an unbind ignores
  * `bo` and `offset`. The first `length` entries are submitted.
@@ -81,7 +81,7 @@ class BindRequestsImpl<N extends U64 = number> {
   /**
    * Written by submit for each request it ran: the op count (>= 0), or the
    * negated errno of its failure (-22 EINVAL, -16 EBUSY, -12 ENOMEM); see
-   * {@link BindRequests.error}.
+   * {@link BindRequestsImpl.error | BindRequests.error}.
    */
   readonly results: Int32Array;
   #length = 0;
@@ -184,6 +184,8 @@ class BindRequestsImpl<N extends U64 = number> {
 
 /** A batch of bind/unbind requests; see {@link BindRequestsImpl} for the members. */
 export type BindRequests<N extends U64 = number> = BindRequestsImpl<N>;
+/** The class behind {@link BindRequests}: its members are documented here. */
+export type { BindRequestsImpl };
 
 /** `new BindRequests(capacity, options)`: the column type follows the `bigint` option. */
 export interface BindRequestsConstructor {

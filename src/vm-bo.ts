@@ -91,7 +91,7 @@ export class Bo {
   /** Size in bytes, as given (informational). */
   readonly size: number | bigint;
   /** The VM whose reservation the BO shares, or null for an external BO. */
-  readonly privateTo: GpuVm | null;
+  readonly privateTo: Vm<any> | null;
   /** A name for dumps and messages (default `bo<id>`). */
   readonly name: string;
   /** A slot for the user's own data. */
@@ -135,7 +135,7 @@ export class Bo {
   }
 
   /** Whether the BO is an external object for `vm` (drm_gpuvm_is_extobj). */
-  external(vm: GpuVm): boolean {
+  external(vm: Vm<any>): boolean {
     return this.privateTo !== vm;
   }
 
