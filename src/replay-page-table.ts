@@ -19,7 +19,7 @@ import type { Engine } from './backend/engine.js';
 import { GpuVmError } from './errors.js';
 import { DEFAULT_SHIFTS, PageTable, type PtCost, type PtSegment } from './page-table.js';
 import { U64_MAX } from './u64.js';
-import { Malformed, parseU64 } from './replay-words.js';
+import { Malformed, parseU64, refusal } from './replay-words.js';
 
 export interface PageTableReplay {
   /**
@@ -36,17 +36,6 @@ export interface PageTableReplay {
   table(): PageTable<bigint> | null;
   /** releases the current table */
   close(): void;
-}
-
-/**
- * How the replay reports an exception of a command: its errno name and the
- * error's message, or null for an exception that is a bug (thrown on). A
- * malformed line is EINVAL, like a refused command.
- */
-export function refusal(err: unknown): { code: string; reason: string } | null {
-  if (err instanceof GpuVmError) return { code: err.code, reason: err.message };
-  if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) return { code: 'EINVAL', reason: err.message };
-  return null;
 }
 
 const COMMANDS = new Set(['pt', 'ptbind', 'ptunbind', 'ptzap', 'translate', 'ptdump']);

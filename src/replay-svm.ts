@@ -19,7 +19,7 @@
  */
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError } from './errors.js';
-import { Malformed, parseU64 } from './replay-words.js';
+import { Malformed, parseU64, refusal } from './replay-words.js';
 import { CpuMm, type VmaKind } from './svm/cpu-mm.js';
 import { DevMem } from './svm/dev-mem.js';
 import { SvmDriver, type ArrivalPoint, type SvmHooks } from './svm/driver.js';
@@ -91,10 +91,10 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
   let lastReason: string | null = null;
 
   /** The status line of a refusal, remembering why. */
-  const refuse = (err: Error & { code?: string }, code: string): string => {
-    // GpuVmError messages start with their code; give syntax errors the same shape
-    lastReason = err instanceof GpuVmError ? err.message : `${code}: ${err.message}`;
-    return `err ${code}`;
+  const refuse = (err: unknown): string => {
+    const r = refusal(err)!;
+    lastReason = r.reason;
+    return `err ${r.code}`;
   };
 
   const trace = (e: Parameters<typeof formatSvmEvent>[0]) => {
@@ -157,7 +157,7 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
       f();
       out.push('ok');
     } catch (err) {
-      if (err instanceof GpuVmError) out.push(refuse(err, err.code));
+      if (err instanceof GpuVmError) out.push(refuse(err));
       else throw err;
     }
   }
@@ -200,7 +200,7 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
       else throw err;
     }
     for (const j of taken) if (!j.fired) out.push(`inject-unused ${j.point}`);
-    out.push(failure === null ? 'ok' : refuse(failure, failure.code));
+    out.push(failure === null ? 'ok' : refuse(failure));
   }
 
   function setup(args: string[]): void {
@@ -376,9 +376,8 @@ export function createSvmReplay(backend: BackendName | undefined): SvmReplay {
         try {
           run(cmd, args);
         } catch (err) {
-          if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) out.push(refuse(err, 'EINVAL'));
-          else if (err instanceof GpuVmError) out.push(refuse(err, err.code));
-          else throw err;
+          if (refusal(err) === null) throw err;
+          out.push(refuse(err));
         }
         const lines = out;
         out = [];

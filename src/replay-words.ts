@@ -3,6 +3,7 @@
  * decimal or 0x-hex u64 values, and a line that breaks the syntax is
  * Malformed (reported as `err EINVAL`, like a refused command).
  */
+import { GpuVmError } from './errors.js';
 import { U64_MAX } from './u64.js';
 
 /** A malformed command: reported as `err EINVAL`, like a refused one. */
@@ -14,4 +15,15 @@ export function parseU64(s: string | undefined): bigint {
   const v = BigInt(s);
   if (v > U64_MAX) throw new Malformed(`above u64: ${s}`);
   return v;
+}
+
+/**
+ * What an `err` line reports for an error: its errno name and the reason
+ * (`<CODE>: <message>`, the shape of GpuVmError messages), or null for an
+ * error that is not a refusal (a bug: let it propagate).
+ */
+export function refusal(err: unknown): { code: string; reason: string } | null {
+  if (err instanceof GpuVmError) return { code: err.code, reason: err.message };
+  if (err instanceof Malformed || err instanceof RangeError || err instanceof TypeError) return { code: 'EINVAL', reason: `EINVAL: ${err.message}` };
+  return null;
 }

@@ -12,10 +12,10 @@ import { engineFor, type BackendName } from './backend/loader.js';
 import { GpuVmError } from './errors.js';
 import { GpuVm } from './gpuvm.js';
 import type { Op, OpList, OpMapping } from './ops.js';
-import { createPageTableReplay, refusal } from './replay-page-table.js';
+import { createPageTableReplay } from './replay-page-table.js';
 import { createSvmReplay } from './replay-svm.js';
 import { U64_MAX } from './u64.js';
-import { Malformed, parseU64 } from './replay-words.js';
+import { Malformed, parseU64, refusal } from './replay-words.js';
 import { Bo } from './vm-bo.js';
 import { takeSnapshot, type SnapshotOptions, type SvmWorld, type VaSnapshot } from './render/snapshot.js';
 

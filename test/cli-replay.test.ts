@@ -61,11 +61,11 @@ describe.each(backends)('gpuvm replay reasons on %s', (backend) => {
     for (const d of diag) expect(d.startsWith(`${file}:`)).toBe(true);
     const reason = (n: number) => diag[errLines.indexOf(n)].slice(`${file}:${n}: `.length);
     expect(reason(4)).toMatch(/^EINVAL: smMapOps: range must not be zero/);
-    expect(reason(6)).toBe('unknown command bogus');
+    expect(reason(6)).toBe('EINVAL: unknown command bogus');
     expect(reason(7)).toMatch(/^EINVAL: bind\(/);
     // the SVM command set names its errno (and its message once it reports one)
     expect(reason(9)).toMatch(/^EINVAL/);
-    expect(reason(11)).toBe('not a number: zz');
+    expect(reason(11)).toBe('EINVAL: not a number: zz');
     expect(reason(12)).toMatch(/^EINVAL: smUnmapOps: .*not inside the VM/);
   });
 
