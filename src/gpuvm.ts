@@ -25,7 +25,7 @@ import {
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { GpuVa, isGpuVa, readVa, vaHandle, vaSerial } from './gpu-va.js';
-import { applyOp, isOp, listState, requirePending, type OpList, type MapOp, type Op, type RemapOp, type UnmapOp } from './ops.js';
+import { applyOp, isOp, listBos, listRecords, listState, requirePending, type OpList, type MapOp, type Op, type RemapOp, type UnmapOp } from './ops.js';
 import { readVmOptions, type BigintOption } from './options.js';
 import { attachMirror, detachMirror, type PageTable, type PtResolve } from './page-table.js';
 import { checkU64, describe, getBig, hex, putLast, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
@@ -820,8 +820,9 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (!isOp(op) || op.kind !== 'remap') {
       throw new TypeError(`remapHole: expected a remap op handed out by an op list, got ${isOp(op) ? `a ${op.kind} op` : describe(op)}`);
     }
-    const w = listState(op.list).words;
-    const p = op.index * OP_WORDS;
+    const ls = listState(op.list);
+    const w = ls.words;
+    const p = ls.at + op.index * OP_WORDS;
     const addr = getBig(w, p + 4);
     const start = (w[p] & OP_HAS_PREV) !== 0 ? addr + getBig(w, p + 10) : addr;
     const end = (w[p] & OP_HAS_NEXT) !== 0 ? getBig(w, p + 12) : addr + getBig(w, p + 6);
@@ -906,7 +907,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       throw new TypeError(`touchedBos: op must be 'map' or 'unmap', got ${describe(kind)}`);
     }
     const out = new Set<Bo>();
-    for (const bo of listState(list).bos) if (bo !== null) out.add(bo);
+    for (const bo of listBos(this.#c, listState(list), 0, list.length)) if (bo !== null) out.add(bo);
     list.drop();
     return out;
   }
@@ -1011,9 +1012,10 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   #mirrorTransaction(list: OpList<N>): void {
     const c = this.#c;
     const ls = listState(list);
-    const w = ls.words;
+    const w = listRecords(ls, 0, list.length);
+    const bos = listBos(c, ls, 0, list.length);
     try {
-      c.mirrorWrite(w, ls.bos, 'bindArray', () => {});
+      c.mirrorWrite(w, bos, 'bindArray', () => {});
     } catch (err) {
       const undo: BindEntry[] = [];
       for (let i = list.length - 1; i >= 0; i--) {
@@ -1022,7 +1024,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
         const addr = c.u(w, p + 4, 'addr');
         const range = c.u(w, p + 6, 'range');
         if (k === OpKind.MAP) undo.push({ op: 'unmap', addr, range });
-        else if (k !== OpKind.PREFETCH) undo.push({ op: 'map', addr, range, bo: ls.bos[i], offset: c.u(w, p + 8, 'offset') });
+        else if (k !== OpKind.PREFETCH) undo.push({ op: 'map', addr, range, bo: bos[i], offset: c.u(w, p + 8, 'offset') });
       }
       const mirror = c.mirror;
       c.mirror = null;
@@ -1155,6 +1157,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.#c.extobjSet.clear();
     this.#c.evictSet.clear();
     this.#c.vaCache.clear();
+    // lists of the VM stay readable: they find its BOs in the grave
+    this.#c.bury(this.#c.boById.values());
     this.#c.boById.clear();
     this.#c.looseBos.clear();
     this.#c.listGen++;

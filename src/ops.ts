@@ -1,7 +1,7 @@
 /**
  * Op lists (drm_gpuva_ops): what split/merge, prefetch, madvise and VmBo
- * unmap generate. A list is a copy of the engine's op records; op objects are
- * made only when asked for. The engine keeps the list pending until it is
+ * unmap generate. A list is a copy of the engine's op records; op objects
+ * (and the BOs they name) are looked up only when asked for. The engine keeps the list pending until it is
  * applied or dropped, so applying never allocates in the engine.
  */
 import { IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind } from './backend/engine.js';
@@ -10,7 +10,7 @@ import type { GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
 import { isBo, type Bo } from './vm-bo.js';
 import { describe, getBig, type U64 } from './u64.js';
-import type { VmContext } from './vm-context.js';
+import type { Grave, VmContext } from './vm-context.js';
 
 /** A mapping an op would create: the MAP request, or a REMAP's surviving piece. */
 export interface OpMapping<N extends U64 = U64> {
@@ -59,19 +59,34 @@ export type OpListState = 'pending' | 'applied' | 'dropped' | 'stale';
 
 /** The facade's per-list bookkeeping (private to the facade's modules). */
 export interface ListState<N extends U64 = U64> {
-  /** the op records, OP_WORDS each */
+  /** holds the op records, OP_WORDS each, from word `at` on (a slab other lists share) */
   readonly words: Uint32Array;
+  readonly at: number;
+  /** number of ops */
+  readonly length: number;
   /** the VM's list generation this list belongs to */
   readonly gen: number;
   /** the VM's change count after this list's last change (a mirrored apply needs it unchanged) */
   mod: number;
-  /** each op's BO (of its mapping or request), resolved when the list was made */
-  readonly bos: (Bo | null)[];
+  /** where the BOs the VM forgets after this list was made go (see VmContext.boSince) */
+  readonly grave: Grave;
   /** index of the first op not applied yet */
   next: number;
   state: 'pending' | 'applied' | 'dropped';
-  /** ops made so far */
-  readonly made: (Op<N> | undefined)[];
+  /** ops made so far (null until the first is read) */
+  made: (Op<N> | undefined)[] | null;
+}
+
+/** The records of ops [from, to) of a list, in engine layout. */
+export function listRecords(ls: ListState<any>, from: number, to: number): Uint32Array { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return ls.words.subarray(ls.at + from * OP_WORDS, ls.at + to * OP_WORDS);
+}
+
+/** The BOs ops [from, to) of a list name (of their mapping or request), null for none. */
+export function listBos(ctx: VmContext<any>, ls: ListState<any>, from: number, to: number): (Bo | null)[] { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const out: (Bo | null)[] = new Array(to - from);
+  for (let i = from; i < to; i++) out[i - from] = ctx.boSince(ls.grave, ls.words[ls.at + i * OP_WORDS + 3]);
+  return out;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -87,10 +102,30 @@ export function isOpList(x: unknown): x is AnyList {
 export function listState<N extends U64>(l: OpList<N>): ListState<N> {
   return listStateOf(l) as ListState<N>;
 }
-export function makeOpList<N extends U64>(ctx: VmContext<N>, words: Uint32Array, gen: number, mod: number, applied: boolean, bos: (Bo | null)[]): OpList<N> {
-  return mintList(ctx, words, gen, mod, applied, bos) as OpList<N>;
+/** A list of the n records at words[at...], made when `grave` was the VM's current one. */
+export function makeOpList<N extends U64>(
+  ctx: VmContext<N>,
+  words: Uint32Array,
+  at: number,
+  n: number,
+  gen: number,
+  mod: number,
+  applied: boolean,
+  grave: Grave,
+): OpList<N> {
+  return mintList(ctx, {
+    words,
+    at,
+    length: n,
+    gen,
+    mod,
+    grave,
+    next: 0,
+    state: applied || n === 0 ? 'applied' : 'pending',
+    made: null,
+  }) as OpList<N>;
 }
-let mintList: (ctx: VmContext<any>, words: Uint32Array, gen: number, mod: number, applied: boolean, bos: (Bo | null)[]) => AnyList; // eslint-disable-line @typescript-eslint/no-explicit-any
+let mintList: (ctx: VmContext<any>, s: ListState<any>) => AnyList; // eslint-disable-line @typescript-eslint/no-explicit-any
 /** The context of a list's VM. */
 export function listContext<N extends U64>(l: OpList<N>): VmContext<N> {
   return listCtxOf(l) as VmContext<N>;
@@ -335,23 +370,14 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     isListFn = (x) => typeof x === 'object' && x !== null && #s in x;
     listStateOf = (l) => l.#s;
     listCtxOf = (l) => l.#ctx;
-    mintList = (ctx, words, gen, mod, applied, bos) => new OpList(MINT, ctx, words, gen, mod, applied, bos);
+    mintList = (ctx, s) => new OpList(MINT, ctx, s);
   }
 
   /** Lists come from a GpuVm. */
-  private constructor(mint: symbol, ctx: VmContext<N>, words: Uint32Array, gen: number, mod: number, applied: boolean, bos: (Bo | null)[]) {
+  private constructor(mint: symbol, ctx: VmContext<N>, s: ListState<N>) {
     if (mint !== MINT) throw new TypeError('OpList objects come from a GpuVm (smMapOps, smUnmapOps, ...), not new OpList()');
     this.#ctx = ctx;
-    const length = words.length >>> 4;
-    this.#s = {
-      words,
-      gen,
-      mod,
-      bos,
-      next: 0,
-      state: applied || length === 0 ? 'applied' : 'pending',
-      made: new Array(length),
-    };
+    this.#s = s;
   }
 
   /** The VM the list belongs to. */
@@ -361,7 +387,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 
   /** Number of ops. */
   get length(): number {
-    return this.#s.words.length >>> 4;
+    return this.#s.length;
   }
 
   /**
@@ -379,7 +405,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.length) {
       throw new RangeError(`op index must be an integer in [0, ${this.length}), got ${typeof i === 'number' ? i : typeof i}`);
     }
-    const made = this.#s.made;
+    const made = (this.#s.made ??= new Array(this.length));
     let op = made[i];
     if (op === undefined) {
       op = makeOp(this.#ctx, this, i);
@@ -409,11 +435,12 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     if (this.length === 0) return; // nothing to do (e.g. unmapping an empty range)
     requirePending(this, 'OpList.apply');
     const ls = this.#s;
-    if (ctx.mirror !== null) mirrorOps(ctx, this, ls.next, this.length, 'OpList.apply');
+    const n = ls.length;
+    if (ctx.mirror !== null) mirrorOps(ctx, this, ls.next, n, 'OpList.apply');
     const E = ctx.E;
-    const r = E.opsApply(ctx.h, ls.next, this.length);
+    const r = E.opsApply(ctx.h, ls.next, n);
     if (r < 0) throw applyError(r, 'OpList.apply');
-    ls.next = this.length;
+    ls.next = n;
     ls.state = 'applied';
     ctx.changed(E.io());
   }
@@ -449,9 +476,9 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 function makeOp<N extends U64>(ctx: VmContext<N>, list: OpList<N>, i: number): Op<N> {
   const ls = listState(list);
   const w = ls.words;
-  const p = i * OP_WORDS;
+  const p = ls.at + i * OP_WORDS;
   const k = w[p] & 0xff;
-  const bo = ls.bos[i];
+  const bo = ctx.boSince(ls.grave, w[p + 3]);
   if (k === OpKind.MAP) {
     return mapOp<N>(list, i, ctx.u(w, p + 4, 'addr'), ctx.u(w, p + 6, 'range'), bo, ctx.u(w, p + 8, 'offset'));
   }
@@ -529,7 +556,7 @@ function mirrorOps(ctx: VmContext, list: AnyList, from: number, to: number, what
       `${what}: the VM changed since the list was made; with a page table attached, make the list again`,
     );
   }
-  ctx.mirrorWrite(ls.words.subarray(from * OP_WORDS, to * OP_WORDS), ls.bos.slice(from, to), what, () => {
+  ctx.mirrorWrite(listRecords(ls, from, to), listBos(ctx, ls, from, to), what, () => {
     // resolve is user code: it may have changed the VM or the list
     if (ls.mod !== ctx.mod || list.state !== 'pending') {
       throw new GpuVmError('EBUSY', `${what}: resolve changed the VM; nothing was applied or written`);

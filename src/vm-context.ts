@@ -38,6 +38,12 @@ export class VmContext<N extends U64 = U64> {
   readonly vmBoByHandle = new Map<number, VmBo<N>>();
   /** BOs the engine may name, by id */
   readonly boById = new Map<number, Bo>();
+  /**
+   * Where BOs the VM stopped knowing go, for op lists made before: each list
+   * holds the grave current when it was made and resolves its BOs only when
+   * an op is read, following the chain to graves buried later.
+   */
+  grave: Grave = { bos: null, later: null };
   /** BOs of mappings inserted without a VmBo: kept until the VM goes */
   readonly looseBos = new Set<number>();
   readonly extobjSet = new Set<VmBo<N>>();
@@ -147,7 +153,18 @@ export class VmContext<N extends U64 = U64> {
     this.evictSet.delete(vb);
     st.evicted = false;
     const id = vb.bo.id;
-    if (!this.looseBos.has(id) && bs.vmBos.get(this.vm) === undefined) this.boById.delete(id);
+    if (!this.looseBos.has(id) && bs.vmBos.get(this.vm) === undefined && this.boById.delete(id)) this.bury([vb.bo]);
+  }
+
+  /**
+   * Keeps BOs the VM forgets reachable for the lists made so far (which may
+   * name them), and starts a new grave for later lists, which cannot.
+   */
+  bury(bos: Iterable<Bo>): void {
+    const g = this.grave;
+    const m = (g.bos ??= new Map());
+    for (const bo of bos) m.set(bo.id, bo);
+    this.grave = g.later = { bos: null, later: null };
   }
 
   /** After every mutating engine call. */
@@ -204,6 +221,18 @@ export class VmContext<N extends U64 = U64> {
     const bo = this.boById.get(id);
     if (bo === undefined) throw new GpuVmError('EIO', `engine named BO id ${id} that this VM does not know`);
     return bo;
+  }
+
+  /** The BO an op record names, for a list made when `grave` was current (ids are never reused). */
+  boSince(grave: Grave, id: number): Bo | null {
+    if (id === 0) return null;
+    const bo = this.boById.get(id);
+    if (bo !== undefined) return bo;
+    for (let g: Grave | null = grave; g !== null; g = g.later) {
+      const b = g.bos?.get(id);
+      if (b !== undefined) return b;
+    }
+    throw new GpuVmError('EIO', `engine named BO id ${id} that this VM does not know`);
   }
 
   /** A GpuVa for a VA record at io[p]. */
@@ -267,22 +296,36 @@ export class VmContext<N extends U64 = U64> {
   // ---- op lists ------------------------------------------------------------------
 
   /**
-   * Copies the engine's pending list (n ops) into a new OpList. `inData`: the
-   * first chunk is already in DATA (list generation); otherwise (a finished
-   * transaction) everything is read with opsRead.
+   * Makes an OpList of the engine's pending list (n ops). `inData`: the first
+   * chunk is already in DATA (list generation); otherwise (a finished
+   * transaction) everything is read with opsRead. The records are copied
+   * (DATA is shared by every engine call, and a replaced list stays
+   * readable), but nothing else is made until an op is read: no op objects,
+   * no BO lookups.
    */
   takeList(n: number, applied: boolean, inData = true): OpList<N> {
     const E = this.E;
     this.listGen++;
-    let words: Uint32Array;
+    let words = NO_WORDS;
+    let at = 0;
     if (n === 0) {
-      words = new Uint32Array(0);
+      // nothing to copy
     } else if (inData && n <= OPS_PER_CHUNK) {
       const len = n * OP_WORDS;
-      words = takeWords(len);
       const io = E.io();
-      if (len <= 256) for (let i = 0; i < len; i++) words[i] = io[D + i];
-      else words.set(io.subarray(D, D + len));
+      if (len > SLAB_WORDS >>> 2) {
+        words = io.slice(D, D + len);
+      } else {
+        if (slabUsed + len > SLAB_WORDS) {
+          slab = new Uint32Array(SLAB_WORDS);
+          slabUsed = 0;
+        }
+        words = slab;
+        at = slabUsed;
+        slabUsed += len;
+        if (len <= 256) for (let i = 0; i < len; i++) words[at + i] = io[D + i];
+        else words.set(io.subarray(D, D + len), at);
+      }
     } else {
       words = new Uint32Array(n * OP_WORDS);
       for (let from = 0; from < n; ) {
@@ -292,33 +335,28 @@ export class VmContext<N extends U64 = U64> {
         from += got;
       }
     }
-    // resolve each op's BO now: applying the list may make the VM forget it
-    const bos: (Bo | null)[] = new Array(n);
-    for (let i = 0; i < n; i++) bos[i] = this.boOf(words[i * OP_WORDS + 3]);
-    const list = makeOpList<N>(this, words, this.listGen, this.mod, applied, bos);
+    const list = makeOpList<N>(this, words, at, n, this.listGen, this.mod, applied, this.grave);
     // replacing an untouched list released its VmBo reference
     if (E.io()[IO.OUT_ZOMBIES] !== 0) this.reap();
     return list;
   }
 }
 
-/**
- * Op records of small lists are carved out of a shared slab: a subarray is a
- * small object, while a fresh ArrayBuffer per list costs about a microsecond.
- * A slab is dropped (and collected with its last list) when it is used up.
- */
-let slab = new Uint32Array(1 << 16);
-let slabUsed = 0;
-function takeWords(len: number): Uint32Array {
-  if (len > 1 << 14) return new Uint32Array(len);
-  if (slabUsed + len > slab.length) {
-    slab = new Uint32Array(1 << 16);
-    slabUsed = 0;
-  }
-  const w = slab.subarray(slabUsed, slabUsed + len);
-  slabUsed += len;
-  return w;
+/** BOs forgotten after the lists holding this grave were made; `later` is the next grave. */
+export interface Grave {
+  bos: Map<number, Bo> | null;
+  later: Grave | null;
 }
+
+const NO_WORDS = new Uint32Array(0);
+/**
+ * Records of small lists share a slab (a list keeps the slab and its offset):
+ * a typed array per list, even a subarray, costs more than the copy. A slab
+ * is replaced when used up and goes with its last list.
+ */
+const SLAB_WORDS = 1 << 16;
+let slab = new Uint32Array(SLAB_WORDS);
+let slabUsed = 0;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 let contextOf: (x: unknown) => VmContext<any> | undefined = () => undefined;
