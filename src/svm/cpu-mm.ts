@@ -34,7 +34,6 @@ let mmPageRuns: (mm: CpuMm<any>, s: number, e: number) => MmPageRun[];
 let mmInvalidate: (mm: CpuMm<any>, s: number, e: number, ev: MmEvent) => void;
 let mmWalk: (mm: CpuMm<any>, s: number, e: number, poolOwner: boolean, write: boolean) => 'EFAULT' | 'EPERM' | 'EBUSY' | null;
 let mmToDevice: (mm: CpuMm<any>, s: number, e: number, a: DevAllocation<any>) => void;
-let mmNextFrame: (mm: CpuMm<any>) => number;
 
 export type VmaKind = 'anon' | 'file' | 'hugetlb';
 export type MmEvent = 'UNMAP' | 'CLEAR' | 'PROTECTION' | 'MIGRATE';
@@ -834,7 +833,6 @@ export class CpuMm<N extends U64 = U64> {
       }
       mm.#flushHooks();
     };
-    mmNextFrame = (mm) => mm.#nextFrame;
   }
 
   /**
@@ -884,5 +882,5 @@ export interface MmPageRun {
   pa: number;
 }
 /** Pages [s, e) (inside one VMA) become device pages of allocation a. */
-export { mmInsertNotifier, mmClock, mmEngine, mmLive, mmVma, mmVmaFrom, mmPageRuns, mmInvalidate, mmWalk, mmToDevice, mmNextFrame };
+export { mmInsertNotifier, mmClock, mmEngine, mmLive, mmVma, mmVmaFrom, mmPageRuns, mmInvalidate, mmWalk, mmToDevice };
 export { notifierPages };

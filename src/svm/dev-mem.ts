@@ -239,9 +239,9 @@ export class DevMem<N extends U64 = U64> {
       }
       for (let i = 0; i < pieces.length; i += 2) d.#free.assign(pieces[i], pieces[i] + pieces[i + 1], 0, 0, false);
       d.#usedPages += pages;
-      const a = new DevAllocation<U64>(internal, d as DevMem<U64>, start, pages, at, ts, pieces) as DevAllocation<typeof d extends DevMem<infer M> ? M : U64>;
-      d.#live.add(a as DevAllocation<never>);
-      return a as DevAllocation<any>;
+      const a = new DevAllocation(internal, d, start, pages, at, ts, pieces);
+      d.#live.add(a);
+      return a;
     };
     devDropPages = (a, n) => {
       if (!allocDrop(a, n)) return false;

@@ -18,7 +18,7 @@
  */
 import type { ErrnoName } from '../backend/engine.js';
 import { GpuVmError } from '../errors.js';
-import { PageTable, type PtSegment } from '../page-table.js';
+import { PageTable, type PtBatchEntry, type PtSegment } from '../page-table.js';
 import type { U64 } from '../u64.js';
 import { describe } from '../u64.js';
 import { addrOf, interval, optBool, optionsObject, pageOf, PAGE_SIZE } from './addr.js';
@@ -186,7 +186,7 @@ export class SvmDriver<N extends U64 = U64> {
     const x = pageOf(addr, 'addr', svm.bigint);
     svmCheckLive(svm);
     const [first, end] = svmWindow(svm);
-    const [gsP, geP] = gs === undefined && ge === undefined ? [first, end] : gpuWindow(gs, ge, svm.bigint, first, end);
+    const [gsP, geP] = gpuWindow(gs, ge, first, end);
     const hasDev = svm.hasDevmem;
     const wantDev = hasDev && (devmem || atomic);
     const only = hasDev && atomic;
@@ -345,6 +345,8 @@ export class SvmDriver<N extends U64 = U64> {
 
   #gc(): number {
     const svm = this.svm;
+    // unbind every queued range in one page-table call (the collector queues nothing new)
+    if (this.pageTable !== null && this.#head < this.#queue.length) this.#ptBatch('unbind', this.#queue.slice(this.#head));
     let n = 0;
     while (this.#head < this.#queue.length) {
       const r = this.#queue[this.#head++];
@@ -356,12 +358,18 @@ export class SvmDriver<N extends U64 = U64> {
       const s = rangeFirst(r);
       const e = rangeEnd(r);
       svmEmit(svm, (big) => ({ type: 'unbind', start: addrOf(s, big), size: addrOf(e - s, big) }));
-      if (this.pageTable !== null) this.pageTable.unbind(ptAddr(s), ptAddr(e - s));
       rangeSetBound(r, false);
       svmRangeRemove(svm, r);
       n++;
     }
     return n;
+  }
+
+  /** One page-table call for the ranges: zap (invalidation) or unbind (collection). */
+  #ptBatch(op: 'zap' | 'unbind', ranges: readonly SvmRange<N>[]): void {
+    if (ranges.length === 0) return;
+    const entries: PtBatchEntry[] = ranges.map((r) => ({ op, va: ptAddr(rangeFirst(r)), size: ptAddr(rangeEnd(r) - rangeFirst(r)) }));
+    this.pageTable!.batch(entries);
   }
 
   #bind(r: SvmRange<N>): void {
@@ -388,9 +396,11 @@ export class SvmDriver<N extends U64 = U64> {
     const a = Math.max(s, ns);
     const b = Math.min(e, notifierEnd(n));
     svmEmit(svm, (big) => ({ type: 'invalidate', notifier: addrOf(ns, big), start: addrOf(a, big), end: addrOf(b, big), event: inv.event }));
-    for (const r of svmRangesIn(svm, a, b) as SvmRange<N>[]) {
+    const hit = svmRangesIn(svm, a, b) as SvmRange<N>[];
+    // the GPU stops using every bound range first, in one page-table call
+    if (this.pageTable !== null) this.#ptBatch('zap', hit.filter((r) => r.bound));
+    for (const r of hit) {
       svmUnmapPages(svm, r);
-      if (r.bound && this.pageTable !== null) this.pageTable.zap(ptAddr(rangeFirst(r)), ptAddr(rangeEnd(r) - rangeFirst(r)));
       rangeSetBound(r, false);
       if (inv.event === 'UNMAP') {
         const partial = svmSetUnmapped(r, s, e);

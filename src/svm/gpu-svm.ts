@@ -47,7 +47,6 @@ let rangeSetBound: (r: SvmRange<any>, b: boolean) => void;
 let rangeSetQueued: (r: SvmRange<any>, q: boolean) => void;
 let rangeMarkRemoved: (r: SvmRange<any>) => void;
 let svmEmit: (svm: GpuSvm<any>, make: (big: boolean) => SvmEvent) => void;
-let svmTracing: (svm: GpuSvm<any>) => boolean;
 let svmWindow: (svm: GpuSvm<any>) => [number, number];
 let svmThreshold: (svm: GpuSvm<any>) => number;
 let svmCheckLive: (svm: GpuSvm<any>) => void;
@@ -518,7 +517,7 @@ export class GpuSvm<N extends U64 = U64> {
     const thr = o.threshold;
     this.#live();
     const x = pageOf(addr, 'addr', this.bigint);
-    const [gsP, geP] = gpuWindow(gs, ge, this.bigint, this.#first, this.#end);
+    const [gsP, geP] = gpuWindow(gs, ge, this.#first, this.#end);
     const thrP = thr === undefined ? this.#thresholdPages : Number(u64Big(thr, 'threshold', true) >> 12n);
     const r = svmFindOrInsert(this as GpuSvm<any>, x, gsP, geP, readOnly, pool, thrP);
     return { range: r as SvmRange<N>, found: lastFound };
@@ -612,7 +611,6 @@ export class GpuSvm<N extends U64 = U64> {
       const t = svm.#trace;
       if (t !== null) t(make(svm.bigint) as SvmEvent<never>);
     };
-    svmTracing = (svm) => svm.#trace !== null;
     svmWindow = (svm) => [svm.#first, svm.#end];
     svmThreshold = (svm) => svm.#thresholdPages;
     svmCheckLive = (svm) => svm.#live();
@@ -713,13 +711,12 @@ function checkHooks(h: unknown): GetPagesHooks {
 
 
 /** The GPU window of a fault in pages: [ceil(gs), floor(ge)); EINVAL when gs >= ge. */
-export function gpuWindow(gs: unknown, ge: unknown, big: boolean, first: number, end: number): [number, number] {
+export function gpuWindow(gs: unknown, ge: unknown, first: number, end: number): [number, number] {
   if (gs === undefined && ge === undefined) return [first, end];
   if (gs === undefined || ge === undefined) throw new TypeError('gpuStart and gpuEnd go together');
   const a = u64Big(gs, 'gpuStart', true);
   const b = u64Big(ge, 'gpuEnd', true);
   if (a >= b) throw new GpuVmError('EINVAL', 'gpuStart must be below gpuEnd');
-  void big;
   return [Number((a + 0xfffn) >> 12n), Number(b >> 12n)];
 }
 
@@ -916,7 +913,6 @@ function svmLastFound(): boolean {
 export {
   invalidationPages,
   svmEmit,
-  svmTracing,
   svmWindow,
   svmThreshold,
   svmCheckLive,
