@@ -104,6 +104,17 @@ const OP_BYTES: u32 = 64;
   listResVas: u32 = 0; // reservations held in the mapping pool
   listResNodes: u32 = 0; // and in the node pool
   listZombieSlack: u32 = 0; // zombie-list room promised to the list
+  // The ops still hold for the VM as it is: set when the list is made, cleared
+  // by anything that changes the VM's mappings other than applying this list
+  // in order; opsApply then skips its validation.
+  listChecked: u32 = 0;
+  // A split/merge list (LIST_REQ_*) remembers its request: applied whole and
+  // checked, it is the fused step of that request.
+  listReq: u32 = 0;
+  listReqBo: u32 = 0;
+  listReqAddr: u64 = 0;
+  listReqRange: u64 = 0;
+  listReqOffset: u64 = 0;
   // txStaged: Vec of u32 (TX_WORDS per entry)
   txData: usize = 0;
   txCap: u32 = 0;
@@ -158,6 +169,18 @@ let genInserts: u32 = 0;
 let genUnlinks: u32 = 0;
 const fusedRun = changetype<RangeRun>(memory.data(<i32>offsetof<RangeRun>(), 4));
 const removeRun = changetype<RangeRun>(memory.data(<i32>offsetof<RangeRun>(), 4));
+// What stepScan found, for stepApply (native's StepPlan).
+@unmanaged class StepPlan {
+  lastEnd: u64 = 0;
+  firstLeaf: u32 = 0;
+  firstSlot: u32 = 0;
+  k: u32 = 0; // mappings unmapped or remapped
+  keepFirst: u32 = 0;
+  lastNext: u32 = 0;
+  insertNext: u32 = 0;
+  whole: u32 = 0;
+}
+const stepPlan = changetype<StepPlan>(memory.data(<i32>offsetof<StepPlan>(), 8));
 // fusedStep scratch: starts (u64) and handles (u32) of the mappings a step touches.
 const stepStart = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 const stepVa = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
@@ -627,6 +650,19 @@ function listReset(vm: GpuVm): void {
   listRelease(vm);
   vm.ops.clear();
   vm.listNext = 0;
+  vm.listChecked = 0;
+  vm.listReq = 0;
+}
+
+const LIST_REQ_MAP: u32 = 1;
+const LIST_REQ_UNMAP: u32 = 2;
+
+function listRequest(vm: GpuVm, req: u32, addr: u64, range: u64, bo: u32, offset: u64): void {
+  vm.listReq = req;
+  vm.listReqAddr = addr;
+  vm.listReqRange = range;
+  vm.listReqBo = bo;
+  vm.listReqOffset = offset;
 }
 
 /**
@@ -663,6 +699,8 @@ function listPublish(vm: GpuVm, vmbo: u32): i32 {
   vas.reserve(resVas);
   nodes.reserve(resNodes);
   vm.listZombieSlack = slack;
+  vm.listChecked = 1; // made from the VM as it is
+  vm.listReq = 0; // smMapOps / smUnmapOps name their request after this
   const chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
   memory.copy(ioPtrAt(IO_DATA), vm.opsData, <usize>chunk * OP_BYTES);
   if (n == 0) listRelease(vm);
@@ -831,13 +869,20 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
  * calls applyOp would make (replace / remove / insert), removals grouped per
  * leaf where prepareRun allows. No op list is left afterwards. -> op count
  */
-function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): i32 {
-  const e = a + r;
+/**
+ * fusedStep's first half: finds the mappings [a, e) meets (into
+ * stepStart/stepVa) and how the tree edit can go (stepPlan, fusedRun),
+ * changing nothing. -> false when the scratch could not grow.
+ */
+@inline function stepScan(vm: GpuVm, a: u64, e: u64, map: bool): bool {
   const tree = vm.tree;
   const c = tree.lowestOverlapping(a, e - 1);
-  const cLeaf = c.leaf;
-  const cSlot = c.slot;
-  let k: u32 = 0; // mappings unmapped or remapped
+  const p = stepPlan;
+  p.firstLeaf = c.leaf;
+  p.firstSlot = c.slot;
+  stepStart.clear();
+  stepVa.clear();
+  let k: u32 = 0;
   let lastEnd: u64 = 0;
   let oneLeaf = true;
   while (c.leaf != 0) {
@@ -847,7 +892,7 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
     if (k == stepVa.cap && (!stepStart.reserve(2 * <u64>k + 64, 8) || !stepVa.reserve(2 * <u64>k + 64, 4))) {
       stepStart.clear();
       stepVa.clear();
-      return -ENOMEM;
+      return false;
     }
     store<u64>(stepStart.pushReserved(8), s);
     stepVa.pushU32(nVal(l, c.slot));
@@ -863,32 +908,37 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
   // One mapping cut on both sides: its replace keeps the prev piece and the
   // next piece is an insert of its own.
   const insertNext = k == 1 && keepFirst && lastNext;
-  const run = fusedRun;
-  let whole = false;
+  p.k = k;
+  p.lastEnd = lastEnd;
+  p.keepFirst = keepFirst ? 1 : 0;
+  p.lastNext = lastNext ? 1 : 0;
+  p.insertNext = insertNext ? 1 : 0;
+  p.whole = 0;
   if (k > 0 && oneLeaf) {
+    const run = fusedRun;
     run.count = k;
     run.keepFirst = keepFirst ? 1 : 0;
     run.insertNext = insertNext ? 1 : 0;
     run.keepLast = lastNext && !insertNext ? 1 : 0;
     run.insertMid = map ? 1 : 0;
-    whole = tree.prepareRun(cLeaf, cSlot, run);
+    p.whole = tree.prepareRun(p.firstLeaf, p.firstSlot, run) ? 1 : 0;
   }
+  return true;
+}
 
-  // Everything the step may take, checked before anything changes; the
-  // pending list it replaces gives its reservations back first, and dropping
-  // it pushes at most its VmBo as a zombie.
-  const needNodes: u32 = 3 * tree.insertNeed();
-  if (
-    !vas.ensure(<u32>3 > vm.listResVas ? <u32>3 - vm.listResVas : 0) ||
-    !nodes.ensure(needNodes > vm.listResNodes ? needNodes - vm.listResNodes : 0) ||
-    !vm.zombies.reserve(<u64>vm.zLen + (vm.listVmbo != 0 ? 1 : 0) + <u64>k + 1, 4)
-  ) {
-    stepStart.clear();
-    stepVa.clear();
-    return -ENOMEM;
-  }
-  if (vmbo != 0) ++vmboAt(vmbo).refs; // held while the step runs
-  listReset(vm);
+/**
+ * fusedStep's second half: makes the change stepScan planned (pool room and
+ * zombie room must be there) and writes the handle and serial pairs the last
+ * op would report to `created` (4 words).
+ */
+@inline function stepApply(vmh: u32, vm: GpuVm, a: u64, e: u64, map: bool, bo: u32, off: u64, vmbo: u32, created: usize): void {
+  const tree = vm.tree;
+  const p = stepPlan;
+  const k = p.k;
+  const keepFirst = p.keepFirst != 0;
+  const lastNext = p.lastNext != 0;
+  const insertNext = p.insertNext != 0;
+  const lastEnd = p.lastEnd;
   // (Native prefetches the records and their VmBo list neighbours here; WASM
   // has no prefetch, and early loads measured no gain.)
   let prevPiece: u32 = 0;
@@ -928,8 +978,23 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
     ++vm.mappings;
     if (vmbo != 0) gpuVaLink(mapped, vmbo);
   }
+  // What the list's last op reports: the MAP, else the last REMAP's pieces.
+  if (map) {
+    store<u32>(created, mapped);
+    store<u32>(created, vaAt(mapped).serial, 4);
+  } else if (lastNext) {
+    const pv: u32 = k == 1 ? prevPiece : 0;
+    store<u32>(created, pv);
+    store<u32>(created, pv != 0 ? vaAt(pv).serial : 0, 4);
+    store<u32>(created, nextPiece, 8);
+    store<u32>(created, vaAt(nextPiece).serial, 12);
+  } else if (k == 1 && keepFirst) {
+    store<u32>(created, prevPiece);
+    store<u32>(created, vaAt(prevPiece).serial, 4);
+  }
 
-  if (whole) {
+  if (p.whole != 0) {
+    const run = fusedRun;
     tree.commitRun(run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
     if (run.insertNext != 0 && run.nextInLeaf == 0) tree.insert(e, lastEnd, nextPiece);
     if (map && run.midInLeaf == 0) tree.insert(a, e, mapped);
@@ -969,8 +1034,45 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
   }
   stepStart.clear();
   stepVa.clear();
+}
+
+function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): i32 {
+  const e = a + r;
+  if (!stepScan(vm, a, e, map)) return -ENOMEM;
+  const k = stepPlan.k;
+  // Everything the step may take, checked before anything changes; the
+  // pending list it replaces gives its reservations back first, and dropping
+  // it pushes at most its VmBo as a zombie.
+  const needNodes: u32 = 3 * vm.tree.insertNeed();
+  if (
+    !vas.ensure(<u32>3 > vm.listResVas ? <u32>3 - vm.listResVas : 0) ||
+    !nodes.ensure(needNodes > vm.listResNodes ? needNodes - vm.listResNodes : 0) ||
+    !vm.zombies.reserve(<u64>vm.zLen + (vm.listVmbo != 0 ? 1 : 0) + <u64>k + 1, 4)
+  ) {
+    stepStart.clear();
+    stepVa.clear();
+    return -ENOMEM;
+  }
+  if (vmbo != 0) ++vmboAt(vmbo).refs; // held while the step runs
+  listReset(vm);
+  stepApply(vmh, vm, a, e, map, bo, off, vmbo, createdScratch);
   if (vmbo != 0) gpuVmBoPutInternal(vmbo);
   return <i32>(k + (map ? 1 : 0));
+}
+
+/**
+ * Applies the VM's whole checked split/merge list as the fused step of its
+ * request. -> false (nothing changed) when the scratch could not grow.
+ */
+function applyListAsStep(vmh: u32, vm: GpuVm, created: usize): bool {
+  const map = vm.listReq == LIST_REQ_MAP;
+  const a = vm.listReqAddr;
+  const e = a + vm.listReqRange;
+  if (!stepScan(vm, a, e, map)) return false;
+  // The list's reservations cover the pieces and the MAP (pools, nodes and
+  // zombie room), and its VmBo reference holds the MAP's VmBo.
+  stepApply(vmh, vm, a, e, map, vm.listReqBo, vm.listReqOffset, vm.listVmbo, created);
+  return true;
 }
 
 /**
@@ -1135,6 +1237,7 @@ export function vaInsert(vmh: u32): i32 {
   vm.tree.insert(addr, end, h);
   vaAt(h).state |= VA_INSERTED;
   ++vm.mappings;
+  vm.listChecked = 0;
   ioSet(OUT_SERIAL, vaAt(h).serial);
   writeZombies(vm);
   return <i32>h;
@@ -1150,6 +1253,7 @@ export function vaRemove(vmh: u32, va: u32, serial: u32): i32 {
   m.state &= ~VA_INSERTED;
   vm.tree.remove(m.addr);
   --vm.mappings;
+  vm.listChecked = 0;
   if (m.vmbo == 0) gpuVaRelease(vm, va);
   writeZombies(vm);
   return 0;
@@ -1308,7 +1412,9 @@ export function smMapOps(vmh: u32): i32 {
   if (err != 0) return err;
   genOps.clear();
   if (!smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps)) return -ENOMEM;
-  return listPublish(vm, m.vmbo);
+  const n = listPublish(vm, m.vmbo);
+  if (n > 0) listRequest(vm, LIST_REQ_MAP, m.addr, m.range, m.bo, m.offset);
+  return n;
 }
 
 /**
@@ -1320,6 +1426,7 @@ function rangeListOps(
   vmh: u32,
   valid: (vm: GpuVm, a: u64, r: u64) => bool,
   gen: (vm: GpuVm, a: u64, r: u64, out: Vec) => bool,
+  req: u32, // LIST_REQ_UNMAP when the list is sm_unmap's, else 0
 ): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
@@ -1329,22 +1436,24 @@ function rangeListOps(
   if (listBusy(vm)) return -EBUSY;
   genOps.clear();
   if (!gen(vm, addr, range, genOps)) return -ENOMEM;
-  return listPublish(vm, 0);
+  const n = listPublish(vm, 0);
+  if (n > 0 && req != 0) listRequest(vm, req, addr, range, 0, 0);
+  return n;
 }
 
 /** addr(A0) range(A2) -> op count */
 export function smUnmapOps(vmh: u32): i32 {
-  return rangeListOps(vmh, rangeValid, smUnmapGenerate);
+  return rangeListOps(vmh, rangeValid, smUnmapGenerate, LIST_REQ_UNMAP);
 }
 
 /** addr(A0) range(A2) -> op count (kernel node excluded; a zero range lists nothing) */
 export function prefetchOps(vmh: u32): i32 {
-  return rangeListOps(vmh, prefetchRangeValid, prefetchGenerate);
+  return rangeListOps(vmh, prefetchRangeValid, prefetchGenerate, 0);
 }
 
 /** addr(A0) range(A2) -> op count */
 export function madviseOps(vmh: u32): i32 {
-  return rangeListOps(vmh, rangeValid, madviseGenerate);
+  return rangeListOps(vmh, rangeValid, madviseGenerate, 0);
 }
 
 export function vmboUnmapOps(vmh: u32, vmbo: u32): i32 {
@@ -1375,15 +1484,22 @@ export function opsApply(vmh: u32, from: u32, to: u32): i32 {
   if (vm === null) return -EINVAL;
   const n = vm.opsLen;
   if (!listPending(vm) || from < vm.listNext || to < from || to > n) return -EINVAL;
-  const err = validateOps(vmh, vm, from, to);
-  if (err != 0) return err;
   const created = createdScratch;
   store<u64>(created, 0);
   store<u64>(created, 0, 8);
-  for (let k = from; k < to; ++k) {
-    store<u64>(created, 0);
-    store<u64>(created, 0, 8);
-    applyOp(vmh, vm, opAt(vm.ops, k), null, created);
+  // Applied in order from where it stands, a checked list cannot fail.
+  const checked = vm.listChecked != 0 && from == vm.listNext;
+  if (!(checked && from == 0 && to == n && vm.listReq != 0 && applyListAsStep(vmh, vm, created))) {
+    if (!checked) {
+      const err = validateOps(vmh, vm, from, to);
+      if (err != 0) return err;
+      vm.listChecked = 0; // ops skipped, or the VM changed: check again next time
+    }
+    for (let k = from; k < to; ++k) {
+      store<u64>(created, 0);
+      store<u64>(created, 0, 8);
+      applyOp(vmh, vm, opAt(vm.ops, k), null, created);
+    }
   }
   memory.copy(ioPtrAt(OUT_CREATED), created, 16);
   vm.listNext = to;

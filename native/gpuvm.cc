@@ -491,6 +491,8 @@ void Engine::ListReset(GpuVm& vm) {
   ListRelease(vm);
   vm.list.ops.Clear();
   vm.list.next = 0;
+  vm.list.checked = 0;
+  vm.list.req = 0;
 }
 
 i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
@@ -519,6 +521,8 @@ i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
   vas_.Reserve(resVas);
   nodes_.Reserve(resNodes);
   l.zombieSlack = slack;
+  l.checked = 1;  // made from the VM as it is
+  l.req = 0;      // SmMapOps / SmUnmapOps name their request after this
   const u32 chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
   CopyOpsOut(io + IO_DATA, l.ops.data(), chunk);
   if (n == 0) ListRelease(vm);
@@ -671,10 +675,9 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, Array<TxUndo>* log, 
 // that RangeTree::PrepareRun/CommitRun merge calls into one leaf edit where
 // that leaves the same tree: the whole step when it stays in one leaf,
 // otherwise each group of consecutive removals within one leaf.
-i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
-  const u64 e = a + r;
-  RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
-  u32 k = 0;  // mappings unmapped or remapped
+GPUVM_INLINE bool Engine::StepScan(GpuVm& vm, u64 a, u64 e, bool map, StepPlan* p) {
+  const RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  u32 k = 0;
   u64 lastEnd = 0;
   bool oneLeaf = true;
   for (RangeCursor w = c; w.leaf != 0;) {
@@ -683,7 +686,7 @@ i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
     if (k == stepVa_.capacity() &&
         (!stepStart_.Reserve(budget_, 2 * static_cast<u64>(k) + 64) ||
          !stepVa_.Reserve(budget_, 2 * static_cast<u64>(k) + 64))) {
-      return -kENOMEM;
+      return false;
     }
     stepStart_[k] = l.key[w.slot];
     stepVa_[k] = l.val[w.slot];
@@ -695,36 +698,30 @@ i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
     if (!RangeTree::Next(nodes_, w)) break;
     if (w.leaf != leaf && nodes_[w.leaf].key[0] < e) oneLeaf = false;
   }
-  const bool keepFirst = k > 0 && stepStart_[0] < a;
-  const bool lastNext = k > 0 && lastEnd > e;
+  p->first = c;
+  p->k = k;
+  p->lastEnd = lastEnd;
+  p->keepFirst = k > 0 && stepStart_[0] < a;
+  p->lastNext = k > 0 && lastEnd > e;
   // One mapping cut on both sides: its Replace keeps the prev piece and the
   // next piece is an Insert of its own.
-  const bool insertNext = k == 1 && keepFirst && lastNext;
-  RangeRun run;
-  bool whole = false;
+  p->insertNext = k == 1 && p->keepFirst && p->lastNext;
+  p->whole = false;
   if (k > 0 && oneLeaf) {
+    RangeRun& run = p->run;
     run.count = k;
-    run.keepFirst = keepFirst ? 1 : 0;
-    run.insertNext = insertNext ? 1 : 0;
-    run.keepLast = (lastNext && !insertNext) ? 1 : 0;
+    run.keepFirst = p->keepFirst ? 1 : 0;
+    run.insertNext = p->insertNext ? 1 : 0;
+    run.keepLast = (p->lastNext && !p->insertNext) ? 1 : 0;
     run.insertMid = map ? 1 : 0;
-    whole = vm.tree.PrepareRun(nodes_, c, &run);
+    p->whole = vm.tree.PrepareRun(nodes_, c, &run);
   }
+  return true;
+}
 
-  // Everything the step may take, checked before anything changes; the
-  // pending list it replaces gives its reservations back first, and dropping
-  // it pushes at most its VmBo as a zombie.
-  {
-    const GpuVaOps& l = vm.list;
-    const u32 needNodes = 3 * vm.tree.InsertNeed();
-    if (!vas_.Ensure(3 > l.resVas ? 3 - l.resVas : 0) ||
-        !nodes_.Ensure(needNodes > l.resNodes ? needNodes - l.resNodes : 0) ||
-        !vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + (l.vmbo != 0 ? 1 : 0) + k + 1)) {
-      return -kENOMEM;
-    }
-  }
-  if (vmbo != 0) ++vmbos_[vmbo].refs;  // held while the step runs
-  ListReset(vm);
+GPUVM_INLINE void Engine::StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo, u64 off,
+                       u32 vmbo, u32* created) {
+  const u32 k = p.k;
   // Unlinking touches each mapping's VmBo list neighbours: start loading them.
   for (u32 i = 0; i < k; ++i) {
     const GpuVa& o = vas_[stepVa_[i]];
@@ -761,21 +758,36 @@ i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
     ++vm.mappings;
     if (vmbo != 0) GpuVaLink(mapped, vmbo);
   }
+  // What the list's last op reports: the MAP, else the last REMAP's pieces.
+  if (map) {
+    created[0] = mapped;
+    created[1] = vas_[mapped].serial;
+  } else if (p.lastNext) {
+    const u32 pv = k == 1 ? prevPiece : 0;
+    created[0] = pv;
+    created[1] = pv != 0 ? vas_[pv].serial : 0;
+    created[2] = nextPiece;
+    created[3] = vas_[nextPiece].serial;
+  } else if (k == 1 && p.keepFirst) {
+    created[0] = prevPiece;
+    created[1] = vas_[prevPiece].serial;
+  }
 
-  if (whole) {
+  const u64 lastEnd = p.lastEnd;
+  if (p.whole) {
+    const RangeRun& run = p.run;
     vm.tree.CommitRun(nodes_, run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
     if (run.insertNext && !run.nextInLeaf) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
     if (map && !run.midInLeaf) vm.tree.Insert(nodes_, a, e, mapped);
-    if (vmbo != 0) GpuVmBoPutInternal(vmbo);
-    return static_cast<i32>(k + (map ? 1 : 0));
+    return;
   }
   // Call by call, removals grouped per leaf.
   u32 i = 0, end = k;
-  if (keepFirst) {
+  if (p.keepFirst) {
     vm.tree.Replace(nodes_, stepStart_[0], stepStart_[0], a, prevPiece);
     i = 1;
   }
-  if (lastNext && !insertNext) end = k - 1;
+  if (p.lastNext && !p.insertNext) end = k - 1;
   while (i < end) {
     RangeRun rm;
     rm.count = 0;
@@ -791,11 +803,45 @@ i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
       ++i;
     }
   }
-  if (lastNext && !insertNext) vm.tree.Replace(nodes_, stepStart_[k - 1], e, lastEnd, nextPiece);
-  if (insertNext) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
+  if (p.lastNext && !p.insertNext) vm.tree.Replace(nodes_, stepStart_[k - 1], e, lastEnd, nextPiece);
+  if (p.insertNext) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
   if (map) vm.tree.Insert(nodes_, a, e, mapped);
+}
+
+i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
+  const u64 e = a + r;
+  StepPlan p;
+  if (!StepScan(vm, a, e, map, &p)) return -kENOMEM;
+  // Everything the step may take, checked before anything changes; the
+  // pending list it replaces gives its reservations back first, and dropping
+  // it pushes at most its VmBo as a zombie.
+  {
+    const GpuVaOps& l = vm.list;
+    const u32 needNodes = 3 * vm.tree.InsertNeed();
+    if (!vas_.Ensure(3 > l.resVas ? 3 - l.resVas : 0) ||
+        !nodes_.Ensure(needNodes > l.resNodes ? needNodes - l.resNodes : 0) ||
+        !vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + (l.vmbo != 0 ? 1 : 0) + p.k + 1)) {
+      return -kENOMEM;
+    }
+  }
+  if (vmbo != 0) ++vmbos_[vmbo].refs;  // held while the step runs
+  ListReset(vm);
+  u32 created[4] = {0, 0, 0, 0};
+  StepApply(vmh, vm, p, a, e, map, bo, off, vmbo, created);
   if (vmbo != 0) GpuVmBoPutInternal(vmbo);
-  return static_cast<i32>(k + (map ? 1 : 0));
+  return static_cast<i32>(p.k + (map ? 1 : 0));
+}
+
+bool Engine::ApplyListAsStep(u32 vmh, GpuVm& vm, u32* created) {
+  const GpuVaOps& l = vm.list;
+  const bool map = l.req == LIST_REQ_MAP;
+  const u64 a = l.reqAddr, e = l.reqAddr + l.reqRange;
+  StepPlan p;
+  if (!StepScan(vm, a, e, map, &p)) return false;
+  // The list's reservations cover the pieces and the MAP (pools, nodes and
+  // zombie room), and its VmBo reference holds the MAP's VmBo.
+  StepApply(vmh, vm, p, a, e, map, l.reqBo, l.reqOffset, l.vmbo, created);
+  return true;
 }
 
 // Replays a transaction log backwards. Reference counts are restored by the
@@ -948,6 +994,7 @@ i32 Engine::VaInsert(u32 vmh) {
   vm.tree.Insert(nodes_, addr, end, h);
   vas_[h].state |= VA_INSERTED;
   ++vm.mappings;
+  vm.list.checked = 0;
   io[IO_OUT_SERIAL] = vas_[h].serial;
   WriteZombies(vm);
   return static_cast<i32>(h);
@@ -964,6 +1011,7 @@ i32 Engine::VaRemove(u32 vmh, u32 va, u32 serial) {
   m->state &= ~VA_INSERTED;
   vm.tree.Remove(nodes_, m->addr);
   --vm.mappings;
+  vm.list.checked = 0;
   if (m->vmbo == 0) GpuVaRelease(vm, va);
   WriteZombies(vm);
   return 0;
@@ -1103,13 +1151,15 @@ i32 Engine::SmMapOps(u32 vmh) {
   if (err != 0) return err;
   genOps_.Clear();
   if (!SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps_)) return -kENOMEM;
-  return ListPublish(*vm, m.vmbo);
+  const i32 n = ListPublish(*vm, m.vmbo);
+  if (n > 0) ListRequest(vm->list, LIST_REQ_MAP, m.addr, m.range, m.bo, m.offset);
+  return n;
 }
 
 // The list entry points that take a range share one shape: check the VM, the
 // range (prefetch only refuses overflow, the kernel node is skipped) and the
 // pending list, then replace the list with what `gen` makes of the range.
-i32 Engine::RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen) {
+i32 Engine::RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen, u32 req) {
   GpuVm* vmp = GetVm(vmh);
   if (vmp == nullptr) return -kEINVAL;
   GpuVm& vm = *vmp;
@@ -1119,12 +1169,16 @@ i32 Engine::RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen) {
   if (ListBusy(vm)) return -kEBUSY;
   genOps_.Clear();
   if (!(this->*gen)(vm, addr, range, genOps_)) return -kENOMEM;
-  return ListPublish(vm, 0);
+  const i32 n = ListPublish(vm, 0);
+  if (n > 0 && req != 0) ListRequest(vm.list, req, addr, range, 0, 0);
+  return n;
 }
 
-i32 Engine::SmUnmapOps(u32 vmh) { return RangeListOps(vmh, &RangeValid, &Engine::SmUnmapGenerate); }
-i32 Engine::PrefetchOps(u32 vmh) { return RangeListOps(vmh, &PrefetchRangeValid, &Engine::PrefetchGenerate); }
-i32 Engine::MadviseOps(u32 vmh) { return RangeListOps(vmh, &RangeValid, &Engine::MadviseGenerate); }
+i32 Engine::SmUnmapOps(u32 vmh) {
+  return RangeListOps(vmh, &RangeValid, &Engine::SmUnmapGenerate, LIST_REQ_UNMAP);
+}
+i32 Engine::PrefetchOps(u32 vmh) { return RangeListOps(vmh, &PrefetchRangeValid, &Engine::PrefetchGenerate, 0); }
+i32 Engine::MadviseOps(u32 vmh) { return RangeListOps(vmh, &RangeValid, &Engine::MadviseGenerate, 0); }
 
 i32 Engine::VmBoUnmapOps(u32 vmh, u32 vmbo) {
   GpuVm* vmp = GetVm(vmh);
@@ -1153,12 +1207,19 @@ i32 Engine::OpsApply(u32 vmh, u32 from, u32 to) {
   GpuVm& vm = *vmp;
   const u32 n = static_cast<u32>(vm.list.ops.size());
   if (!ListPending(vm) || from < vm.list.next || to < from || to > n) return -kEINVAL;
-  const i32 err = ValidateOps(vmh, vm, from, to);
-  if (err != 0) return err;
   u32 created[4] = {0, 0, 0, 0};
-  for (u32 k = from; k < to; ++k) {
-    created[0] = created[1] = created[2] = created[3] = 0;
-    ApplyOp(vmh, vm, vm.list.ops[k], nullptr, created);
+  // Applied in order from where it stands, a checked list cannot fail.
+  const bool checked = vm.list.checked && from == vm.list.next;
+  if (!(checked && from == 0 && to == n && vm.list.req != 0 && ApplyListAsStep(vmh, vm, created))) {
+    if (!checked) {
+      const i32 err = ValidateOps(vmh, vm, from, to);
+      if (err != 0) return err;
+      vm.list.checked = 0;  // ops skipped, or the VM changed: check again next time
+    }
+    for (u32 k = from; k < to; ++k) {
+      created[0] = created[1] = created[2] = created[3] = 0;
+      ApplyOp(vmh, vm, vm.list.ops[k], nullptr, created);
+    }
   }
   io[IO_OUT_CREATED + 0] = created[0];
   io[IO_OUT_CREATED + 1] = created[1];

@@ -85,7 +85,20 @@ struct GpuVaOps {
   u32 resVas = 0;     // reservations held in the mapping pool
   u32 resNodes = 0;   // and in the node pool
   u32 zombieSlack = 0;  // zombie-list room promised to the list
+  // The ops still hold for the VM as it is: set when the list is made, cleared
+  // by anything that changes the VM's mappings other than applying this list
+  // in order; opsApply then skips its validation.
+  u32 checked = 0;
+  // A split/merge list (LIST_REQ_*) remembers its request: applied whole and
+  // checked, it is the fused step of that request.
+  u32 req = 0;
+  u32 reqBo = 0;
+  u64 reqAddr = 0;
+  u64 reqRange = 0;
+  u64 reqOffset = 0;
 };
+constexpr u32 LIST_REQ_MAP = 1;
+constexpr u32 LIST_REQ_UNMAP = 2;
 
 struct GpuVm {
   u64 start = 0;
@@ -224,7 +237,15 @@ class Engine {
   bool SplitWalk(GpuVm& vm, u64 addr, u64 end, u32 bo, u64 offset, OpArray& out);
   using RangeGenerator = bool (Engine::*)(GpuVm&, u64, u64, OpArray&);
   using RangeCheck = bool (*)(const GpuVm&, u64, u64);
-  i32 RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen);
+  // req: LIST_REQ_UNMAP when the list is sm_unmap's (see GpuVaOps::req), else 0.
+  i32 RangeListOps(u32 vmh, RangeCheck valid, RangeGenerator gen, u32 req);
+  static void ListRequest(GpuVaOps& l, u32 req, u64 addr, u64 range, u32 bo, u64 offset) {
+    l.req = req;
+    l.reqAddr = addr;
+    l.reqRange = range;
+    l.reqBo = bo;
+    l.reqOffset = offset;
+  }
   bool PrefetchGenerate(GpuVm& vm, u64 addr, u64 range, OpArray& out);
   bool MadviseGenerate(GpuVm& vm, u64 addr, u64 range, OpArray& out);
   bool VmBoUnmapGenerate(u32 vmbo, OpArray& out);
@@ -254,6 +275,24 @@ class Engine {
   // the result of generation + ApplyOp; replaces the VM's untouched list.
   // -> op count, or -ENOMEM with nothing changed
   i32 FusedStep(u32 vmh, GpuVm& vm, u64 addr, u64 range, bool map, u32 bo, u64 offset, u32 vmbo);
+  // FusedStep's halves. StepScan finds the mappings [a, e) meets (into
+  // stepStart_/stepVa_) and how the tree edit can go, changing nothing;
+  // false when the scratch could not grow. StepApply makes the change
+  // (pool room and zombie room must be there) and writes the handle and
+  // serial pairs the last op would report to created[0..3].
+  struct StepPlan {
+    RangeCursor first;
+    RangeRun run;
+    u64 lastEnd;
+    u32 k;  // mappings unmapped or remapped
+    bool keepFirst, lastNext, insertNext, whole;
+  };
+  GPUVM_INLINE bool StepScan(GpuVm& vm, u64 a, u64 e, bool map, StepPlan* p);
+  GPUVM_INLINE void StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo, u64 off, u32 vmbo,
+                 u32* created);
+  // Applies the VM's whole checked split/merge list as the fused step of its
+  // request. -> false (nothing changed) when the scratch could not grow.
+  bool ApplyListAsStep(u32 vmh, GpuVm& vm, u32* created);
   void TxUndoAll(GpuVm& vm, const Array<TxUndo>& log);
 
   void WriteZombies(const GpuVm& vm) { io[IO_OUT_ZOMBIES] = vm.zombieCount; }

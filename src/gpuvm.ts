@@ -634,23 +634,40 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   bind(addr: U64, range: U64, bo: Bo | null = null, offset: U64 = 0): number {
     if (this.#c.mirror !== null) return this.#applyMirrored(this.#mapList(this.#readMapReq({ addr, range, bo, offset }, 'bind'), 'bind'));
+    const temp = this.#putMapArgs('bind', 'addr', 'range', 'offset', addr, range, bo, offset);
+    const E = this.#c.E;
+    const r = E.bind(this.#c.h);
+    if (temp !== null) this.#c.releaseTemp(temp);
+    if (r < 0) throw this.#c.fail(r, 'bind', addr, range);
+    this.#c.listGen++;
+    this.#c.changed(E.io());
+    return r;
+  }
+
+  /**
+   * Writes a map request to ARG (every argument is a plain value here, so
+   * checking while writing runs no user code in between). Returns the
+   * temporary VmBo made for a BO new to this VM (the caller drops its
+   * reference after the engine call), else null. The names label errors.
+   */
+  #putMapArgs(what: string, addrName: string, rangeName: string, offsetName: string, addr: U64, range: U64, bo: Bo | null, offset: U64): VmBo<N> | null {
     const E = this.#c.E;
     const big = this.bigint;
     let io = E.io();
-    putU64(io, A + 0, addr, 'addr', big);
-    putU64(io, A + 2, range, 'range', big);
-    putU64(io, A + 4, offset, 'offset', big);
+    putU64(io, A + 0, addr, addrName, big);
+    putU64(io, A + 2, range, rangeName, big);
+    putU64(io, A + 4, offset, offsetName, big);
     // number mode: every piece a split can make must report its offset exactly
-    if (!big && io[A + 3] + io[A + 5] >= 0x1f_ffff) this.#checkMapping('bind', addr, range, offset);
+    if (!big && io[A + 3] + io[A + 5] >= 0x1f_ffff) this.#checkMapping(what, addr, range, offset);
     let vmbo = 0;
     let temp: VmBo<N> | null = null;
     if (bo !== null) {
-      if (!isBo(bo)) throw new TypeError(`bind: bo must be a Bo or null, got ${describe(bo)}`);
-      // most binds name the BO the previous bind of that BO in this VM named
+      if (!isBo(bo)) throw new TypeError(`${what}: bo must be a Bo or null, got ${describe(bo)}`);
+      // most requests name the BO the previous request of that BO in this VM named
       const bs = boState(bo);
       let vb = bs.lastVm === this ? (bs.lastVmBo as VmBo<N>) : (bs.vmBos.get(this) as VmBo<N> | undefined);
       if (vb === undefined) {
-        this.#c.alive('bind');
+        this.#c.alive(what);
         vb = temp = this.#c.createVmBo(bo, true);
         io = E.io(); // a WASM memory that grew has a new buffer; vmboCreate leaves ARG alone
       }
@@ -662,12 +679,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       io[A + 6] = 0;
     }
     io[A + 7] = vmbo;
-    const r = E.bind(this.#c.h);
-    if (temp !== null) this.#c.releaseTemp(temp);
-    if (r < 0) throw this.#c.fail(r, 'bind', addr, range);
-    this.#c.listGen++;
-    this.#c.changed(E.io());
-    return r;
+    return temp;
   }
 
   /** Unmaps [addr, addr+range) with split/merge and applies (sm_unmap + apply). Unmapping nothing is success. */
@@ -739,7 +751,21 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** Split/merge ops for mapping a request (drm_gpuvm_sm_map_ops_create). */
   smMapOps(req: MapRequest): OpList<N> {
-    return this.#mapList(this.#readMapReq(req, 'smMapOps'), 'smMapOps');
+    const c = this.#c;
+    if (c.mirror !== null) return this.#mapList(this.#readMapReq(req, 'smMapOps'), 'smMapOps');
+    if (req === null || typeof req !== 'object') throw new TypeError(`smMapOps: expected { addr, range, bo?, offset? }, got ${describe(req)}`);
+    // every field read once (they may be getters) before anything is written
+    const addr = req.addr;
+    const range = req.range;
+    const off = req.offset;
+    const offset = off === undefined ? 0 : off;
+    const bo = req.bo ?? null;
+    const temp = this.#putMapArgs('smMapOps', 'smMapOps: addr', 'smMapOps: range', 'smMapOps: offset', addr, range, bo, offset);
+    const n = c.E.smMapOps(c.h);
+    // the pending list holds its own reference to the VmBo it maps to
+    if (temp !== null) c.releaseTemp(temp);
+    if (n < 0) throw c.fail(n, 'smMapOps', addr, range);
+    return c.takeList(n, false);
   }
 
   #mapList(req: { addr: U64; range: U64; bo: Bo | null; offset: U64 }, what: string): OpList<N> {
@@ -774,7 +800,14 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** Split/merge ops for unmapping a range (drm_gpuvm_sm_unmap_ops_create). */
   smUnmapOps(addr: U64, range: U64): OpList<N> {
-    return this.#rangeList('smUnmapOps', addr, range);
+    const c = this.#c;
+    const E = c.E;
+    const io = E.io();
+    putU64(io, A + 0, addr, 'smUnmapOps: addr', this.bigint);
+    putU64(io, A + 2, range, 'smUnmapOps: range', this.bigint);
+    const n = E.smUnmapOps(c.h);
+    if (n < 0) throw c.fail(n, 'smUnmapOps', addr, range);
+    return c.takeList(n, false);
   }
 
   /**
