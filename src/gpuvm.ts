@@ -1189,7 +1189,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.#c.vmBoByHandle.clear();
     this.#c.extobjSet.clear();
     this.#c.evictSet.clear();
-    this.#c.vaCache.clear();
+    this.#c.vaCache.length = 0;
     // lists of the VM stay readable: they find its BOs in the grave
     this.#c.bury(this.#c.boById.values());
     this.#c.boById.clear();

@@ -431,11 +431,12 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
    */
   apply(): void {
     const ctx = this.#ctx;
-    checkList(ctx, this, 'OpList.apply');
-    if (this.length === 0) return; // nothing to do (e.g. unmapping an empty range)
-    requirePending(this, 'OpList.apply');
     const ls = this.#s;
+    // (checkList and requirePending, with the common case inline: this runs once per request)
+    if (ctx.h === 0) ctx.alive('OpList.apply');
     const n = ls.length;
+    if (n === 0) return; // nothing to do (e.g. unmapping an empty range)
+    if (ls.state !== 'pending' || ctx.listGen !== ls.gen) requirePending(this, 'OpList.apply');
     if (ctx.mirror !== null) mirrorOps(ctx, this, ls.next, n, 'OpList.apply');
     const E = ctx.E;
     const r = E.opsApply(ctx.h, ls.next, n);

@@ -33,7 +33,12 @@ export class VmContext<N extends U64 = U64> {
   listGen = 0;
   /** the page table kept in step, or null */
   mirror: Mirror | null = null;
-  readonly vaCache = new Map<number, GpuVa<N>>();
+  /**
+   * The GpuVa handed out for each mapping handle (an engine handle with
+   * another serial is a new mapping). An array indexed by handle: handles are
+   * dense, and a lookup here is a large part of a single findFirst.
+   */
+  readonly vaCache: (GpuVa<N> | undefined)[] = [];
   /** VmBos of this VM by engine handle */
   readonly vmBoByHandle = new Map<number, VmBo<N>>();
   /** BOs the engine may name, by id */
@@ -239,7 +244,7 @@ export class VmContext<N extends U64 = U64> {
   vaFromRecord(io: Uint32Array, p: number): GpuVa<N> {
     const h = io[p];
     const serial = io[p + 1];
-    const have = this.vaCache.get(h);
+    const have = this.vaCache[h];
     if (have !== undefined && vaSerial(have) === serial) return have;
     const va = makeGpuVa<N>(
       this,
@@ -251,7 +256,7 @@ export class VmContext<N extends U64 = U64> {
       this.u(io, p + 8, 'offset'),
       (io[p + 11] & VA_ATTR_KERNEL) !== 0,
     );
-    this.vaCache.set(h, va);
+    this.cacheVa(h, va);
     return va;
   }
 
@@ -259,18 +264,25 @@ export class VmContext<N extends U64 = U64> {
   vaFromOp(w: Uint32Array, p: number, bo: Bo | null): GpuVa<N> {
     const h = w[p + 1];
     const serial = w[p + 2];
-    const have = this.vaCache.get(h);
+    const have = this.vaCache[h];
     if (have !== undefined && vaSerial(have) === serial) return have;
     const va = makeGpuVa<N>(this, h, serial, this.u(w, p + 4, 'addr'), this.u(w, p + 6, 'range'), bo, this.u(w, p + 8, 'offset'), false);
-    this.vaCache.set(h, va);
+    this.cacheVa(h, va);
     return va;
   }
 
   /** A GpuVa for a mapping just created by an apply or an insert. */
   vaCreated(h: number, serial: number, m: OpMapping<N>): GpuVa<N> {
     const va = makeGpuVa<N>(this, h, serial, m.addr, m.range, m.bo, m.offset, false);
-    this.vaCache.set(h, va);
+    this.cacheVa(h, va);
     return va;
+  }
+
+  /** Grown one slot at a time (never by a jump), so the array stays dense. */
+  cacheVa(h: number, va: GpuVa<N>): void {
+    const c = this.vaCache;
+    while (c.length < h) c.push(undefined);
+    c[h] = va;
   }
 
   checkVa(va: unknown, what: string): GpuVa<N> {
@@ -308,11 +320,11 @@ export class VmContext<N extends U64 = U64> {
     this.listGen++;
     let words = NO_WORDS;
     let at = 0;
+    let io = E.io();
     if (n === 0) {
       // nothing to copy
     } else if (inData && n <= OPS_PER_CHUNK) {
       const len = n * OP_WORDS;
-      const io = E.io();
       if (len > SLAB_WORDS >>> 2) {
         words = io.slice(D, D + len);
       } else {
@@ -334,10 +346,11 @@ export class VmContext<N extends U64 = U64> {
         words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
         from += got;
       }
+      io = E.io();
     }
     const list = makeOpList<N>(this, words, at, n, this.listGen, this.mod, applied, this.grave);
     // replacing an untouched list released its VmBo reference
-    if (E.io()[IO.OUT_ZOMBIES] !== 0) this.reap();
+    if (io[IO.OUT_ZOMBIES] !== 0) this.reap();
     return list;
   }
 }
