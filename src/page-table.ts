@@ -170,6 +170,9 @@ const OUT = IO.OUT;
  * one go: full DATA areas are staged (one crossing each), the last chunk
  * runs everything (one crossing).
  */
+/** Spare staging buffers of huge calls, per engine (see RecordWriter.release); at most 64 MiB each. */
+const spares = new WeakMap<Engine, Uint32Array<ArrayBuffer>>();
+
 class RecordWriter {
   private buf = new Uint32Array(256);
   private pos = 0;
@@ -191,11 +194,26 @@ class RecordWriter {
 
   release(): void {
     this.busy = false;
-    if (this.buf.length > 1 << 16) this.buf = new Uint32Array(256); // do not keep a huge call's peak
+    if (this.buf.length > 1 << 16) {
+      // A huge call's buffer goes back to the engine's spare (one per engine,
+      // not per table) rather than to the collector: a fresh multi-megabyte
+      // buffer per call cost more than the call itself (external-memory GCs).
+      const spare = spares.get(this.engine);
+      if (this.buf.length <= 1 << 24 && (spare === undefined || spare.length < this.buf.length)) spares.set(this.engine, this.buf);
+      this.buf = new Uint32Array(256);
+    }
   }
 
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
+    const spare = spares.get(this.engine);
+    if (spare !== undefined && spare.length >= this.pos + n && spare.length > this.buf.length) {
+      // taken, so a nested call (a getter re-entering another table) cannot share it
+      spares.delete(this.engine);
+      spare.set(this.buf.subarray(0, this.pos));
+      this.buf = spare;
+      return;
+    }
     let cap = this.buf.length * 2;
     while (cap < this.pos + n) cap *= 2;
     const b = new Uint32Array(cap);
