@@ -17,7 +17,7 @@ import {
 } from "./io";
 import { Pool, Vec, initPool } from "./pool";
 import { memUsed, memLimit, memSetLimitBytes } from "./budget";
-import { RangeTree, RangeRun, cursorNext, nodes, nodeAt, nKey, nEnd, nVal, nN, nNext, NODE_BYTES, RANGE_TREE_BYTES } from "./range_tree";
+import { RangeTree, RangeRun, cursorNext, nodes, nodeAt, nKey, nVal, nN, nNext, NODE_BYTES, RANGE_TREE_BYTES } from "./range_tree";
 
 // ---------------------------------------------------------------------------
 // Records
@@ -28,20 +28,46 @@ export const VA_INSERTED: u32 = 2; // in the VM's range tree
 export const VA_LIVE: u32 = 4; // slot in use
 export const VA_DOOMED: u32 = 8; // scratch mark while opsApply validates
 export const VA_KEPT: u32 = 16; // removed by a running transaction, kept for undo
+export const VA_LINKED: u32 = 32; // owner is the VmBo (else the BO id)
 
-/** A mapping. Records are one cache line apart (the walk and the VmBo lists touch many). */
+/** VM handles fit 24 bits: a mapping keeps its VM and state bits in one word. */
+const VM_HANDLE_LIMIT: u32 = 1 << 24;
+
+/**
+ * A mapping: 48 bytes, unpadded (with millions of them, bytes are what the
+ * caches and the TLB run out of). The range tree reads `end` from here.
+ */
 @unmanaged export class GpuVa {
   addr: u64 = 0;
   end: u64 = 0; // exclusive
   offset: u64 = 0;
-  bo: u32 = 0;
   flags: u32 = 0; // user-visible GpuVa flags
   serial: u32 = 0;
-  vm: u32 = 0;
-  vmbo: u32 = 0; // VmBo it is linked to, 0 if unlinked
+  owner: u32 = 0; // VA_LINKED: the VmBo it is linked to; else its BO (0 none)
   vbPrev: u32 = 0; // the VmBo's mapping list, link order
   vbNext: u32 = 0;
-  state: u32 = 0;
+  vmState: u32 = 0; // VM handle (low 24 bits), state bits (high 8)
+
+  @inline get vm(): u32 {
+    return this.vmState & 0xffffff;
+  }
+  @inline set vm(v: u32) {
+    this.vmState = (this.vmState & 0xff000000) | v;
+  }
+  @inline get state(): u32 {
+    return this.vmState >>> 24;
+  }
+  @inline set state(v: u32) {
+    this.vmState = (this.vmState & 0xffffff) | (v << 24);
+  }
+  /** The BO (a linked mapping's is its VmBo's). */
+  @inline get bo(): u32 {
+    return (this.state & VA_LINKED) != 0 ? vmboAt(this.owner).bo : this.owner;
+  }
+  /** The VmBo it is linked to, 0 if unlinked. */
+  @inline get vmbo(): u32 {
+    return (this.state & VA_LINKED) != 0 ? this.owner : 0;
+  }
 }
 
 // VmBo states.
@@ -150,9 +176,9 @@ const TX_UNDO_UNLINKED: u32 = 3; // mapping unlinked from vmbo between vbPrev/vb
 // Engine state: engine-global pools and scratch (static memory, fixed addresses)
 
 const VM_BYTES: u32 = ((<u32>offsetof<GpuVm>() + RANGE_TREE_BYTES + 7) & ~7); // u64 fields stay aligned
-const VA_BYTES: u32 = 64;
+const VA_BYTES: u32 = 48;
 const vms = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), VM_BYTES, 8);
-const vas = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), VA_BYTES, 1024, 64);
+const vas = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), VA_BYTES, 1024, 16);
 const vmbos = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), <u32>offsetof<GpuVmBo>(), 64);
 let serial: u32 = 0; // last serial handed out (engine-global)
 
@@ -189,7 +215,7 @@ const stepVa = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
   return changetype<GpuVm>(vms.at(h));
 }
 @inline function vaAt(h: u32): GpuVa {
-  return changetype<GpuVa>(vas.base + (<usize>h << 6)); // VA_BYTES = 64: a constant stride
+  return changetype<GpuVa>(vas.base + <usize>h * 48); // VA_BYTES: a constant stride
 }
 @inline function vmboAt(h: u32): GpuVmBo {
   return changetype<GpuVmBo>(vmbos.at(h));
@@ -270,14 +296,12 @@ function gpuVaCreate(vmh: u32, vm: GpuVm, addr: u64, end: u64, offset: u64, bo: 
   m.addr = addr;
   m.end = end;
   m.offset = offset;
-  m.bo = bo;
   m.flags = flags;
   m.serial = serial;
-  m.vm = vmh;
-  m.vmbo = 0;
+  m.owner = bo;
+  m.vmState = vmh | (VA_LIVE << 24);
   m.vbPrev = 0;
   m.vbNext = 0;
-  m.state = VA_LIVE;
   ++vm.vaCount;
   return h;
 }
@@ -295,7 +319,8 @@ function gpuVaRelease(vm: GpuVm, va: u32): void {
 @inline function vmBoListInsert(va: u32, vmbo: u32, prev: u32, next: u32): void {
   const m = vaAt(va);
   const b = vmboAt(vmbo);
-  m.vmbo = vmbo;
+  m.owner = vmbo; // b.bo is the mapping's BO
+  m.state |= VA_LINKED;
   m.vbPrev = prev;
   m.vbNext = next;
   if (prev != 0) {
@@ -315,8 +340,8 @@ function gpuVaRelease(vm: GpuVm, va: u32): void {
 /** ...and take it out again; returns the VmBo (0 if va was not linked), whose reference the caller drops as it must. */
 @inline function vmBoListRemove(va: u32): u32 {
   const m = vaAt(va);
-  const vb = m.vmbo;
-  if (vb == 0) return 0;
+  if ((m.state & VA_LINKED) == 0) return 0;
+  const vb = m.owner;
   const b = vmboAt(vb);
   if (m.vbPrev != 0) {
     vaAt(m.vbPrev).vbNext = m.vbNext;
@@ -329,7 +354,8 @@ function gpuVaRelease(vm: GpuVm, va: u32): void {
     b.tail = m.vbPrev;
   }
   --b.count;
-  m.vmbo = 0;
+  m.owner = b.bo;
+  m.state &= ~VA_LINKED;
   m.vbPrev = 0;
   m.vbNext = 0;
   return vb;
@@ -462,7 +488,7 @@ function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): bool
   while (c.leaf != 0) {
     const s = c.key();
     if (s >= e) break;
-    const t = c.end();
+    const t = vaAt(c.val()).end;
     const h = c.val();
     const m = vaAt(h);
     const op = pushExisting(out, h, m, s, t);
@@ -518,7 +544,7 @@ function prefetchGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): bool {
     const h = c.val();
     const m = vaAt(h);
     if ((m.state & VA_KERNEL) == 0) {
-      const op = pushExisting(out, h, m, s, c.end());
+      const op = pushExisting(out, h, m, s, vaAt(c.val()).end);
       if (op === null) return false;
       op.kind = OP_PREFETCH;
     }
@@ -542,7 +568,7 @@ function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): bool {
   while (c.leaf != 0) {
     const s = c.key();
     if (s >= e) break;
-    const t = c.end();
+    const t = vaAt(c.val()).end;
     const h = c.val();
     const m = vaAt(h);
     if (m.bo != 0) {
@@ -897,7 +923,7 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
     store<u64>(stepStart.pushReserved(8), s);
     stepVa.pushU32(nVal(l, c.slot));
     ++k;
-    lastEnd = nEnd(l, c.slot);
+    lastEnd = vaAt(nVal(l, c.slot)).end;
     if (lastEnd >= e) break;
     const leaf = c.leaf;
     if (!cursorNext(c)) break;
@@ -995,7 +1021,7 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
 
   if (p.whole != 0) {
     const run = fusedRun;
-    tree.commitRun(run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
+    tree.commitRun(run, prevPiece, e, nextPiece, a, mapped);
     if (run.insertNext != 0 && run.nextInLeaf == 0) tree.insert(e, lastEnd, nextPiece);
     if (map && run.midInLeaf == 0) tree.insert(a, e, mapped);
   } else {
@@ -1021,7 +1047,7 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
       const inLeaf = nN(nodeAt(atLeaf)) - atSlot;
       rm.count = end - i < inLeaf ? end - i : inLeaf;
       if (rm.count > 1 && tree.prepareRun(atLeaf, atSlot, rm)) {
-        tree.commitRun(rm, 0, 0, 0, 0, 0, 0, 0, 0);
+        tree.commitRun(rm, 0, 0, 0, 0, 0);
         i += rm.count;
       } else {
         tree.remove(si);
@@ -1128,6 +1154,7 @@ export function vmCreate(): i32 {
   }
   // The VM record, its root leaf and the kernel node's record and insert.
   if (!vms.ensure(1) || !nodes.ensure(rrange != 0 ? 3 : 1) || !vas.ensure(rrange != 0 ? 1 : 0)) return -ENOMEM;
+  if (vms.nextHandle() >= VM_HANDLE_LIMIT) return -ENOMEM; // mappings keep 24 bits of it
   const h = vms.alloc();
   const vm = vmAt(h);
   vm.start = start;
@@ -1150,7 +1177,7 @@ export function vmCreate(): i32 {
   vm.txStaged.clear();
   vm.zombies.clear();
   vm.zombieCount = 0;
-  vm.tree.init();
+  vm.tree.init(vas, <u32>offsetof<GpuVa>("end"));
   if (rrange != 0) {
     const k = gpuVaCreate(h, vm, rstart, rend, 0, 0, 0);
     vaAt(k).state |= VA_KERNEL | VA_INSERTED;

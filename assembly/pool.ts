@@ -72,6 +72,11 @@ import { memRealloc, memFree } from "./budget";
     this.reserved -= n;
   }
 
+  /** The handle the next alloc() returns. */
+  @inline nextHandle(): u32 {
+    return this.freeHead != 0 ? this.freeHead : this.limit;
+  }
+
   alloc(): u32 {
     const h = this.freeHead;
     if (h != 0) {

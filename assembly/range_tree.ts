@@ -3,39 +3,49 @@
 // starts). It knows nothing of mappings, so gpuvm uses it for VAs and SVM can
 // reuse it for notifiers and ranges. Nodes live in one engine-global pool.
 //
+// Leaves hold no ends: the value of an entry names a record of its owner
+// (a mapping, a span map's side record) that carries the entry's end, read
+// through the owner's pool and a byte offset the tree is given at init.
+//
 // Shape rules (shared with native so node counts agree):
 // - descent: at an inner node take the last child whose key <= x, else child 0;
-// - insert into a full node: keep entries [0, 8) left, move [8, 16) to a new
-//   right sibling, then put the new entry left if its position <= 8, else
-//   right at position - 8; the separator is the right node's key[0];
-//   a full root splits and the tree grows one level;
+// - insert into a full leaf under a parent: look for the nearest sibling with
+//   room under the same parent (slot - 1, slot + 1, slot - 2, slot + 2, ...);
+//   if there is one, the entries between them shift by one towards it (the
+//   leaf's lowest entry leftwards, or its highest, the new one included,
+//   rightwards), each passing leaf's separator follows its new key[0], and
+//   the new entry lands in the leaf; nothing is allocated (random inserts
+//   then fill leaves above 90% instead of about 70%);
+// - otherwise (a full root leaf, siblings full, any full inner node): keep
+//   entries [0, 8) left, move [8, 16) to a new right sibling, then put the
+//   new entry left if its position <= 8, else right at position - 8; the
+//   separator is the right node's key[0]; a full root splits and the tree
+//   grows one level;
 // - remove: an emptied node is unlinked from its parent; a node left with
 //   fewer than FANOUT / 4 entries merges into its left sibling (same parent)
 //   when both fit in one node, else absorbs its right sibling when both fit;
 //   the right one of the pair is freed; this repeats upward; a root inner
 //   node with one child collapses.
 //
-// Node layout (bytes; native's RangeNode, one 64-byte aligned 384-byte slot):
+// Node layout (bytes; native's RangeNode, 208 bytes, unpadded):
 //   0 key[16] u64 (leaf: range start; inner: smallest start in child's
 //     subtree; unused slots hold ~0 so scans can run over all 16 keys)
-//   128 val[16] u32 (leaf: value; inner: child) | 192 end[16] u64 (leaf only)
-//   320 n | 324 leaf | 328 next | 332 prev (leaf chain, 0 at the ends)
-// A descent reads keys then children: the first three cache lines.
+//   128 val[16] u32 (leaf: value, whose record holds the end; inner: child)
+//   192 n | 196 leaf | 200 next | 204 prev (leaf chain, 0 at the ends)
 
 import { Pool, initPool } from "./pool";
 import { EEXIST } from "./io";
 
 export const FANOUT: u32 = 16;
 export const TREE_MAX_DEPTH: u32 = 16;
-export const NODE_BYTES: u32 = 384;
+export const NODE_BYTES: u32 = 208;
 
 const KEY: usize = 0;
 const VAL: usize = 128;
-const END: usize = 192;
-const N: usize = 320;
-const LEAF: usize = 324;
-const NEXT: usize = 328;
-const PREV: usize = 332;
+const N: usize = 192;
+const LEAF: usize = 196;
+const NEXT: usize = 200;
+const PREV: usize = 204;
 
 const NO_KEY: u64 = 0xffffffffffffffff;
 const SIGN: u64 = 0x8000000000000000;
@@ -52,12 +62,6 @@ export const nodes = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>()
 }
 @inline function setKey(p: usize, i: u32, v: u64): void {
   store<u64>(p + KEY + (<usize>i << 3), v);
-}
-@inline export function nEnd(p: usize, i: u32): u64 {
-  return load<u64>(p + END + (<usize>i << 3));
-}
-@inline function setEnd(p: usize, i: u32, v: u64): void {
-  store<u64>(p + END + (<usize>i << 3), v);
 }
 @inline export function nVal(p: usize, i: u32): u32 {
   return load<u32>(p + VAL + (<usize>i << 2));
@@ -126,10 +130,9 @@ export const nodes = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>()
   for (let i = from; i < FANOUT; ++i) setKey(p, i, NO_KEY);
 }
 
-/** Entry (key, end, val) i of node s to slot j of node d. */
+/** Entry (key, val) i of node s to slot j of node d. */
 @inline function copyEntry(d: usize, j: u32, s: usize, i: u32): void {
   setKey(d, j, nKey(s, i));
-  setEnd(d, j, nEnd(s, i));
   setVal(d, j, nVal(s, i));
 }
 
@@ -149,9 +152,6 @@ export const nodes = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>()
 
   @inline key(): u64 {
     return nKey(nodeAt(this.leaf), this.slot);
-  }
-  @inline end(): u64 {
-    return nEnd(nodeAt(this.leaf), this.slot);
   }
   @inline val(): u32 {
     return nVal(nodeAt(this.leaf), this.slot);
@@ -203,8 +203,8 @@ export function cursorNext(c: RangeCursor): bool {
 }
 
 /** Bytes a RangeTree takes where it is embedded: its fields, then the path cache. */
-export const RANGE_TREE_BYTES: u32 = 32 + TREE_MAX_DEPTH * 8;
-const CACHE: usize = 32;
+export const RANGE_TREE_BYTES: u32 = 40 + TREE_MAX_DEPTH * 8;
+const CACHE: usize = 40;
 
 /**
  * The tree. It lives embedded in its owner's record (RANGE_TREE_BYTES): the
@@ -228,7 +228,20 @@ const CACHE: usize = 32;
   cacheLeaf: u32 = 0;
   cacheEpoch: u32 = 0;
   epoch: u32 = 0;
+  /** where entries end: the u64 at byte endOff of record val in the Pool at endPool */
+  endPool: usize = 0;
+  endOff: u32 = 0;
   pad: u32 = 0;
+
+  /** The end of the entry whose value is val (the pool's base is read each time: pools move as they grow). */
+  @inline endOf(val: u32): u64 {
+    const pool = changetype<Pool>(this.endPool);
+    return load<u64>(pool.base + <usize>val * <usize>pool.stride + <usize>this.endOff);
+  }
+  /** The end of the entry at c. */
+  @inline endAt(c: RangeCursor): u64 {
+    return this.endOf(nVal(nodeAt(c.leaf), c.slot));
+  }
 
   @inline private pathNode(d: u32): u32 {
     return load<u32>(changetype<usize>(this) + CACHE + (<usize>d << 3));
@@ -256,8 +269,10 @@ const CACHE: usize = 32;
     ++this.epoch;
   }
 
-  /** New empty tree (an empty root leaf). Needs one node (caller ensures). */
-  init(): void {
+  /** New empty tree (an empty root leaf) whose entries end at byte endOff of their records in `ends`. Needs one node (caller ensures). */
+  init(ends: Pool, endOff: u32): void {
+    this.endPool = changetype<usize>(ends);
+    this.endOff = endOff;
     this.nodeCount = 0;
     this.root = this.newNode(true);
     this.height = 0;
@@ -338,8 +353,84 @@ const CACHE: usize = 32;
   }
 
   /**
-   * Inserts [start, end) -> val. -> 0, or -EEXIST when it would overlap an
-   * entry. Needs up to insertNeed() free nodes (caller ensures or reserved).
+   * Insert into the full leaf lh at position p by shifting into a sibling
+   * with room (see the shape rules). False when there is none.
+   */
+  private shiftInsert(lh: u32, p: u32, start: u64, val: u32): bool {
+    const d0 = this.height - 1;
+    const par = nodeAt(this.pathNode(d0));
+    const s = this.pathSlot(d0);
+    const pn = nN(par);
+    // The nearest sibling with room under the parent, left first at equal distance.
+    let j = s;
+    for (let d: u32 = 1; d < FANOUT && j == s; ++d) {
+      if (s >= d && nN(nodeAt(nVal(par, s - d))) < FANOUT) {
+        j = s - d;
+      } else if (s + d < pn && nN(nodeAt(nVal(par, s + d))) < FANOUT) {
+        j = s + d;
+      }
+    }
+    if (j == s) return false;
+    const l = nodeAt(lh);
+    if (j < s) {
+      // Each leaf from j + 1 to s hands its lowest entry to its left
+      // neighbour. The leaf is not the first one (it has a left sibling),
+      // so the new entry sorts after its lowest: p >= 1.
+      for (let t = j + 1; t <= s; ++t) {
+        const a = nodeAt(nVal(par, t - 1));
+        const b = nodeAt(nVal(par, t));
+        const an = nN(a);
+        const bn = nN(b);
+        copyEntry(a, an, b, 0);
+        setN(a, an + 1);
+        for (let i: u32 = 1; i < bn; ++i) copyEntry(b, i - 1, b, i);
+        setN(b, bn - 1);
+        setKey(b, bn - 1, NO_KEY);
+        if (t != s) setKey(par, t, nKey(b, 0));
+      }
+      const q = p - 1;
+      const ln = nN(l);
+      for (let i = ln; i > q; --i) copyEntry(l, i, l, i - 1);
+      setKey(l, q, start);
+      setVal(l, q, val);
+      setN(l, ln + 1);
+      setKey(par, s, nKey(l, 0));
+      return true;
+    }
+    // Each leaf from j - 1 down to s hands its highest entry to its right
+    // neighbour; for the leaf, the highest of its entries and the new one.
+    for (let t = j; t > s; --t) {
+      const a = nodeAt(nVal(par, t - 1));
+      const b = nodeAt(nVal(par, t));
+      const bn = nN(b);
+      for (let i = bn; i > 0; --i) copyEntry(b, i, b, i - 1);
+      setN(b, bn + 1);
+      if (t - 1 == s && p == FANOUT) {
+        setKey(b, 0, start);
+        setVal(b, 0, val);
+      } else {
+        const an = nN(a) - 1;
+        copyEntry(b, 0, a, an);
+        setN(a, an);
+        setKey(a, an, NO_KEY);
+      }
+      setKey(par, t, nKey(b, 0));
+    }
+    if (p < FANOUT) {
+      const ln = nN(l);
+      for (let i = ln; i > p; --i) copyEntry(l, i, l, i - 1);
+      setKey(l, p, start);
+      setVal(l, p, val);
+      setN(l, ln + 1);
+      if (p == 0) this.fixKeys(<i32>this.height - 1, start);
+    }
+    return true;
+  }
+
+  /**
+   * Inserts [start, end) -> val (val's record already holds end). -> 0, or
+   * -EEXIST when it would overlap an entry. Needs up to insertNeed() free
+   * nodes (caller ensures or reserved).
    */
   insert(start: u64, end: u64, val: u32): i32 {
     const lh = this.descend(start);
@@ -348,11 +439,11 @@ const CACHE: usize = 32;
     const le = countLE(l, 0, start); // entries starting <= start
     // Overlap with the predecessor (greatest start <= start) or the successor.
     if (le > 0) {
-      if (nEnd(l, le - 1) > start) return -EEXIST;
+      if (this.endOf(nVal(l, le - 1)) > start) return -EEXIST;
     } else if (nPrev(l) != 0) {
       const pv = nodeAt(nPrev(l));
       const pn = nN(pv);
-      if (pn != 0 && nEnd(pv, pn - 1) > start) return -EEXIST;
+      if (pn != 0 && this.endOf(nVal(pv, pn - 1)) > start) return -EEXIST;
     }
     if (le < ln) {
       if (nKey(l, le) < end) return -EEXIST;
@@ -366,12 +457,12 @@ const CACHE: usize = 32;
     if (ln < FANOUT) {
       for (let i = ln; i > p; --i) copyEntry(l, i, l, i - 1);
       setKey(l, p, start);
-      setEnd(l, p, end);
       setVal(l, p, val);
       setN(l, ln + 1);
       if (p == 0 && this.height > 0) this.fixKeys(<i32>this.height - 1, start);
       return 0;
     }
+    if (this.height > 0 && this.shiftInsert(lh, p, start, val)) return 0;
 
     // Split the full leaf: [0, 8) stays, [8, 16) moves right, then the entry.
     const half = FANOUT / 2;
@@ -387,7 +478,6 @@ const CACHE: usize = 32;
     const tn = nN(t);
     for (let i = tn; i > tp; --i) copyEntry(t, i, t, i - 1);
     setKey(t, tp, start);
-    setEnd(t, tp, end);
     setVal(t, tp, val);
     setN(t, tn + 1);
     const lnx = nNext(l);
@@ -551,7 +641,6 @@ const CACHE: usize = 32;
     ) {
       const j = le - 1;
       setKey(l, j, start);
-      setEnd(l, j, end);
       setVal(l, j, val);
       if (j == 0 && start != oldStart && this.height > 0) this.fixKeys(<i32>this.height - 1, start);
       return;
@@ -606,12 +695,8 @@ const CACHE: usize = 32;
     return true;
   }
 
-  commitRun(
-    run: RangeRun,
-    firstEnd: u64, firstVal: u32,
-    lastStart: u64, lastEnd: u64, lastVal: u32,
-    midStart: u64, midEnd: u64, midVal: u32,
-  ): void {
+  /** The values' records already hold their ends. */
+  commitRun(run: RangeRun, firstVal: u32, lastStart: u64, lastVal: u32, midStart: u64, midVal: u32): void {
     const l = nodeAt(run.leaf);
     const j = run.slot;
     const n0 = nN(l);
@@ -629,19 +714,16 @@ const CACHE: usize = 32;
     }
     let w = j;
     if (run.keepFirst != 0) {
-      setEnd(l, w, firstEnd);
       setVal(l, w, firstVal);
       ++w;
     }
     if (run.midInLeaf != 0) {
       setKey(l, w, midStart);
-      setEnd(l, w, midEnd);
       setVal(l, w, midVal);
       ++w;
     }
     if ((run.keepLast | run.nextInLeaf) != 0) {
       setKey(l, w, lastStart);
-      setEnd(l, w, lastEnd);
       setVal(l, w, lastVal);
     }
     setN(l, n);
@@ -669,7 +751,7 @@ const CACHE: usize = 32;
     const lh = this.descend(x);
     const l = nodeAt(lh);
     const le = countLE(l, 0, x);
-    if (le > 0 && nEnd(l, le - 1) > addr) return cursor.set(lh, le - 1);
+    if (le > 0 && this.endOf(nVal(l, le - 1)) > addr) return cursor.set(lh, le - 1);
     return cursor.set(0, 0);
   }
 
@@ -681,7 +763,7 @@ const CACHE: usize = 32;
     const le = countLE(l, 0, x);
     const c = cursor.set(lh, 0);
     if (le > 0) {
-      if (nEnd(l, le - 1) > addr) return c.set(lh, le - 1);
+      if (this.endOf(nVal(l, le - 1)) > addr) return c.set(lh, le - 1);
       c.slot = le - 1;
       if (!cursorNext(c)) return c.set(0, 0);
     } else if (nN(l) == 0) {

@@ -4,9 +4,9 @@
 // same shapes; the functions are the SpanEngine contract of
 // src/backend/span-engine.ts, given the io area's address.
 //
-// Layout: the tree slot of an entry holds the handle of a 16-byte side
-// record (aux u64 at 0, tag u32 at 8), so the shared RangeTree stays as it
-// is. A map record (192 bytes, 64-byte aligned, like native's) is its
+// Layout: the tree slot of an entry holds the handle of a 24-byte side
+// record (aux u64 at 0, end u64 at 8, tag u32 at 16); the shared RangeTree
+// reads the end from there. A map record (192 bytes, 64-byte aligned, like native's) is its
 // embedded RangeTree, then the live flag. Tree nodes come from the
 // engine-global node pool, which the GpuVm half shares.
 //
@@ -16,7 +16,7 @@
 
 import { EINVAL, EEXIST, ENOMEM, IO_ARG, IO_OUT, IO_DATA, IO_DATA_WORDS, OUT_INFO } from "./io";
 import { Pool, initPool } from "./pool";
-import { RangeTree, RANGE_TREE_BYTES, cursorNext, nodes, nodeAt, nKey, nEnd, nVal, NODE_BYTES } from "./range_tree";
+import { RangeTree, RANGE_TREE_BYTES, cursorNext, nodes, nodeAt, nKey, nVal, NODE_BYTES } from "./range_tree";
 
 export const SPAN_MERGE: u32 = 1;
 export const SPAN_ENTRY_WORDS: u32 = 8;
@@ -24,11 +24,10 @@ export const SPANS_PER_CHUNK: u32 = IO_DATA_WORDS / SPAN_ENTRY_WORDS;
 
 // What spanStats reports per map, node and entry (shared with native).
 const SPAN_MAP_BYTES: u32 = 192;
-const SPAN_RECORD_BYTES: u32 = 16;
+const SPAN_RECORD_BYTES: u32 = 24;
 const LIVE: usize = RANGE_TREE_BYTES; // u32 after the embedded tree
-// Offset of end[] in a tree node (range_tree.ts node layout): cutting an
-// entry's end in place leaves keys, and so the tree's shape, unchanged.
-const NODE_END: usize = 192;
+// Side record layout: 0 aux u64 | 8 end u64 (the tree reads it) | 16 tag | 20 unused.
+const REC_END: u32 = 8;
 
 const maps = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), SPAN_MAP_BYTES, 4, 64);
 const records = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8)), SPAN_RECORD_BYTES, 64, 16);
@@ -39,17 +38,21 @@ const records = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>(), 8))
 @inline function recAux(r: u32): u64 {
   return load<u64>(records.at(r));
 }
+@inline function recEnd(r: u32): u64 {
+  return load<u64>(records.at(r), REC_END);
+}
 @inline function recTag(r: u32): u32 {
-  return load<u32>(records.at(r), 8);
+  return load<u32>(records.at(r), 16);
 }
 @inline function recSet(r: u32, tag: u32, aux: u64): void {
   const p = records.at(r);
   store<u64>(p, aux);
-  store<u32>(p, tag, 8);
-  store<u32>(p, 0, 12);
+  store<u32>(p, tag, 16);
+  store<u32>(p, 0, 20);
 }
-@inline function setEnd(leaf: u32, slot: u32, v: u64): void {
-  store<u64>(nodeAt(leaf) + NODE_END + (<usize>slot << 3), v);
+/** Cutting or growing an entry's end in place leaves keys, and so the tree's shape, unchanged. */
+@inline function recSetEnd(r: u32, v: u64): void {
+  store<u64>(records.at(r), v, REC_END);
 }
 
 @inline function w32(io: usize, word: u32): u32 {
@@ -76,7 +79,7 @@ function writeEntry(io: usize, at: u32, leaf: u32, slot: u32): void {
   const l = nodeAt(leaf);
   const r = nVal(l, slot);
   set64(io, at, nKey(l, slot));
-  set64(io, at + 2, nEnd(l, slot));
+  set64(io, at + 2, recEnd(r));
   set32(io, at + 4, recTag(r));
   set64(io, at + 5, recAux(r));
 }
@@ -86,7 +89,7 @@ export function spanCreate(): i32 {
   const h = maps.alloc();
   const p = maps.at(h);
   memory.fill(p, 0, RANGE_TREE_BYTES); // a reused slot must not keep the old tree's finger
-  treeOf(h).init();
+  treeOf(h).init(records, REC_END);
   store<u32>(p + LIVE, 1);
   return <i32>h;
 }
@@ -117,6 +120,7 @@ export function spanInsert(map: u32, io: usize): i32 {
   if (!records.ensure(1) || !nodes.ensure(t.insertNeed())) return -ENOMEM;
   const r = records.alloc();
   recSet(r, tag, aux);
+  recSetEnd(r, end);
   t.insert(start, end, r);
   return 0;
 }
@@ -193,7 +197,7 @@ export function spanAssign(map: u32, io: usize): i32 {
   const lSlot = c.slot;
   const cutLeft = lLeaf != 0 && nKey(nodeAt(lLeaf), lSlot) < s;
   c = t.containing(e - 1);
-  const cutRight = c.leaf != 0 && c.end() > e;
+  const cutRight = c.leaf != 0 && t.endAt(c) > e;
   const split = cutLeft && cutRight && c.leaf == lLeaf && c.slot == lSlot;
   // Inserts (a replace counts as one): the piece right of e, the new entry.
   // The tree may grow one level with the first, hence the second's + 1.
@@ -205,12 +209,13 @@ export function spanAssign(map: u32, io: usize): i32 {
   if (cutLeft) {
     const l = nodeAt(lLeaf);
     const oldStart = nKey(l, lSlot);
-    const oldEnd = nEnd(l, lSlot);
     const oldRec = nVal(l, lSlot);
-    setEnd(lLeaf, lSlot, s);
+    const oldEnd = recEnd(oldRec);
+    recSetEnd(oldRec, s);
     if (split) {
       const r = records.alloc();
       recSet(r, recTag(oldRec), recAux(oldRec) + (e - oldStart));
+      recSetEnd(r, oldEnd);
       t.insert(e, oldEnd, r);
     }
   }
@@ -220,8 +225,8 @@ export function spanAssign(map: u32, io: usize): i32 {
     c = t.lowestOverlapping(s, e - 1);
     if (c.leaf == 0) break;
     const start = c.key();
-    const end = c.end();
     const r = c.val();
+    const end = recEnd(r);
     if (end > e) {
       recSet(r, recTag(r), recAux(r) + (e - start));
       t.replace(start, e, end, r);
@@ -242,7 +247,7 @@ export function spanAssign(map: u32, io: usize): i32 {
       c = t.containing(s - 1);
       if (c.leaf != 0) {
         const r = c.val();
-        if (c.end() == s && recTag(r) == tag && recAux(r) + (s - c.key()) == aux) {
+        if (recEnd(r) == s && recTag(r) == tag && recAux(r) + (s - c.key()) == aux) {
           leftLeaf = c.leaf;
           leftSlot = c.slot;
         }
@@ -262,10 +267,10 @@ export function spanAssign(map: u32, io: usize): i32 {
     let end = e;
     let gone: u32 = 0;
     if (rightLeaf != 0) {
-      end = nEnd(nodeAt(rightLeaf), rightSlot);
       gone = nVal(nodeAt(rightLeaf), rightSlot);
+      end = recEnd(gone);
     }
-    setEnd(leftLeaf, leftSlot, end);
+    recSetEnd(nVal(nodeAt(leftLeaf), leftSlot), end);
     if (gone != 0) {
       t.remove(e);
       records.free(gone);
@@ -274,14 +279,15 @@ export function spanAssign(map: u32, io: usize): i32 {
   }
   if (rightLeaf != 0) {
     // The right entry grows down to s and takes the new aux.
-    const end = nEnd(nodeAt(rightLeaf), rightSlot);
     const r = nVal(nodeAt(rightLeaf), rightSlot);
+    const end = recEnd(r);
     recSet(r, tag, aux);
     t.replace(e, s, end, r);
     return 0;
   }
   const r = records.alloc();
   recSet(r, tag, aux);
+  recSetEnd(r, e);
   t.insert(s, e, r);
   return 0;
 }

@@ -12,6 +12,9 @@
  *   --sizes LIST     existing-mapping counts for bind/findFirst (default 1e3,1e4,1e5,1e6)
  *   --full           also run the interval-tree peer at 1e6 mappings (building
  *                    it takes minutes here; by default it stops at 1e5)
+ *   --peers-max N    run the JS peers only up to N mappings (bind, findFirst,
+ *                    memory): the engines alone at 1e7
+ *   --memory-sizes LIST  mapping counts for memory (default 1e4,1e5,1e6)
  *   --build          rebuild dist/ (npm run build:ts) before running
  *   --list           list the suites and exit
  *
@@ -37,6 +40,8 @@ const program = new Command()
   .option('--max-time <seconds>', 'benchmark.js maxTime per measurement', parseFloat)
   .option('--sizes <list>', 'existing-mapping counts for bind/findFirst', (v) => v.split(',').map(Number))
   .option('--full', 'also build the interval-tree peer at 1e6 mappings (minutes)')
+  .option('--peers-max <n>', 'run the JS peers only up to n mappings', (v) => Number(v))
+  .option('--memory-sizes <list>', 'mapping counts for memory', (v) => v.split(',').map(Number))
   .option('--build', 'rebuild dist/ before running')
   .option('--list', 'list the suites and exit')
   .parse();
@@ -59,8 +64,9 @@ const options = {
   maxTime: opts.maxTime ?? (quick ? 0.1 : 0.5),
   minSamples: quick ? 3 : 5,
   sizes: opts.sizes ?? (quick ? [1e3, 1e4] : [1e3, 1e4, 1e5, 1e6]),
-  memorySizes: quick ? [1e4] : [1e4, 1e5, 1e6],
-  slowPeerMaxN: opts.full ? Infinity : 1e5,
+  memorySizes: opts.memorySizes ?? (quick ? [1e4] : [1e4, 1e5, 1e6]),
+  slowPeerMaxN: Math.min(opts.full ? Infinity : 1e5, opts.peersMax ?? Infinity),
+  peerMaxN: opts.peersMax ?? Infinity,
   streamN: 100000,
   streamMaxTime: quick ? 0.1 : 1,
   streamMinSamples: quick ? 1 : 3,

@@ -140,11 +140,13 @@ export function candidates(gpuvm) {
  * (engines and sorted-btree), then each `alone` candidate by itself. `alone`
  * candidates (the interval tree) are skipped above options.slowPeerMaxN
  * mappings: building 1e6 of them takes minutes on a busy 2-core box
- * (--full lifts the cap).
+ * (--full lifts the cap). Above options.peerMaxN (--peers-max) only the
+ * engines run.
  */
 export function groups(cands, n, options) {
+  const peers = n <= (options.peerMaxN ?? Infinity);
   const alone = cands.filter((c) => c.alone && n <= (options.slowPeerMaxN ?? Infinity));
-  return [cands.filter((c) => !c.alone), ...alone.map((c) => [c])].filter((g) => g.length > 0);
+  return [cands.filter((c) => !c.alone && (c.engine || peers)), ...alone.map((c) => [c])].filter((g) => g.length > 0);
 }
 
 /** Fill order for n slots. */

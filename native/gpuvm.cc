@@ -4,6 +4,7 @@
 // Design: docs/engine-internals.md; the WASM twin is assembly/gpuvm.ts.
 #include "gpuvm.h"
 
+#include <cstddef>
 #include <cstring>
 
 namespace gpuvm {
@@ -109,11 +110,10 @@ GPUVM_INLINE u32 Engine::GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 
   m.addr = addr;
   m.end = end;
   m.offset = offset;
-  m.bo = bo;
   m.flags = flags;
   m.serial = serial_;
+  m.owner = bo;
   m.vm = vmh;
-  m.vmbo = 0;
   m.vbPrev = 0;
   m.vbNext = 0;
   m.state = VA_LIVE;
@@ -132,7 +132,8 @@ GPUVM_INLINE void Engine::GpuVaRelease(GpuVm& vm, u32 va) {
 GPUVM_INLINE void Engine::VmBoListInsert(u32 va, u32 vmbo, u32 prev, u32 next) {
   GpuVa& m = vas_[va];
   GpuVmBo& b = vmbos_[vmbo];
-  m.vmbo = vmbo;
+  m.owner = vmbo;  // b.bo is the mapping's BO
+  m.state |= VA_LINKED;
   m.vbPrev = prev;
   m.vbNext = next;
   if (prev != 0) {
@@ -153,8 +154,8 @@ GPUVM_INLINE void Engine::VmBoListInsert(u32 va, u32 vmbo, u32 prev, u32 next) {
 // reference the caller drops as it must.
 GPUVM_INLINE u32 Engine::VmBoListRemove(u32 va) {
   GpuVa& m = vas_[va];
-  const u32 vb = m.vmbo;
-  if (vb == 0) return 0;
+  if (!(m.state & VA_LINKED)) return 0;
+  const u32 vb = m.owner;
   GpuVmBo& b = vmbos_[vb];
   if (m.vbPrev != 0) {
     vas_[m.vbPrev].vbNext = m.vbNext;
@@ -167,7 +168,8 @@ GPUVM_INLINE u32 Engine::VmBoListRemove(u32 va) {
     b.tail = m.vbPrev;
   }
   --b.count;
-  m.vmbo = 0;
+  m.owner = b.bo;
+  m.state &= ~VA_LINKED;
   m.vbPrev = 0;
   m.vbNext = 0;
   return vb;
@@ -225,12 +227,12 @@ void Engine::WriteVaRecord(u32* dst, u32 va) const {
   const GpuVa& m = vas_[va];
   dst[0] = va;
   dst[1] = m.serial;
-  dst[2] = m.bo;
+  dst[2] = VaBo(m);
   dst[3] = m.flags;
   Write64(dst, 4, m.addr);
   Write64(dst, 6, m.end - m.addr);
   Write64(dst, 8, m.offset);
-  dst[10] = m.vmbo;
+  dst[10] = VaVmBo(m);
   dst[11] = ((m.state & VA_KERNEL) ? VA_ATTR_KERNEL : 0) |
             ((m.state & VA_INSERTED) ? VA_ATTR_INSERTED : 0);
 }
@@ -251,7 +253,7 @@ bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
     const RangeNode& l = nodes_[c.leaf];
     const u64 s = l.key[c.slot];
     if (s >= e) break;
-    const u64 t = l.end[c.slot];
+    const u64 t = vas_[l.val[c.slot]].end;
     const u32 h = l.val[c.slot];
     const GpuVa& m = vas_[h];
     // Applying the op unlinks m: start loading its list neighbours now.
@@ -262,7 +264,7 @@ bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
     GpuVaOp& op = *slot;
     op.handle = h;
     op.serial = m.serial;
-    op.bo = m.bo;
+    op.bo = VaBo(m);
     op.addr = s;
     op.range = t - s;
     op.offset = m.offset;
@@ -284,7 +286,7 @@ bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
         ++inserts;
       }
     }
-    if (m.bo != 0 && m.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
+    if (VaBo(m) != 0 && VaBo(m) == bo && m.offset - s == off - a) kind |= OP_KEEP;
     op.kind = kind;
     ++unlinks;
     if (t >= e || !RangeTree::Next(nodes_, c)) break;
@@ -338,9 +340,9 @@ bool Engine::PrefetchGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
       op.kind = OP_PREFETCH;
       op.handle = h;
       op.serial = m.serial;
-      op.bo = m.bo;
+      op.bo = VaBo(m);
       op.addr = s;
-      op.range = l.end[c.slot] - s;
+      op.range = vas_[l.val[c.slot]].end - s;
       op.offset = m.offset;
       op.prevRange = 0;
       op.nextAddr = 0;
@@ -382,10 +384,10 @@ bool Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
     const RangeNode& l = nodes_[c.leaf];
     const u64 s = l.key[c.slot];
     if (s >= e) break;
-    const u64 t = l.end[c.slot];
+    const u64 t = vas_[l.val[c.slot]].end;
     const u32 h = l.val[c.slot];
     const GpuVa& m = vas_[h];
-    if (m.bo != 0) {
+    if (VaBo(m) != 0) {
       if (!RangeTree::Next(nodes_, c)) break;
       continue;
     }
@@ -450,7 +452,7 @@ bool Engine::VmBoUnmapGenerate(u32 vmbo, OpArray& out) {
     op.kind = OP_UNMAP;
     op.handle = h;
     op.serial = m.serial;
-    op.bo = m.bo;
+    op.bo = VaBo(m);
     op.addr = m.addr;
     op.range = m.end - m.addr;
     op.offset = m.offset;
@@ -606,9 +608,9 @@ void Engine::ApplyOp(u32 vmh, GpuVm& vm, const GpuVaOp& op, Array<TxUndo>* log, 
     oaddr = o.addr;
     oend = o.end;
     ooff = o.offset;
-    obo = o.bo;
+    obo = VaBo(o);
     oflags = o.flags;
-    ovmbo = o.vmbo;
+    ovmbo = VaVmBo(o);
     o.state &= ~VA_INSERTED;
     if (log) o.state |= VA_KEPT;
   }
@@ -692,7 +694,7 @@ GPUVM_INLINE bool Engine::StepScan(GpuVm& vm, u64 a, u64 e, bool map, StepPlan* 
     stepVa_[k] = l.val[w.slot];
     GPUVM_PREFETCH(&vas_[l.val[w.slot]]);
     ++k;
-    lastEnd = l.end[w.slot];
+    lastEnd = vas_[l.val[w.slot]].end;
     if (lastEnd >= e) break;
     const u32 leaf = w.leaf;
     if (!RangeTree::Next(nodes_, w)) break;
@@ -733,7 +735,7 @@ GPUVM_INLINE void Engine::StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a
     const u32 old = stepVa_[i];
     GpuVa& o = vas_[old];
     const u64 s = o.addr, t = o.end, ooff = o.offset;
-    const u32 obo = o.bo, oflags = o.flags, ovmbo = o.vmbo;
+    const u32 obo = VaBo(o), oflags = o.flags, ovmbo = VaVmBo(o);
     o.state &= ~VA_INSERTED;
     --vm.mappings;
     if (i == 0 && s < a) {  // REMAP prev piece
@@ -776,7 +778,7 @@ GPUVM_INLINE void Engine::StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a
   const u64 lastEnd = p.lastEnd;
   if (p.whole) {
     const RangeRun& run = p.run;
-    vm.tree.CommitRun(nodes_, run, a, prevPiece, e, lastEnd, nextPiece, a, e, mapped);
+    vm.tree.CommitRun(nodes_, run, prevPiece, e, nextPiece, a, mapped);
     if (run.insertNext && !run.nextInLeaf) vm.tree.Insert(nodes_, e, lastEnd, nextPiece);
     if (map && !run.midInLeaf) vm.tree.Insert(nodes_, a, e, mapped);
     return;
@@ -796,7 +798,7 @@ GPUVM_INLINE void Engine::StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a
     const u32 inLeaf = nodes_[at.leaf].n - at.slot;
     rm.count = end - i < inLeaf ? end - i : inLeaf;
     if (rm.count > 1 && vm.tree.PrepareRun(nodes_, at, &rm)) {
-      vm.tree.CommitRun(nodes_, rm, 0, 0, 0, 0, 0, 0, 0, 0);
+      vm.tree.CommitRun(nodes_, rm, 0, 0, 0, 0, 0);
       i += rm.count;
     } else {
       vm.tree.Remove(nodes_, stepStart_[i]);
@@ -891,6 +893,7 @@ i32 Engine::VmCreate() {
   if (!vms_.Ensure(1) || !nodes_.Ensure(rrange != 0 ? 3 : 1) || !vas_.Ensure(rrange != 0 ? 1 : 0)) {
     return -kENOMEM;
   }
+  if (vms_.NextHandle() >= VM_HANDLE_LIMIT) return -kENOMEM;  // mappings keep 24 bits of it
   const u32 h = vms_.Alloc();
   GpuVm& vm = vms_[h];
   vm.start = start;
@@ -913,7 +916,7 @@ i32 Engine::VmCreate() {
   vm.txStaged.Clear();
   vm.zombies.Clear();
   vm.zombieCount = 0;
-  vm.tree.Init(nodes_);
+  vm.tree.Init(nodes_, EndSource{vas_.BaseRef(), sizeof(GpuVa), offsetof(GpuVa, end)});
   if (rrange != 0) {
     const u32 k = GpuVaCreate(h, vm, rstart, rend, 0, 0, 0);
     vas_[k].state |= VA_KERNEL | VA_INSERTED;
@@ -1012,7 +1015,7 @@ i32 Engine::VaRemove(u32 vmh, u32 va, u32 serial) {
   vm.tree.Remove(nodes_, m->addr);
   --vm.mappings;
   vm.list.checked = 0;
-  if (m->vmbo == 0) GpuVaRelease(vm, va);
+  if (!(m->state & VA_LINKED)) GpuVaRelease(vm, va);
   WriteZombies(vm);
   return 0;
 }
@@ -1021,9 +1024,9 @@ i32 Engine::VaLink(u32 vmh, u32 va, u32 serial, u32 vmbo) {
   GpuVm* vmp = GetVm(vmh);
   if (vmp == nullptr) return -kEINVAL;
   GpuVa* m = GetVa(vmh, va, serial);
-  if (m == nullptr || m->bo == 0 || m->vmbo != 0) return -kEINVAL;
+  if (m == nullptr || m->owner == 0 || (m->state & VA_LINKED)) return -kEINVAL;
   GpuVmBo* b = GetVmBo(vmh, vmbo);
-  if (b == nullptr || b->state != VMBO_LIVE || b->bo != m->bo) return -kEINVAL;
+  if (b == nullptr || b->state != VMBO_LIVE || b->bo != m->owner) return -kEINVAL;
   GpuVaLink(va, vmbo);
   WriteZombies(*vmp);
   return 0;
@@ -1035,7 +1038,7 @@ i32 Engine::VaUnlink(u32 vmh, u32 va, u32 serial) {
   GpuVm& vm = *vmp;
   GpuVa* m = GetVa(vmh, va, serial);
   if (m == nullptr) return -kEINVAL;
-  if (m->vmbo != 0) {
+  if (m->state & VA_LINKED) {
     if (!EnsureZombieRoom(vm, 1)) return -kENOMEM;
     GpuVaUnlink(va);
   }
@@ -1579,7 +1582,7 @@ i32 Engine::VmBoMappings(u32 vmh, u32 vmbo, u32 after, u32 max) {
   if (b == nullptr) return -kEINVAL;
   u32 h = b->head;
   if (after != 0) {
-    if (after >= vas_.Limit() || !(vas_[after].state & VA_LIVE) || vas_[after].vmbo != vmbo) {
+    if (after >= vas_.Limit() || !(vas_[after].state & VA_LIVE) || VaVmBo(vas_[after]) != vmbo) {
       return -kEINVAL;
     }
     h = vas_[after].vbNext;

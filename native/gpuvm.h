@@ -26,21 +26,26 @@ constexpr u32 VA_INSERTED = 2;  // in the VM's range tree
 constexpr u32 VA_LIVE = 4;      // slot in use
 constexpr u32 VA_DOOMED = 8;    // scratch mark while opsApply validates
 constexpr u32 VA_KEPT = 16;     // removed by a running transaction, kept for undo
+constexpr u32 VA_LINKED = 32;   // owner is the VmBo (else the BO id)
 
-// One cache line per mapping (the walk and the VmBo lists touch many).
-struct alignas(64) GpuVa {
+// VM handles fit 24 bits: a mapping keeps its VM and state bits in one word.
+constexpr u32 VM_HANDLE_LIMIT = 1u << 24;
+
+// 48 bytes per mapping, unpadded: with millions of them, bytes are what the
+// caches and the TLB run out of. The range tree reads `end` from here.
+struct GpuVa {
   u64 addr;
   u64 end;  // exclusive
   u64 offset;
-  u32 bo;
   u32 flags;  // user-visible GpuVa flags
   u32 serial;
-  u32 vm;
-  u32 vmbo;  // VmBo it is linked to, 0 if unlinked
+  u32 owner;  // VA_LINKED: the VmBo it is linked to; else its BO (0 none)
   u32 vbPrev;  // the VmBo's mapping list, link order
   u32 vbNext;
-  u32 state;
+  u32 vm : 24;
+  u32 state : 8;
 };
+static_assert(sizeof(GpuVa) == 48, "mapping record size is part of vmStats");
 
 // VmBo states.
 constexpr u32 VMBO_FREE = 0;
@@ -226,6 +231,9 @@ class Engine {
   void GpuVmBoPutInternal(u32 vmbo);  // refs - 1; at 0 the VmBo becomes a zombie
   void GpuVmBoRelease(GpuVm& vm, u32 vmbo);
   bool EnsureZombieRoom(GpuVm& vm, u32 extra);
+  // The mapping's BO (a linked mapping's is its VmBo's) and VmBo (0 none).
+  GPUVM_INLINE u32 VaBo(const GpuVa& m) const { return (m.state & VA_LINKED) ? vmbos_[m.owner].bo : m.owner; }
+  static GPUVM_INLINE u32 VaVmBo(const GpuVa& m) { return (m.state & VA_LINKED) ? m.owner : 0; }
   void WriteVaRecord(u32* dst, u32 va) const;
 
   // ---- op list generation (split/merge) into `out` ----

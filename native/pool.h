@@ -38,6 +38,11 @@ class Pool {
   u32 InUse() const { return hwm_ - 1 - freeN_; }
   u32 Capacity() const { return cap_; }
   u32 Available() const { return freeN_ + (cap_ > hwm_ ? cap_ - hwm_ : 0); }
+  // The handle the next Alloc() returns.
+  u32 NextHandle() const { return freeN_ != 0 ? free_[freeN_ - 1] : hwm_; }
+  // The address of the record base pointer, which stays valid across growth
+  // (readers that must not cache the base itself, see EndSource).
+  const unsigned char* const* BaseRef() const { return &bytes_; }
 
   // Grow so that `need` slots can be taken without touching reservations.
   // `force` ignores the limit (undo only).
@@ -95,6 +100,7 @@ class Pool {
     budget_->Free(raw_, cap_ != 0 ? Bytes(cap_) : 0);
     raw_ = raw;
     items_ = items;
+    bytes_ = reinterpret_cast<unsigned char*>(items);
     free_ = fr;
     cap_ = cap;
     return true;
@@ -103,6 +109,7 @@ class Pool {
   Budget* budget_;
   void* raw_ = nullptr;
   T* items_ = nullptr;
+  unsigned char* bytes_ = nullptr;  // items_, as bytes
   u32* free_ = nullptr;
   u32 freeN_ = 0;
   u32 cap_ = 0;

@@ -51,7 +51,8 @@ void RangeTree::FreeNode(NodePool& pool, u32 h) {
   ++epoch_;
 }
 
-void RangeTree::Init(NodePool& pool) {
+void RangeTree::Init(NodePool& pool, EndSource ends) {
+  ends_ = ends;
   nodes_ = 0;
   root_ = NewNode(pool, true);
   height_ = 0;
@@ -123,6 +124,84 @@ void RangeTree::FixKeys(NodePool& pool, const PathStep* path, int depth, u64 key
   }
 }
 
+bool RangeTree::ShiftInsert(NodePool& pool, u32 lh, u32 p, u64 start, u32 val, const PathStep* path) {
+  const u32 ph = path[height_ - 1].node;
+  const u32 s = path[height_ - 1].slot;
+  RangeNode& par = pool[ph];
+  // The nearest sibling with room under the parent, left first at equal distance.
+  u32 j = s;
+  for (u32 d = 1; d < FANOUT && j == s; ++d) {
+    if (s >= d && pool[par.val[s - d]].n < FANOUT) {
+      j = s - d;
+    } else if (s + d < par.n && pool[par.val[s + d]].n < FANOUT) {
+      j = s + d;
+    }
+  }
+  if (j == s) return false;
+  RangeNode& l = pool[lh];
+  if (j < s) {
+    // Each leaf from j + 1 to s hands its lowest entry to its left
+    // neighbour. The leaf is not the first one (it has a left sibling), so
+    // the new entry sorts after its lowest: p >= 1.
+    for (u32 t = j + 1; t <= s; ++t) {
+      RangeNode& a = pool[par.val[t - 1]];
+      RangeNode& b = pool[par.val[t]];
+      a.key[a.n] = b.key[0];
+      a.val[a.n] = b.val[0];
+      ++a.n;
+      for (u32 i = 1; i < b.n; ++i) {
+        b.key[i - 1] = b.key[i];
+        b.val[i - 1] = b.val[i];
+      }
+      --b.n;
+      b.key[b.n] = kNoKey;
+      if (t != s) par.key[t] = b.key[0];
+    }
+    const u32 q = p - 1;
+    for (u32 i = l.n; i > q; --i) {
+      l.key[i] = l.key[i - 1];
+      l.val[i] = l.val[i - 1];
+    }
+    l.key[q] = start;
+    l.val[q] = val;
+    ++l.n;
+    par.key[s] = l.key[0];
+    return true;
+  }
+  // Each leaf from j - 1 down to s hands its highest entry to its right
+  // neighbour; for the leaf, the highest of its entries and the new one.
+  for (u32 t = j; t > s; --t) {
+    RangeNode& a = pool[par.val[t - 1]];
+    RangeNode& b = pool[par.val[t]];
+    for (u32 i = b.n; i > 0; --i) {
+      b.key[i] = b.key[i - 1];
+      b.val[i] = b.val[i - 1];
+    }
+    ++b.n;
+    if (t - 1 == s && p == FANOUT) {
+      b.key[0] = start;
+      b.val[0] = val;
+    } else {
+      b.key[0] = a.key[a.n - 1];
+      b.val[0] = a.val[a.n - 1];
+      --a.n;
+      a.key[a.n] = kNoKey;
+    }
+    par.key[t] = b.key[0];
+  }
+  if (p < FANOUT) {
+    for (u32 i = l.n; i > p; --i) {
+      l.key[i] = l.key[i - 1];
+      l.val[i] = l.val[i - 1];
+    }
+    l.key[p] = start;
+    l.val[p] = val;
+    ++l.n;
+    if (p == 0) FixKeys(pool, path, static_cast<int>(height_) - 1, start);
+  }
+  return true;
+}
+
 int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   const PathStep* path;
   const u32 lh = Descend(pool, start, &path);
@@ -130,10 +209,10 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   const u32 le = CountLE(l->key, 0, start);  // entries starting <= start
   // Overlap with the predecessor (greatest start <= start) or the successor.
   if (le > 0) {
-    if (l->end[le - 1] > start) return -kEEXIST;
+    if (ends_.At(l->val[le - 1]) > start) return -kEEXIST;
   } else if (l->prev != 0) {
     const RangeNode& pv = pool[l->prev];
-    if (pv.n != 0 && pv.end[pv.n - 1] > start) return -kEEXIST;
+    if (pv.n != 0 && ends_.At(pv.val[pv.n - 1]) > start) return -kEEXIST;
   }
   if (le < l->n) {
     if (l->key[le] < end) return -kEEXIST;
@@ -147,16 +226,15 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   if (l->n < FANOUT) {
     for (u32 i = l->n; i > p; --i) {
       l->key[i] = l->key[i - 1];
-      l->end[i] = l->end[i - 1];
       l->val[i] = l->val[i - 1];
     }
     l->key[p] = start;
-    l->end[p] = end;
     l->val[p] = val;
     ++l->n;
     if (p == 0 && height_ > 0) FixKeys(pool, path, static_cast<int>(height_) - 1, start);
     return 0;
   }
+  if (height_ > 0 && ShiftInsert(pool, lh, p, start, val, path)) return 0;
 
   // Split the full leaf: [0, 8) stays, [8, 16) moves right, then the entry.
   const u32 half = FANOUT / 2;
@@ -165,7 +243,6 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   RangeNode* r = &pool[rh];
   for (u32 i = half; i < FANOUT; ++i) {
     r->key[i - half] = l->key[i];
-    r->end[i - half] = l->end[i];
     r->val[i - half] = l->val[i];
   }
   r->n = FANOUT - half;
@@ -175,11 +252,9 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   const u32 tp = p <= half ? p : p - half;
   for (u32 i = t->n; i > tp; --i) {
     t->key[i] = t->key[i - 1];
-    t->end[i] = t->end[i - 1];
     t->val[i] = t->val[i - 1];
   }
   t->key[tp] = start;
-  t->end[tp] = end;
   t->val[tp] = val;
   ++t->n;
   r->next = l->next;
@@ -251,7 +326,6 @@ bool RangeTree::Remove(NodePool& pool, u64 start) {
   const u32 j = le - 1;
   for (u32 i = j + 1; i < l->n; ++i) {
     l->key[i - 1] = l->key[i];
-    l->end[i - 1] = l->end[i];
     l->val[i - 1] = l->val[i];
   }
   --l->n;
@@ -306,7 +380,6 @@ bool RangeTree::Remove(NodePool& pool, u64 start) {
     RangeNode& b = pool[rh2];
     for (u32 i = 0; i < b.n; ++i) {
       a.key[a.n + i] = b.key[i];
-      a.end[a.n + i] = b.end[i];
       a.val[a.n + i] = b.val[i];
     }
     a.n += b.n;
@@ -346,7 +419,6 @@ void RangeTree::Replace(NodePool& pool, u64 oldStart, u64 start, u64 end, u32 va
       (height_ == 0 || (l.n > FANOUT / 4 && (le > 1 || l.prev == 0)))) {
     const u32 j = le - 1;
     l.key[j] = start;
-    l.end[j] = end;
     l.val[j] = val;
     if (j == 0 && start != oldStart && height_ > 0) {
       FixKeys(pool, path, static_cast<int>(height_) - 1, start);
@@ -393,9 +465,8 @@ bool RangeTree::PrepareRun(const NodePool& pool, RangeCursor first, RangeRun* ru
   return true;
 }
 
-void RangeTree::CommitRun(NodePool& pool, const RangeRun& run, u64 firstEnd, u32 firstVal,
-                          u64 lastStart, u64 lastEnd, u32 lastVal, u64 midStart, u64 midEnd,
-                          u32 midVal) {
+void RangeTree::CommitRun(NodePool& pool, const RangeRun& run, u32 firstVal, u64 lastStart,
+                          u32 lastVal, u64 midStart, u32 midVal) {
   RangeNode& l = pool[run.leaf];
   const u32 j = run.slot;
   const u32 n0 = l.n;
@@ -408,32 +479,27 @@ void RangeTree::CommitRun(NodePool& pool, const RangeRun& run, u64 firstEnd, u32
   if (to < from) {
     for (u32 i = from; i < n0; ++i) {
       l.key[i - from + to] = l.key[i];
-      l.end[i - from + to] = l.end[i];
       l.val[i - from + to] = l.val[i];
     }
     for (u32 i = n; i < n0; ++i) l.key[i] = kNoKey;
   } else if (to > from) {
     for (u32 i = n0; i-- > from;) {
       l.key[i - from + to] = l.key[i];
-      l.end[i - from + to] = l.end[i];
       l.val[i - from + to] = l.val[i];
     }
   }
   u32 w = j;
   if (run.keepFirst) {
-    l.end[w] = firstEnd;
     l.val[w] = firstVal;
     ++w;
   }
   if (run.midInLeaf) {
     l.key[w] = midStart;
-    l.end[w] = midEnd;
     l.val[w] = midVal;
     ++w;
   }
   if (run.keepLast || run.nextInLeaf) {
     l.key[w] = lastStart;
-    l.end[w] = lastEnd;
     l.val[w] = lastVal;
   }
   l.n = n;
@@ -462,7 +528,7 @@ RangeCursor RangeTree::Containing(const NodePool& pool, u64 addr) const {
   const u32 lh = Descend(pool, x, &path);
   const RangeNode& l = pool[lh];
   const u32 le = CountLE(l.key, 0, x);
-  if (le > 0 && l.end[le - 1] > addr) return {lh, le - 1};
+  if (le > 0 && ends_.At(l.val[le - 1]) > addr) return {lh, le - 1};
   return {0, 0};
 }
 
@@ -474,7 +540,7 @@ RangeCursor RangeTree::LowestOverlapping(const NodePool& pool, u64 addr, u64 las
   const u32 le = CountLE(l.key, 0, x);
   RangeCursor c{lh, 0};
   if (le > 0) {
-    if (l.end[le - 1] > addr) return {lh, le - 1};
+    if (ends_.At(l.val[le - 1]) > addr) return {lh, le - 1};
     c.slot = le - 1;
     if (!Next(pool, c)) return {0, 0};
   } else if (l.n == 0) {

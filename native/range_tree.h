@@ -3,14 +3,26 @@
 // mappings, so GpuVm uses it for VAs and SVM can reuse it for notifiers and
 // ranges. Nodes live in a NodePool shared by all trees of the engine.
 //
+// Leaves hold no ends: the value of an entry names a record of its owner
+// (a mapping, a span map's side record) that carries the entry's end, and
+// the tree reads it through an EndSource. That keeps a node at 208 bytes.
+//
 // Shape rules (the WASM twin follows them step for step, so node counts agree):
 // - an inner key is always the exact smallest start in that child's subtree
 //   (refreshed upward whenever a slot 0 changes);
 // - descent: at an inner node take the last child whose key <= x, else child 0;
-// - insert into a full node: keep entries [0, 8) left, move [8, 16) to a new
-//   right sibling, then put the new entry left if its position <= 8, else
-//   right at position - 8; the separator is the right node's key[0];
-//   a full root splits and the tree grows one level;
+// - insert into a full leaf under a parent: look for the nearest sibling with
+//   room under the same parent (slot - 1, slot + 1, slot - 2, slot + 2, ...);
+//   if there is one, the entries between them shift by one towards it (the
+//   leaf's lowest entry leftwards, or its highest, the new one included,
+//   rightwards), each passing leaf's separator follows its new key[0], and
+//   the new entry lands in the leaf; nothing is allocated. Random inserts
+//   then fill leaves above 90% instead of about 70%;
+// - otherwise (a full root leaf, siblings full, any full inner node): keep
+//   entries [0, 8) left, move [8, 16) to a new right sibling, then put the
+//   new entry left if its position <= 8, else right at position - 8; the
+//   separator is the right node's key[0]; a full root splits and the tree
+//   grows one level;
 // - remove: an emptied node is unlinked from its parent; a node left with
 //   fewer than FANOUT / 4 entries merges into its left sibling (same parent)
 //   when both fit in one node, else absorbs its right sibling when both fit;
@@ -21,18 +33,18 @@
 #include "io.h"
 #include "pool.h"
 
+#include <cstring>
+
 namespace gpuvm {
 
 constexpr u32 FANOUT = 16;
 constexpr u32 TREE_MAX_DEPTH = 16;
 
-// Field order puts what a descent reads (keys, then children) in the first
-// three cache lines.
-struct alignas(64) RangeNode {
+// 208 bytes, unpadded (a descent reads the keys, then one child handle).
+struct RangeNode {
   u64 key[FANOUT];  // leaf: range start; inner: smallest start in child's subtree;
                     // unused slots hold ~0 so scans can run over all FANOUT keys
-  u32 val[FANOUT];  // leaf: value; inner: child node handle
-  u64 end[FANOUT];  // leaf only: exclusive range end
+  u32 val[FANOUT];  // leaf: value (its record holds the end); inner: child node handle
   u32 n;            // entries in use
   u32 leaf;         // 1 for a leaf
   u32 next;         // leaf chain (ascending), 0 at the ends
@@ -40,6 +52,22 @@ struct alignas(64) RangeNode {
 };
 
 using NodePool = Pool<RangeNode>;
+
+// Where an entry's exclusive end lives: the u64 at byte `off` of record
+// `val` in its owner's record pool. Pools move when they grow, so this keeps
+// the address of the pool's base pointer, never the base itself.
+struct EndSource {
+  const unsigned char* const* base = nullptr;
+  u32 stride = 0;
+  u32 off = 0;
+  GPUVM_INLINE u64 At(u32 val) const {
+    u64 e;
+    std::memcpy(&e, *base + static_cast<size_t>(val) * stride + off, sizeof e);
+    return e;
+  }
+  // The end's cache line, for a lookup about to read it.
+  GPUVM_INLINE void Prefetch(u32 val) const { GPUVM_PREFETCH(*base + static_cast<size_t>(val) * stride + off); }
+};
 
 // A position in a tree: a leaf and a slot in it; leaf 0 means "none".
 struct RangeCursor {
@@ -66,13 +94,15 @@ struct RangeRun {
 
 class RangeTree {
  public:
-  // New empty tree (an empty root leaf). Needs one node (caller Ensure()s).
-  void Init(NodePool& pool);
+  // New empty tree (an empty root leaf) whose entries end where `ends`
+  // says. Needs one node (caller Ensure()s).
+  void Init(NodePool& pool, EndSource ends);
   // Frees every node.
   void Destroy(NodePool& pool);
 
-  // Inserts [start, end) -> val. Returns 0 or -EEXIST when it would overlap
-  // an entry. Needs up to height + 2 free nodes (caller Ensure()s or reserved).
+  // Inserts [start, end) -> val (val's record already holds end). Returns 0
+  // or -EEXIST when it would overlap an entry. Needs up to height + 2 free
+  // nodes (caller Ensure()s or reserved).
   int Insert(NodePool& pool, u64 start, u64 end, u32 val);
   // Removes the entry starting exactly at start. Returns false if none.
   bool Remove(NodePool& pool, u64 start);
@@ -91,8 +121,9 @@ class RangeTree {
   // caller makes the remaining Insert calls (next piece first). Nothing may
   // touch the tree between the two.
   bool PrepareRun(const NodePool& pool, RangeCursor first, RangeRun* run) const;
-  void CommitRun(NodePool& pool, const RangeRun& run, u64 firstEnd, u32 firstVal, u64 lastStart,
-                 u64 lastEnd, u32 lastVal, u64 midStart, u64 midEnd, u32 midVal);
+  // The values' records already hold their ends.
+  void CommitRun(NodePool& pool, const RangeRun& run, u32 firstVal, u64 lastStart, u32 lastVal,
+                 u64 midStart, u32 midVal);
 
   // The entry starting exactly at start.
   RangeCursor Find(const NodePool& pool, u64 start) const;
@@ -123,6 +154,8 @@ class RangeTree {
   u32 Count() const { return count_; }
   u32 Height() const { return height_; }
   u32 Nodes() const { return nodes_; }
+  // The end of the entry at c.
+  u64 EndAt(const NodePool& pool, RangeCursor c) const { return ends_.At(pool[c.leaf].val[c.slot]); }
   // Free nodes an insert may need at most (Ensure/Reserve this many).
   u32 InsertNeed() const { return height_ + 2; }
 
@@ -135,6 +168,9 @@ class RangeTree {
   // (node, slot per inner level), valid until the next descent.
   u32 Descend(const NodePool& pool, u64 x, const PathStep** path) const;
   void FixKeys(NodePool& pool, const PathStep* path, int depth, u64 key);
+  // Insert into a full leaf lh at position p by shifting into a sibling
+  // with room (see the shape rules). False when there is none.
+  bool ShiftInsert(NodePool& pool, u32 lh, u32 p, u64 start, u32 val, const PathStep* path);
   u32 NewNode(NodePool& pool, bool leaf);
   void FreeNode(NodePool& pool, u32 h);
   void FreeSubtree(NodePool& pool, u32 h);
@@ -148,6 +184,7 @@ class RangeTree {
   mutable PathStep cache_[TREE_MAX_DEPTH] = {};
   mutable u32 cacheLeaf_ = 0;
   mutable u32 cacheEpoch_ = 0;
+  EndSource ends_;
   u32 epoch_ = 1;
   u32 root_ = 0;
   u32 height_ = 0;  // 0: the root is a leaf

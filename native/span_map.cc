@@ -4,6 +4,8 @@
 // to the end.
 #include "span_map.h"
 
+#include <cstddef>
+
 namespace gpuvm {
 
 SpanMaps::SpanMaps(Budget* budget) : maps_(budget, 4), records_(budget, 64), nodes_(budget, 16) {}
@@ -18,7 +20,7 @@ void SpanMaps::WriteEntry(u32* dst, RangeCursor c) const {
   const RangeNode& n = nodes_[c.leaf];
   const SpanRecord& r = records_[n.val[c.slot]];
   Write64(dst, 0, n.key[c.slot]);
-  Write64(dst, 2, n.end[c.slot]);
+  Write64(dst, 2, r.end);
   dst[4] = r.tag;
   Write64(dst, 5, r.aux);
 }
@@ -28,7 +30,7 @@ i32 SpanMaps::Create() {
   const u32 h = maps_.Alloc();
   SpanMapRecord& m = maps_[h];
   m.tree = RangeTree();  // a reused slot must not keep the old tree's finger
-  m.tree.Init(nodes_);
+  m.tree.Init(nodes_, EndSource{records_.BaseRef(), sizeof(SpanRecord), offsetof(SpanRecord, end)});
   m.live = 1;
   return static_cast<i32>(h);
 }
@@ -61,6 +63,7 @@ i32 SpanMaps::Insert(u32 map, const u32* io) {
   const u32 r = records_.Alloc();
   records_[r].tag = tag;
   records_[r].aux = aux;
+  records_[r].end = end;
   t.Insert(nodes_, start, end, r);
   return 0;
 }
@@ -135,7 +138,7 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
   const RangeCursor lc = t.Containing(nodes_, s);
   const bool cutLeft = lc.leaf != 0 && nodes_[lc.leaf].key[lc.slot] < s;
   const RangeCursor rc = t.Containing(nodes_, e - 1);
-  const bool cutRight = rc.leaf != 0 && nodes_[rc.leaf].end[rc.slot] > e;
+  const bool cutRight = rc.leaf != 0 && t.EndAt(nodes_, rc) > e;
   const bool split = cutLeft && cutRight && lc.leaf == rc.leaf && lc.slot == rc.slot;
   // Inserts (a Replace counts as one): the piece right of e, the new entry.
   // The tree may grow one level with the first, hence the second's + 1.
@@ -148,13 +151,14 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
     // Only the end changes: the key, and so the tree's shape, stay.
     RangeNode& l = nodes_[lc.leaf];
     const u64 oldStart = l.key[lc.slot];
-    const u64 oldEnd = l.end[lc.slot];
     const u32 oldRec = l.val[lc.slot];
-    l.end[lc.slot] = s;
+    const u64 oldEnd = records_[oldRec].end;
+    records_[oldRec].end = s;
     if (split) {
       const u32 r = records_.Alloc();
       records_[r].tag = records_[oldRec].tag;
       records_[r].aux = records_[oldRec].aux + (e - oldStart);
+      records_[r].end = oldEnd;
       t.Insert(nodes_, e, oldEnd, r);
     }
   }
@@ -165,8 +169,8 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
     if (c.leaf == 0) break;
     const RangeNode& n = nodes_[c.leaf];
     const u64 start = n.key[c.slot];
-    const u64 end = n.end[c.slot];
     const u32 r = n.val[c.slot];
+    const u64 end = records_[r].end;
     if (end > e) {
       records_[r].aux += e - start;
       t.Replace(nodes_, start, e, end, r);
@@ -186,7 +190,7 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
       if (c.leaf != 0) {
         const RangeNode& n = nodes_[c.leaf];
         const SpanRecord& r = records_[n.val[c.slot]];
-        if (n.end[c.slot] == s && r.tag == tag && r.aux + (s - n.key[c.slot]) == aux) left = c;
+        if (r.end == s && r.tag == tag && r.aux + (s - n.key[c.slot]) == aux) left = c;
       }
     }
     const RangeCursor c = t.Find(nodes_, e);
@@ -200,10 +204,10 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
     u64 end = e;
     u32 gone = 0;
     if (right.leaf != 0) {
-      end = nodes_[right.leaf].end[right.slot];
       gone = nodes_[right.leaf].val[right.slot];
+      end = records_[gone].end;
     }
-    nodes_[left.leaf].end[left.slot] = end;
+    records_[nodes_[left.leaf].val[left.slot]].end = end;
     if (gone != 0) {
       t.Remove(nodes_, e);
       records_.Free(gone);
@@ -212,8 +216,8 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
   }
   if (right.leaf != 0) {
     // The right entry grows down to s and takes the new aux.
-    const u64 end = nodes_[right.leaf].end[right.slot];
     const u32 r = nodes_[right.leaf].val[right.slot];
+    const u64 end = records_[r].end;
     records_[r].aux = aux;
     t.Replace(nodes_, e, s, end, r);
     return 0;
@@ -221,6 +225,7 @@ i32 SpanMaps::Assign(u32 map, const u32* io) {
   const u32 r = records_.Alloc();
   records_[r].tag = tag;
   records_[r].aux = aux;
+  records_[r].end = e;
   t.Insert(nodes_, s, e, r);
   return 0;
 }

@@ -4,8 +4,8 @@
 // src/backend/span-engine.ts: arguments from io, results to io. Twin of
 // assembly/span_map.ts, step for step, so trees take the same shapes.
 //
-// Layout: the tree slot of an entry holds the handle of a 16-byte side
-// record (tag, aux), so the shared RangeTree stays as it is.
+// Layout: the tree slot of an entry holds the handle of a 24-byte side
+// record (aux, end, tag); the shared RangeTree reads the end from there.
 #pragma once
 
 #include "budget.h"
@@ -21,6 +21,7 @@ constexpr u32 SPANS_PER_CHUNK = IO_DATA_WORDS / SPAN_ENTRY_WORDS;
 
 struct SpanRecord {
   u64 aux;
+  u64 end;  // exclusive
   u32 tag;
   u32 unused;
 };
@@ -33,8 +34,8 @@ struct alignas(64) SpanMapRecord {
 // What spanStats reports per map, node and entry: the record sizes, which
 // both engines share (the WASM twin lays its records out the same way).
 constexpr u64 SPAN_MAP_BYTES = 192;
-constexpr u64 SPAN_NODE_BYTES = 384;
-constexpr u64 SPAN_RECORD_BYTES = 16;
+constexpr u64 SPAN_NODE_BYTES = 208;
+constexpr u64 SPAN_RECORD_BYTES = 24;
 static_assert(sizeof(SpanMapRecord) == SPAN_MAP_BYTES, "span map record size is part of spanStats");
 static_assert(sizeof(RangeNode) == SPAN_NODE_BYTES, "tree node size is part of spanStats");
 static_assert(sizeof(SpanRecord) == SPAN_RECORD_BYTES, "entry record size is part of spanStats");

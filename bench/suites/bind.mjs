@@ -8,7 +8,8 @@
  * Timed: batches of 1000 binds; reported: ns per bind. Engines and the
  * sorted-btree peer are interleaved; the interval-tree peer is measured on its
  * own (its large heap would tax the others' GC), up to 1e5 mappings unless
- * --full. Before timing, one untimed
+ * --full; above --peers-max only the engines run (then checked against each
+ * other). Before timing, one untimed
  * batch runs on every candidate and its state must equal the sorted-btree
  * peer's.
  */
@@ -42,6 +43,8 @@ export default {
           if (c.impl === 'sorted-btree') reference = sum.checksum;
           built.push({ c, vm, st, sum });
         }
+        // Engines alone (--peers-max): the first engine is the others' reference.
+        if (reference === null && built.length > 1) reference = built[0].sum.checksum;
         for (let i = built.length - 1; i >= 0; i--) {
           const { c, vm, sum } = built[i];
           let wrong = null;

@@ -30,12 +30,12 @@ export const SPAN_MERGE = 1;
 
 /**
  * Bytes a map accounts for in spanStats: a fixed map record, plus per tree
- * node and per entry (a side record holding tag and aux; the tree slot holds
- * its handle). The same constants in both engines.
+ * node and per entry (a side record holding tag, aux and end; the tree slot
+ * holds its handle). The same constants in both engines.
  */
 export const SPAN_MAP_BYTES = 192;
-export const SPAN_NODE_BYTES = 384;
-export const SPAN_RECORD_BYTES = 16;
+export const SPAN_NODE_BYTES = 208;
+export const SPAN_RECORD_BYTES = 24;
 
 export interface SpanEngine {
   /** -> a new, empty map's handle (> 0), or -ENOMEM */
