@@ -709,7 +709,9 @@ function listPublish(vm: GpuVm, vmbo: u32): i32 {
     !vas.ensure(resVas > vm.listResVas ? resVas - vm.listResVas : 0) ||
     !nodes.ensure(resNodes > vm.listResNodes ? resNodes - vm.listResNodes : 0) ||
     !vm.zombies.reserve(<u64>vm.zLen + (vm.listVmbo != 0 ? 1 : 0) + <u64>slack, 4) ||
-    !doomed.reserve(n, 4)
+    !doomed.reserve(n, 4) ||
+    !stepStart.reserve(n, 8) ||
+    !stepVa.reserve(n, 4)
   ) {
     genOps.clear();
     return -ENOMEM;
@@ -1094,6 +1096,9 @@ function applyListAsStep(vmh: u32, vm: GpuVm, created: usize): bool {
   const map = vm.listReq == LIST_REQ_MAP;
   const a = vm.listReqAddr;
   const e = a + vm.listReqRange;
+  // opsApply never allocates: the scan must fit the scratch as it is (the
+  // list's op count bounds the mappings it meets).
+  if (stepVa.cap < vm.opsLen || stepStart.cap < vm.opsLen) return false;
   if (!stepScan(vm, a, e, map)) return false;
   // The list's reservations cover the pieces and the MAP (pools, nodes and
   // zombie room), and its VmBo reference holds the MAP's VmBo.

@@ -508,7 +508,7 @@ i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
   if (!vas_.Ensure(resVas > l.resVas ? resVas - l.resVas : 0) ||
       !nodes_.Ensure(resNodes > l.resNodes ? resNodes - l.resNodes : 0) ||
       !vm.zombies.Reserve(budget_, static_cast<u64>(vm.zombies.size()) + (l.vmbo != 0 ? 1 : 0) + slack) ||
-      !doomed_.Reserve(budget_, n)) {
+      !doomed_.Reserve(budget_, n) || !stepStart_.Reserve(budget_, n) || !stepVa_.Reserve(budget_, n)) {
     genOps_.Clear();
     return -kENOMEM;
   }
@@ -838,6 +838,9 @@ bool Engine::ApplyListAsStep(u32 vmh, GpuVm& vm, u32* created) {
   const GpuVaOps& l = vm.list;
   const bool map = l.req == LIST_REQ_MAP;
   const u64 a = l.reqAddr, e = l.reqAddr + l.reqRange;
+  // opsApply never allocates: the scan must fit the scratch as it is (the
+  // list's op count bounds the mappings it meets).
+  if (stepVa_.capacity() < l.ops.size() || stepStart_.capacity() < l.ops.size()) return false;
   StepPlan p;
   if (!StepScan(vm, a, e, map, &p)) return false;
   // The list's reservations cover the pieces and the MAP (pools, nodes and
