@@ -111,6 +111,9 @@ interface TxEntry {
 
 /** Step functions as read once from the caller's object. */
 interface Steps<N extends U64> {
+  /** the steps object itself, `this` of every step */
+  self: object;
+  // method signatures, not function-typed properties: those would make GpuVm<N> invariant in N
   map?(op: MapOp<N>): void;
   remap(op: RemapOp<N>): void;
   unmap(op: UnmapOp<N>): void;
@@ -751,20 +754,33 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** Split/merge ops for mapping a request (drm_gpuvm_sm_map_ops_create). */
   smMapOps(req: MapRequest): OpList<N> {
+    if (this.#c.mirror !== null) return this.#mapList(this.#readMapReq(req, 'smMapOps'), 'smMapOps');
+    const { addr, range, bo, offset } = this.#readMapFields(req, 'smMapOps');
+    return this.#makeMapList(addr, range, bo, offset);
+  }
+
+  /** A map request's fields, each read once (they may be getters); checked later, as they are written. */
+  #readMapFields(req: unknown, what: string): { addr: U64; range: U64; bo: Bo | null; offset: U64 } {
+    if (req === null || typeof req !== 'object') throw new TypeError(`${what}: expected { addr, range, bo?, offset? }, got ${describe(req)}`);
+    const r = req as MapRequest;
+    const addr = r.addr;
+    const range = r.range;
+    const off = r.offset;
+    const bo = r.bo ?? null;
+    return { addr, range, bo, offset: off === undefined ? 0 : off };
+  }
+
+  /** smMapOps after its arguments were read: writes and checks them, generates the list. */
+  #makeMapList(addr: U64, range: U64, bo: Bo | null, offset: U64, what: 'smMapOps' | 'smMap' = 'smMapOps'): OpList<N> {
     const c = this.#c;
-    if (c.mirror !== null) return this.#mapList(this.#readMapReq(req, 'smMapOps'), 'smMapOps');
-    if (req === null || typeof req !== 'object') throw new TypeError(`smMapOps: expected { addr, range, bo?, offset? }, got ${describe(req)}`);
-    // every field read once (they may be getters) before anything is written
-    const addr = req.addr;
-    const range = req.range;
-    const off = req.offset;
-    const offset = off === undefined ? 0 : off;
-    const bo = req.bo ?? null;
-    const temp = this.#putMapArgs('smMapOps', 'smMapOps: addr', 'smMapOps: range', 'smMapOps: offset', addr, range, bo, offset);
+    const temp =
+      what === 'smMapOps'
+        ? this.#putMapArgs(what, 'smMapOps: addr', 'smMapOps: range', 'smMapOps: offset', addr, range, bo, offset)
+        : this.#putMapArgs(what, 'smMap: addr', 'smMap: range', 'smMap: offset', addr, range, bo, offset);
     const n = c.E.smMapOps(c.h);
     // the pending list holds its own reference to the VmBo it maps to
     if (temp !== null) c.releaseTemp(temp);
-    if (n < 0) throw c.fail(n, 'smMapOps', addr, range);
+    if (n < 0) throw c.fail(n, what, addr, range);
     return c.takeList(n, false);
   }
 
@@ -872,12 +888,14 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * stale-list error at the next vaMap/vaRemap/vaUnmap.
    */
   #runSteps(list: OpList<N>, steps: Steps<N>): void {
+    // called with `steps` as `this`, as a method call would
+    const self = steps.self;
     try {
       for (let i = 0; i < list.length; i++) {
         const op = list.get(i);
-        if (op.kind === 'map') steps.map!(op);
-        else if (op.kind === 'remap') steps.remap(op);
-        else if (op.kind === 'unmap') steps.unmap(op);
+        if (op.kind === 'map') steps.map!.call(self, op);
+        else if (op.kind === 'remap') steps.remap.call(self, op);
+        else if (op.kind === 'unmap') steps.unmap.call(self, op);
       }
     } finally {
       if (list.state === 'pending') list.drop();
@@ -896,12 +914,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (needMap && typeof map !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.map must be a function`);
     if (typeof remap !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.remap must be a function`);
     if (typeof unmap !== 'function') throw new GpuVmError('EINVAL', `${what}: steps.unmap must be a function`);
-    // called with `steps` as `this`, as a method call would
-    return {
-      map: map === undefined ? undefined : (op) => map.call(steps, op),
-      remap: (op) => remap.call(steps, op),
-      unmap: (op) => unmap.call(steps, op),
-    };
+    return { self: steps, map, remap, unmap };
   }
 
   /**
@@ -911,9 +924,16 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * step stops the walk and is re-thrown; what earlier steps did stays done.
    */
   smMap(req: MapRequest, steps: SmSteps<N>): void {
-    const r = this.#readMapReq(req, 'smMap');
+    if (this.#c.mirror !== null) {
+      const r = this.#readMapReq(req, 'smMap');
+      const s = this.#readSteps(steps, true, 'smMap');
+      this.#runSteps(this.#mapList(r, 'smMap'), s);
+      return;
+    }
+    // every argument is read before anything is written
+    const { addr, range, bo, offset } = this.#readMapFields(req, 'smMap');
     const s = this.#readSteps(steps, true, 'smMap');
-    this.#runSteps(this.#mapList(r, 'smMap'), s);
+    this.#runSteps(this.#makeMapList(addr, range, bo, offset, 'smMap'), s);
   }
 
   /** Callback mode for unmapping (drm_gpuvm_sm_unmap). */

@@ -517,7 +517,7 @@ function applyError(r: number, what: string): GpuVmError {
 
 /**
  * Applies one op of a pending list of `ctx`'s VM; returns the handles
- * created. Only op objects a list handed out are accepted (read-only views,
+ * created (a shared scratch: read it before the next applyOp). Only op objects a list handed out are accepted (read-only views,
  * so their list, index and fields are the list's own).
  */
 export function applyOp(ctx: VmContext, op: unknown, kind: Op['kind'], what: string): Uint32Array {
@@ -536,11 +536,15 @@ export function applyOp(ctx: VmContext, op: unknown, kind: Op['kind'], what: str
   ls.next = op.index + 1;
   if (ls.next === list.length) ls.state = 'applied';
   const io = E.io();
-  const created = io.slice(IO.OUT_CREATED, IO.OUT_CREATED + 4);
+  const created = createdScratch;
+  for (let i = 0; i < 4; i++) created[i] = io[IO.OUT_CREATED + i];
   ctx.changed(io);
   ls.mod = ctx.mod;
   return created;
 }
+
+/** applyOp's result, valid until the next applyOp (its callers read it at once). */
+const createdScratch = new Uint32Array(4);
 
 /**
  * Writes ops [from, to) of a pending list into the VM's mirror page table,
