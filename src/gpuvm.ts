@@ -456,6 +456,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const io = this.#c.E.io();
     this.#c.put(io, A, start, 'start');
     this.#c.alive('findPrev');
+    if (typeof start === 'number') return start === 0 ? null : this.#containingN(start - 1);
     const s = toBig(start);
     if (s === 0n) return null;
     return this.#containing(s - 1n, 'findPrev');
@@ -465,7 +466,28 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   findNext(end: U64): GpuVa<N> | null {
     const io = this.#c.E.io();
     this.#c.put(io, A, end, 'end');
+    if (typeof end === 'number') {
+      this.#c.alive('findNext');
+      return this.#containingN(end);
+    }
     return this.#containing(toBig(end), 'findNext');
+  }
+
+  /** #containing for a safe integer (put() checked it), without bigints; the VM is alive. */
+  #containingN(x: number): GpuVa<N> | null {
+    const c = this.#c;
+    if (x < c.startN || x >= c.endN || (x >= c.reserveStartN && x < c.reserveEndN)) return null;
+    const E = c.E;
+    const io = E.io();
+    const lo = x >>> 0;
+    const hi = (x - lo) / 0x1_0000_0000;
+    io[A] = lo;
+    io[A + 1] = hi;
+    io[A + 2] = lo;
+    io[A + 3] = hi;
+    const h = E.findFirst(c.h);
+    if (h <= 0) return null;
+    return c.vaFromRecord(E.io(), D);
   }
 
   /**

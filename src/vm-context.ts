@@ -65,7 +65,19 @@ export class VmContext<N extends U64 = U64> {
     readonly reserveB: { start: bigint; end: bigint } | null,
   ) {
     this.h = h;
+    // Rounded, these still compare exactly with any safe integer: a bound
+    // above 2^53 - 1 rounds to 2^53 or more. An empty reserve is [0, 0).
+    this.startN = Number(startB);
+    this.endN = Number(endB);
+    this.reserveStartN = reserveB === null ? 0 : Number(reserveB.start);
+    this.reserveEndN = reserveB === null ? 0 : Number(reserveB.end);
   }
+
+  /** The VM's bounds and kernel node as numbers, for lookups of a safe-integer address. */
+  readonly startN: number;
+  readonly endN: number;
+  readonly reserveStartN: number;
+  readonly reserveEndN: number;
 
   // ---- numbers -------------------------------------------------------------
 
