@@ -38,14 +38,16 @@ const VM_HANDLE_LIMIT: u32 = 1 << 24;
  * caches and the TLB run out of). The range tree reads `end` from here.
  */
 @unmanaged export class GpuVa {
+  // Records are not line aligned: the list links come first, so unlinking a
+  // neighbour touches one line.
+  vbPrev: u32 = 0; // the VmBo's mapping list, link order
+  vbNext: u32 = 0;
   addr: u64 = 0;
   end: u64 = 0; // exclusive
   offset: u64 = 0;
   flags: u32 = 0; // user-visible GpuVa flags
   serial: u32 = 0;
   owner: u32 = 0; // VA_LINKED: the VmBo it is linked to; else its BO (0 none)
-  vbPrev: u32 = 0; // the VmBo's mapping list, link order
-  vbNext: u32 = 0;
   vmState: u32 = 0; // VM handle (low 24 bits), state bits (high 8)
 
   @inline get vm(): u32 {

@@ -126,6 +126,22 @@ export const nodes = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>()
   return c;
 }
 
+/**
+ * WASM has no prefetch: loads whose values only reach this sink start the
+ * cache misses early without holding up the code that follows.
+ */
+let prefetchSink: u32 = 0;
+
+/**
+ * A descent scans a node's keys, then reads one value (a child or an entry's
+ * record) that the scan picks: loading the value lines together with the
+ * keys saves a serial cache miss per node out of cache (native's
+ * PrefetchNode). Nodes are 16-byte aligned and 208 bytes: four lines.
+ */
+@inline function prefetchNode(p: usize): void {
+  prefetchSink ^= load<u8>(p + 64) ^ load<u8>(p + 128) ^ load<u8>(p + 192);
+}
+
 @inline function clearKeys(p: usize, from: u32): void {
   for (let i = from; i < FANOUT; ++i) setKey(p, i, NO_KEY);
 }
@@ -238,6 +254,11 @@ const CACHE: usize = 40;
     const pool = changetype<Pool>(this.endPool);
     return load<u64>(pool.base + <usize>val * <usize>pool.stride + <usize>this.endOff);
   }
+  /** Records are not line aligned: before reading the end, start loading the record's last line too (its owner reads the rest next). */
+  @inline private prefetchTail(val: u32): void {
+    const pool = changetype<Pool>(this.endPool);
+    prefetchSink ^= load<u8>(pool.base + <usize>val * <usize>pool.stride + <usize>pool.stride - 1);
+  }
   /** The end of the entry at c. */
   @inline endAt(c: RangeCursor): u64 {
     return this.endOf(nVal(nodeAt(c.leaf), c.slot));
@@ -337,6 +358,7 @@ const CACHE: usize = 40;
       store<u32>(cache + (<usize>d << 3), h);
       store<u32>(cache + (<usize>d << 3), i, 4);
       h = nVal(p, i);
+      prefetchNode(nodeAt(h));
     }
     this.cacheLeaf = h;
     this.cacheEpoch = this.epoch;
@@ -751,6 +773,7 @@ const CACHE: usize = 40;
     const lh = this.descend(x);
     const l = nodeAt(lh);
     const le = countLE(l, 0, x);
+    if (le > 0) this.prefetchTail(nVal(l, le - 1));
     if (le > 0 && this.endOf(nVal(l, le - 1)) > addr) return cursor.set(lh, le - 1);
     return cursor.set(0, 0);
   }
@@ -763,6 +786,7 @@ const CACHE: usize = 40;
     const le = countLE(l, 0, x);
     const c = cursor.set(lh, 0);
     if (le > 0) {
+      this.prefetchTail(nVal(l, le - 1));
       if (this.endOf(nVal(l, le - 1)) > addr) return c.set(lh, le - 1);
       c.slot = le - 1;
       if (!cursorNext(c)) return c.set(0, 0);

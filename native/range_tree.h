@@ -65,8 +65,11 @@ struct EndSource {
     std::memcpy(&e, *base + static_cast<size_t>(val) * stride + off, sizeof e);
     return e;
   }
-  // The end's cache line, for a lookup about to read it.
-  GPUVM_INLINE void Prefetch(u32 val) const { GPUVM_PREFETCH(*base + static_cast<size_t>(val) * stride + off); }
+  // Records are not line aligned: before reading the end, start loading the
+  // record's last line too (its owner reads the rest next).
+  GPUVM_INLINE void PrefetchTail(u32 val) const {
+    GPUVM_PREFETCH(*base + static_cast<size_t>(val) * stride + stride - 1);
+  }
 };
 
 // A position in a tree: a leaf and a slot in it; leaf 0 means "none".
