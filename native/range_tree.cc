@@ -564,6 +564,47 @@ RangeCursor RangeTree::LowestOverlapping(const NodePool& pool, u64 addr, u64 las
   return {0, 0};
 }
 
+void RangeTree::LowestOverlappingMany(const NodePool& pool, const u64* addr, const u64* last, u32 n,
+                                      RangeCursor* out) const {
+  u32 h[LOOKUP_GROUP];
+  u64 x[LOOKUP_GROUP];
+  u32 le[LOOKUP_GROUP];
+  for (u32 q = 0; q < n; ++q) {
+    h[q] = root_;
+    x[q] = Probe(addr[q]);
+  }
+  // The descent of Descend without its finger (random lookups rarely hit it).
+  for (u32 d = 0; d < height_; ++d) {
+    for (u32 q = 0; q < n; ++q) {
+      const RangeNode& nd = pool[h[q]];
+      h[q] = nd.val[CountLE(nd.key, 1, x[q])];
+      PrefetchNode(pool[h[q]]);
+    }
+  }
+  for (u32 q = 0; q < n; ++q) {
+    const RangeNode& l = pool[h[q]];
+    le[q] = CountLE(l.key, 0, x[q]);
+    if (le[q] > 0) ends_.PrefetchRecord(l.val[le[q] - 1]);
+  }
+  // Then each answer as LowestOverlapping gives it.
+  for (u32 q = 0; q < n; ++q) {
+    const RangeNode& l = pool[h[q]];
+    RangeCursor c{h[q], 0};
+    out[q] = {0, 0};
+    if (le[q] > 0) {
+      if (ends_.At(l.val[le[q] - 1]) > addr[q]) {
+        out[q] = {h[q], le[q] - 1};
+        continue;
+      }
+      c.slot = le[q] - 1;
+      if (!Next(pool, c)) continue;
+    } else if (l.n == 0) {
+      continue;
+    }
+    if (pool[c.leaf].key[c.slot] <= last[q]) out[q] = c;
+  }
+}
+
 RangeCursor RangeTree::First(const NodePool& pool) const {
   u32 h = root_;
   for (u32 d = 0; d < height_; ++d) h = pool[h].val[0];
