@@ -17,7 +17,7 @@ import {
 } from "./io";
 import { Pool, Vec, initPool } from "./pool";
 import { memUsed, memLimit, memSetLimitBytes } from "./budget";
-import { RangeTree, RangeRun, cursorNext, nodes, nodeAt, nKey, nVal, nN, nNext, NODE_BYTES, RANGE_TREE_BYTES } from "./range_tree";
+import { RangeTree, RangeRun, cursorNext, nodes, nodeAt, nKey, nVal, nN, nNext, NODE_BYTES, RANGE_TREE_BYTES, LOOKUP_GROUP } from "./range_tree";
 
 // ---------------------------------------------------------------------------
 // Records
@@ -38,14 +38,16 @@ const VM_HANDLE_LIMIT: u32 = 1 << 24;
  * caches and the TLB run out of). The range tree reads `end` from here.
  */
 @unmanaged export class GpuVa {
+  // Records are not line aligned: the list links come first, so unlinking a
+  // neighbour touches one line.
+  vbPrev: u32 = 0; // the VmBo's mapping list, link order
+  vbNext: u32 = 0;
   addr: u64 = 0;
   end: u64 = 0; // exclusive
   offset: u64 = 0;
   flags: u32 = 0; // user-visible GpuVa flags
   serial: u32 = 0;
   owner: u32 = 0; // VA_LINKED: the VmBo it is linked to; else its BO (0 none)
-  vbPrev: u32 = 0; // the VmBo's mapping list, link order
-  vbNext: u32 = 0;
   vmState: u32 = 0; // VM handle (low 24 bits), state bits (high 8)
 
   @inline get vm(): u32 {
@@ -210,6 +212,12 @@ const stepPlan = changetype<StepPlan>(memory.data(<i32>offsetof<StepPlan>(), 8))
 // fusedStep scratch: starts (u64) and handles (u32) of the mappings a step touches.
 const stepStart = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 const stepVa = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
+// findFirstBatch scratch: a group's queries and lookups' (leaf, slot) pairs.
+const batchAddr = memory.data(<i32>(LOOKUP_GROUP * 8), 8);
+const batchLast = memory.data(<i32>(LOOKUP_GROUP * 8), 8);
+const batchOut = memory.data(<i32>(LOOKUP_GROUP * 8), 8);
+/** Loads whose values only reach this sink start cache misses early (WASM has no prefetch). */
+let prefetchSink: u32 = 0;
 
 @inline function vmAt(h: u32): GpuVm {
   return changetype<GpuVm>(vms.at(h));
@@ -1361,25 +1369,41 @@ export function findFirstBatch(vmh: u32, n: u32): i32 {
   const tree = vm.tree;
   // Result i is a whole VA record (words 12i..12i+11), so the caller needs no
   // second crossing for a mapping it has not seen. Answering from the last
-  // query down, a result only overwrites queries 3i..3i+2, all answered by then
-  // (query 0 is read before result 0 is written).
-  for (let i: u32 = n; i-- > 0; ) {
-    const q = d + (<usize>i << 4);
-    const addr = load<u64>(q);
-    const last = load<u64>(q, 8);
-    let h: u32 = 0;
-    if (last >= addr) {
-      const c = tree.lowestOverlapping(addr, last);
-      if (c.leaf != 0) h = c.val();
+  // group of queries down, each group read before any of its results is
+  // written, a result only overwrites queries 3i..3i+2, all read by then.
+  // The lookups of a group run side by side (lowestOverlappingMany).
+  for (let top = n; top > 0; ) {
+    const b = top > LOOKUP_GROUP ? top - LOOKUP_GROUP : 0;
+    const m = top - b;
+    for (let q: u32 = 0; q < m; ++q) {
+      const src = d + (<usize>(b + q) << 4);
+      store<u64>(batchAddr + (<usize>q << 3), load<u64>(src));
+      store<u64>(batchLast + (<usize>q << 3), load<u64>(src, 8));
     }
-    const r = d + <usize>i * (<usize>VA_WORDS << 2);
-    if (h != 0) {
-      writeVaRecord(r, h);
-      ++found;
-    } else {
-      store<u32>(r, 0);
-      store<u32>(r, 0, 4);
+    tree.lowestOverlappingMany(batchAddr, batchLast, m, batchOut);
+    for (let q: u32 = 0; q < m; ++q) {
+      const o = batchOut + (<usize>q << 3);
+      const leaf = load<u32>(o);
+      let h: u32 = 0;
+      if (load<u64>(batchLast + (<usize>q << 3)) >= load<u64>(batchAddr + (<usize>q << 3)) && leaf != 0) {
+        h = nVal(nodeAt(leaf), load<u32>(o, 4));
+        const rec = changetype<usize>(vaAt(h));
+        prefetchSink ^= load<u8>(rec) ^ load<u8>(rec + VA_BYTES - 1);
+      }
+      store<u32>(o, h);
     }
+    for (let q = m; q-- > 0; ) {
+      const h = load<u32>(batchOut + (<usize>q << 3));
+      const r = d + <usize>(b + q) * (<usize>VA_WORDS << 2);
+      if (h != 0) {
+        writeVaRecord(r, h);
+        ++found;
+      } else {
+        store<u32>(r, 0);
+        store<u32>(r, 0, 4);
+      }
+    }
+    top = b;
   }
   return <i32>found;
 }

@@ -1088,23 +1088,37 @@ i32 Engine::FindFirstBatch(u32 vmh, u32 n) {
   u32* d = io + IO_DATA;
   // Result i is a whole VA record (words 12i..12i+11), so the caller needs no
   // second crossing for a mapping it has not seen. Answering from the last
-  // query down, a result only overwrites queries 3i..3i+2, all answered by then
-  // (query 0 is read before result 0 is written).
-  for (u32 i = n; i-- > 0;) {
-    const u64 addr = Read64(d, 4 * i);
-    const u64 last = Read64(d, 4 * i + 2);
-    u32 h = 0;
-    if (last >= addr) {
-      const RangeCursor c = vm->tree.LowestOverlapping(nodes_, addr, last);
-      if (c.leaf != 0) h = nodes_[c.leaf].val[c.slot];
+  // group of queries down, each group read before any of its results is
+  // written, a result only overwrites queries 3i..3i+2, all read by then.
+  // The lookups of a group run side by side (LowestOverlappingMany).
+  u64 addr[LOOKUP_GROUP];
+  u64 last[LOOKUP_GROUP];
+  RangeCursor c[LOOKUP_GROUP];
+  u32 h[LOOKUP_GROUP];
+  for (u32 top = n; top > 0;) {
+    const u32 b = top > LOOKUP_GROUP ? top - LOOKUP_GROUP : 0;
+    const u32 m = top - b;
+    for (u32 q = 0; q < m; ++q) {
+      addr[q] = Read64(d, 4 * (b + q));
+      last[q] = Read64(d, 4 * (b + q) + 2);
     }
-    if (h != 0) {
-      WriteVaRecord(d + VA_WORDS * i, h);
-      ++found;
-    } else {
-      d[VA_WORDS * i] = 0;
-      d[VA_WORDS * i + 1] = 0;
+    vm->tree.LowestOverlappingMany(nodes_, addr, last, m, c);
+    for (u32 q = 0; q < m; ++q) {
+      h[q] = last[q] >= addr[q] && c[q].leaf != 0 ? nodes_[c[q].leaf].val[c[q].slot] : 0;
+      GPUVM_PREFETCH(&vas_[h[q]]);
+      GPUVM_PREFETCH(reinterpret_cast<const char*>(&vas_[h[q]]) + sizeof(GpuVa) - 1);
     }
+    for (u32 q = m; q-- > 0;) {
+      const u32 i = b + q;
+      if (h[q] != 0) {
+        WriteVaRecord(d + VA_WORDS * i, h[q]);
+        ++found;
+      } else {
+        d[VA_WORDS * i] = 0;
+        d[VA_WORDS * i + 1] = 0;
+      }
+    }
+    top = b;
   }
   return static_cast<i32>(found);
 }

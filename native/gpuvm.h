@@ -33,15 +33,17 @@ constexpr u32 VM_HANDLE_LIMIT = 1u << 24;
 
 // 48 bytes per mapping, unpadded: with millions of them, bytes are what the
 // caches and the TLB run out of. The range tree reads `end` from here.
+// Records are not line aligned: the list links come first, so unlinking a
+// neighbour touches (and a prefetch of the record's address loads) one line.
 struct GpuVa {
+  u32 vbPrev;  // the VmBo's mapping list, link order
+  u32 vbNext;
   u64 addr;
   u64 end;  // exclusive
   u64 offset;
   u32 flags;  // user-visible GpuVa flags
   u32 serial;
   u32 owner;  // VA_LINKED: the VmBo it is linked to; else its BO (0 none)
-  u32 vbPrev;  // the VmBo's mapping list, link order
-  u32 vbNext;
   u32 vm : 24;
   u32 state : 8;
 };

@@ -39,6 +39,7 @@ namespace gpuvm {
 
 constexpr u32 FANOUT = 16;
 constexpr u32 TREE_MAX_DEPTH = 16;
+constexpr u32 LOOKUP_GROUP = 16;  // lookups LowestOverlappingMany runs side by side
 
 // 208 bytes, unpadded (a descent reads the keys, then one child handle).
 struct RangeNode {
@@ -65,8 +66,16 @@ struct EndSource {
     std::memcpy(&e, *base + static_cast<size_t>(val) * stride + off, sizeof e);
     return e;
   }
-  // The end's cache line, for a lookup about to read it.
-  GPUVM_INLINE void Prefetch(u32 val) const { GPUVM_PREFETCH(*base + static_cast<size_t>(val) * stride + off); }
+  // Records are not line aligned: before reading the end, start loading the
+  // record's last line too (its owner reads the rest next).
+  GPUVM_INLINE void PrefetchTail(u32 val) const {
+    GPUVM_PREFETCH(*base + static_cast<size_t>(val) * stride + stride - 1);
+  }
+  // Both lines of a record.
+  GPUVM_INLINE void PrefetchRecord(u32 val) const {
+    GPUVM_PREFETCH(*base + static_cast<size_t>(val) * stride);
+    PrefetchTail(val);
+  }
 };
 
 // A position in a tree: a leaf and a slot in it; leaf 0 means "none".
@@ -131,6 +140,11 @@ class RangeTree {
   RangeCursor Containing(const NodePool& pool, u64 addr) const;
   // The lowest entry overlapping [addr, last] (last inclusive).
   RangeCursor LowestOverlapping(const NodePool& pool, u64 addr, u64 last) const;
+  // LowestOverlapping(addr[q], last[q]) for q < n (n <= LOOKUP_GROUP) into
+  // out[q]. The n descents advance level by level together, so their cache
+  // misses overlap instead of queuing one lookup behind the other.
+  void LowestOverlappingMany(const NodePool& pool, const u64* addr, const u64* last, u32 n,
+                             RangeCursor* out) const;
   // The first entry (lowest start).
   RangeCursor First(const NodePool& pool) const;
   // Steps to the following entry along the leaf chain; false at the end.

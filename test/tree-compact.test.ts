@@ -1,8 +1,9 @@
 /**
  * The compact engine layout at scale, on every engine: 48-byte mapping
  * records whose `end` the range tree reads (leaves keep no ends), BO and
- * VmBo folded into one owner word, and leaves that shift entries into a
- * sibling with room before they split. Thousands of mappings make trees
+ * VmBo folded into one owner word, leaves that shift entries into a
+ * sibling with room before they split, and batched lookups that descend
+ * side by side. Thousands of mappings make trees
  * three and four levels deep, so sibling shifts, splits and merges all run;
  * every lookup, the whole VM and each VmBo's list are checked against a
  * sorted-array model, and native and WASM must take the same shapes
@@ -145,6 +146,14 @@ describe.each(backends)('compact range tree on %s', (backend) => {
       const want = model.findFirst(a, e);
       const got = vm.findFirst(a, e - a);
       expect(got === null ? null : got.addr).toBe(want === null ? null : want.addr);
+    }
+    // batched lookups (run side by side in groups) answer as single ones
+    for (const count of [1, 15, 16, 17, 1000, 5461]) {
+      const addrs = Array.from({ length: count }, () => base + rng.int(n * 8 + 16) * P);
+      const range = rng.between(1, 12) * P;
+      const got = vm.findFirstMany(addrs, range).map((va) => (va === null ? null : [va.addr, va.range, va.offset, ids.get(va.bo!)]));
+      const want = addrs.map((a) => model.findFirst(a, a + range)).map((x) => (x === null ? null : [x.addr, x.end - x.addr, x.offset, x.bo]));
+      expect(got).toEqual(want);
     }
     // replacement binds (a slot-0 entry goes back through its left neighbour)
     for (let k = 0; k < 3000; k++) {
