@@ -109,6 +109,15 @@ interface TxEntry {
   injectError: boolean;
 }
 
+/** The calls that take a map request, and the labels their errors give its numbers (constants: no string is built per call). */
+type MapCall = 'bind' | 'smMapOps' | 'smMap' | 'touchedBos';
+const MAP_ARG_NAMES: Record<MapCall, readonly [string, string, string]> = {
+  bind: ['addr', 'range', 'offset'],
+  smMapOps: ['smMapOps: addr', 'smMapOps: range', 'smMapOps: offset'],
+  smMap: ['smMap: addr', 'smMap: range', 'smMap: offset'],
+  touchedBos: ['touchedBos: addr', 'touchedBos: range', 'touchedBos: offset'],
+};
+
 /** Step functions as read once from the caller's object. */
 interface Steps<N extends U64> {
   /** the steps object itself, `this` of every step */
@@ -658,8 +667,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * the ops at once (sm_map + apply, one engine call). Returns the op count.
    */
   bind(addr: U64, range: U64, bo: Bo | null = null, offset: U64 = 0): number {
-    if (this.#c.mirror !== null) return this.#applyMirrored(this.#mapList(this.#readMapReq({ addr, range, bo, offset }, 'bind'), 'bind'));
-    const temp = this.#putMapArgs('bind', 'addr', 'range', 'offset', addr, range, bo, offset);
+    if (this.#c.mirror !== null) return this.#applyMirrored(this.#makeMapList('bind', addr, range, bo, offset));
+    const temp = this.#putMapArgs('bind', addr, range, bo, offset);
     const E = this.#c.E;
     const r = E.bind(this.#c.h);
     if (temp !== null) this.#c.releaseTemp(temp);
@@ -675,13 +684,14 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * temporary VmBo made for a BO new to this VM (the caller drops its
    * reference after the engine call), else null. The names label errors.
    */
-  #putMapArgs(what: string, addrName: string, rangeName: string, offsetName: string, addr: U64, range: U64, bo: Bo | null, offset: U64): VmBo<N> | null {
+  #putMapArgs(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): VmBo<N> | null {
     const E = this.#c.E;
     const big = this.bigint;
+    const names = MAP_ARG_NAMES[what];
     let io = E.io();
-    putU64(io, A + 0, addr, addrName, big);
-    putU64(io, A + 2, range, rangeName, big);
-    putU64(io, A + 4, offset, offsetName, big);
+    putU64(io, A + 0, addr, names[0], big);
+    putU64(io, A + 2, range, names[1], big);
+    putU64(io, A + 4, offset, names[2], big);
     // number mode: every piece a split can make must report its offset exactly
     if (!big && io[A + 3] + io[A + 5] >= 0x1f_ffff) this.#checkMapping(what, addr, range, offset);
     let vmbo = 0;
@@ -764,21 +774,10 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   // ---- split / merge: op lists -------------------------------------------------------
 
-  /** Reads a map request once (its fields may be getters) and checks it; writes nothing. */
-  #readMapReq(req: unknown, what: string): { addr: U64; range: U64; bo: Bo | null; offset: U64 } {
-    if (req === null || typeof req !== 'object') throw new TypeError(`${what}: expected { addr, range, bo?, offset? }, got ${describe(req)}`);
-    const { addr, range, offset = 0 } = req as MapRequest;
-    const bo = (req as MapRequest).bo ?? null;
-    if (bo !== null && !isBo(bo)) throw new TypeError(`${what}: bo must be a Bo or null, got ${describe(bo)}`);
-    this.#checkMapping(what, addr, range, offset);
-    return { addr, range, bo, offset };
-  }
-
   /** Split/merge ops for mapping a request (drm_gpuvm_sm_map_ops_create). */
   smMapOps(req: MapRequest): OpList<N> {
-    if (this.#c.mirror !== null) return this.#mapList(this.#readMapReq(req, 'smMapOps'), 'smMapOps');
     const { addr, range, bo, offset } = this.#readMapFields(req, 'smMapOps');
-    return this.#makeMapList(addr, range, bo, offset);
+    return this.#makeMapList('smMapOps', addr, range, bo, offset);
   }
 
   /** A map request's fields, each read once (they may be getters); checked later, as they are written. */
@@ -792,36 +791,15 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     return { addr, range, bo, offset: off === undefined ? 0 : off };
   }
 
-  /** smMapOps after its arguments were read: writes and checks them, generates the list. */
-  #makeMapList(addr: U64, range: U64, bo: Bo | null, offset: U64, what: 'smMapOps' | 'smMap' = 'smMapOps'): OpList<N> {
+  /** The list of a map request whose arguments were read: writes and checks them, generates the list. */
+  #makeMapList(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): OpList<N> {
     const c = this.#c;
-    const temp =
-      what === 'smMapOps'
-        ? this.#putMapArgs(what, 'smMapOps: addr', 'smMapOps: range', 'smMapOps: offset', addr, range, bo, offset)
-        : this.#putMapArgs(what, 'smMap: addr', 'smMap: range', 'smMap: offset', addr, range, bo, offset);
+    const temp = this.#putMapArgs(what, addr, range, bo, offset);
     const n = c.E.smMapOps(c.h);
     // the pending list holds its own reference to the VmBo it maps to
     if (temp !== null) c.releaseTemp(temp);
     if (n < 0) throw c.fail(n, what, addr, range);
     return c.takeList(n, false);
-  }
-
-  #mapList(req: { addr: U64; range: U64; bo: Bo | null; offset: U64 }, what: string): OpList<N> {
-    const { addr, range, bo, offset } = req;
-    this.#c.alive(what);
-    const E = this.#c.E;
-    const vb = bo === null ? null : this.#c.vmBoFor(bo);
-    const io = E.io();
-    this.#c.put(io, A + 0, addr, 'addr');
-    this.#c.put(io, A + 2, range, 'range');
-    this.#c.put(io, A + 4, offset, 'offset');
-    io[A + 6] = bo === null ? 0 : bo.id;
-    io[A + 7] = vb === null ? 0 : vmBoHandle(vb.vb);
-    const n = E.smMapOps(this.#c.h);
-    // the pending list holds its own reference to the VmBo it maps to
-    if (vb !== null && vb.temp) this.#c.releaseTemp(vb.vb);
-    if (n < 0) throw this.#c.fail(n, what, addr, range);
-    return this.#c.takeList(n, false);
   }
 
   /** A list the engine makes of a range (the facade side of the engines' rangeListOps). */
@@ -946,16 +924,10 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * step stops the walk and is re-thrown; what earlier steps did stays done.
    */
   smMap(req: MapRequest, steps: SmSteps<N>): void {
-    if (this.#c.mirror !== null) {
-      const r = this.#readMapReq(req, 'smMap');
-      const s = this.#readSteps(steps, true, 'smMap');
-      this.#runSteps(this.#mapList(r, 'smMap'), s);
-      return;
-    }
     // every argument is read before anything is written
     const { addr, range, bo, offset } = this.#readMapFields(req, 'smMap');
     const s = this.#readSteps(steps, true, 'smMap');
-    this.#runSteps(this.#makeMapList(addr, range, bo, offset, 'smMap'), s);
+    this.#runSteps(this.#makeMapList('smMap', addr, range, bo, offset), s);
   }
 
   /** Callback mode for unmapping (drm_gpuvm_sm_unmap). */
@@ -974,7 +946,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const kind = req.op;
     let list: OpList<N>;
     if (kind === 'map') {
-      list = this.#mapList(this.#readMapReq(req, 'touchedBos'), 'touchedBos');
+      const { addr, range, bo, offset } = this.#readMapFields(req, 'touchedBos');
+      list = this.#makeMapList('touchedBos', addr, range, bo, offset);
     } else if (kind === 'unmap') {
       const { addr, range } = req as { addr: U64; range: U64 };
       list = this.smUnmapOps(addr, range);

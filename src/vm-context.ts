@@ -218,13 +218,6 @@ export class VmContext<N extends U64 = U64> {
     return vb as VmBo<N>;
   }
 
-  /** The VmBo a MAP of `bo` links to, creating (and reporting) a temporary one if needed. */
-  vmBoFor(bo: Bo): { vb: VmBo<N>; temp: boolean } {
-    const have = boState(bo).vmBos.get(this.vm);
-    if (have !== undefined) return { vb: have as VmBo<N>, temp: false };
-    return { vb: this.createVmBo(bo, true), temp: true };
-  }
-
   /** Drops the creation reference of a temporary VmBo (it stays if a mapping links to it). */
   releaseTemp(vb: VmBo<N>): void {
     const r = this.E.vmboPut(this.h, vmBoHandle(vb));
