@@ -154,10 +154,16 @@ let prefetchSink: u32 = 0;
   setVal(d, j, nVal(s, i));
 }
 
-/** Inner entry (key, child) i of node s to slot j of node d. */
-@inline function copyChild(d: usize, j: u32, s: usize, i: u32): void {
-  setKey(d, j, nKey(s, i));
-  setVal(d, j, nVal(s, i));
+/**
+ * Opens slot p of node d with room (entries from p on move up one) and puts
+ * (key, val) there. Leaves and inner nodes hold the same (key, val) pairs.
+ */
+@inline function putAt(d: usize, p: u32, key: u64, val: u32): void {
+  const n = nN(d);
+  for (let i = n; i > p; --i) copyEntry(d, i, d, i - 1);
+  setKey(d, p, key);
+  setVal(d, p, val);
+  setN(d, n + 1);
 }
 
 /**
@@ -424,12 +430,7 @@ const CACHE: usize = 40;
         setKey(b, bn - 1, NO_KEY);
         if (t != s) setKey(par, t, nKey(b, 0));
       }
-      const q = p - 1;
-      const ln = nN(l);
-      for (let i = ln; i > q; --i) copyEntry(l, i, l, i - 1);
-      setKey(l, q, start);
-      setVal(l, q, val);
-      setN(l, ln + 1);
+      putAt(l, p - 1, start, val);
       setKey(par, s, nKey(l, 0));
       return true;
     }
@@ -438,26 +439,18 @@ const CACHE: usize = 40;
     for (let t = j; t > s; --t) {
       const a = nodeAt(nVal(par, t - 1));
       const b = nodeAt(nVal(par, t));
-      const bn = nN(b);
-      for (let i = bn; i > 0; --i) copyEntry(b, i, b, i - 1);
-      setN(b, bn + 1);
       if (t - 1 == s && p == FANOUT) {
-        setKey(b, 0, start);
-        setVal(b, 0, val);
+        putAt(b, 0, start, val);
       } else {
         const an = nN(a) - 1;
-        copyEntry(b, 0, a, an);
         setN(a, an);
+        putAt(b, 0, nKey(a, an), nVal(a, an));
         setKey(a, an, NO_KEY);
       }
       setKey(par, t, nKey(b, 0));
     }
     if (p < FANOUT) {
-      const ln = nN(l);
-      for (let i = ln; i > p; --i) copyEntry(l, i, l, i - 1);
-      setKey(l, p, start);
-      setVal(l, p, val);
-      setN(l, ln + 1);
+      putAt(l, p, start, val);
       if (p == 0) this.fixKeys(<i32>this.height - 1, start);
     }
     return true;
@@ -491,10 +484,7 @@ const CACHE: usize = 40;
     ++this.count;
 
     if (ln < FANOUT) {
-      for (let i = ln; i > p; --i) copyEntry(l, i, l, i - 1);
-      setKey(l, p, start);
-      setVal(l, p, val);
-      setN(l, ln + 1);
+      putAt(l, p, start, val);
       if (p == 0 && this.height > 0) this.fixKeys(<i32>this.height - 1, start);
       return 0;
     }
@@ -511,11 +501,7 @@ const CACHE: usize = 40;
     clearKeys(l, half);
     const t = p <= half ? l : r;
     const tp = p <= half ? p : p - half;
-    const tn = nN(t);
-    for (let i = tn; i > tp; --i) copyEntry(t, i, t, i - 1);
-    setKey(t, tp, start);
-    setVal(t, tp, val);
-    setN(t, tn + 1);
+    putAt(t, tp, start, val);
     const lnx = nNext(l);
     setNext(r, lnx);
     setPrev(r, lh);
@@ -532,26 +518,19 @@ const CACHE: usize = 40;
       let inn = nodeAt(ih);
       const inN = nN(inn);
       if (inN < FANOUT) {
-        for (let i = inN; i > pos; --i) copyChild(inn, i, inn, i - 1);
-        setKey(inn, pos, sepKey);
-        setVal(inn, pos, sepChild);
-        setN(inn, inN + 1);
+        putAt(inn, pos, sepKey, sepChild);
         return 0;
       }
       const nh = this.newNode(false);
       inn = nodeAt(ih);
       const nr = nodeAt(nh);
-      for (let i = half; i < FANOUT; ++i) copyChild(nr, i - half, inn, i);
+      for (let i = half; i < FANOUT; ++i) copyEntry(nr, i - half, inn, i);
       setN(nr, FANOUT - half);
       setN(inn, half);
       clearKeys(inn, half);
       const ti = pos <= half ? inn : nr;
       const tpos = pos <= half ? pos : pos - half;
-      const tin = nN(ti);
-      for (let i = tin; i > tpos; --i) copyChild(ti, i, ti, i - 1);
-      setKey(ti, tpos, sepKey);
-      setVal(ti, tpos, sepChild);
-      setN(ti, tin + 1);
+      putAt(ti, tpos, sepKey, sepChild);
       sepKey = nKey(nr, 0);
       sepChild = nh;
     }
@@ -601,7 +580,7 @@ const CACHE: usize = 40;
           if (nx != 0) setPrev(nodeAt(nx), pv);
         }
         this.freeNode(h);
-        for (let i = ps + 1; i < parN; ++i) copyChild(par, i - 1, par, i);
+        for (let i = ps + 1; i < parN; ++i) copyEntry(par, i - 1, par, i);
         setN(par, parN - 1);
         setKey(par, parN - 1, NO_KEY);
         minChanged = ps == 0;
@@ -642,7 +621,7 @@ const CACHE: usize = 40;
         if (bnx != 0) setPrev(nodeAt(bnx), lh2);
       }
       this.freeNode(rh2);
-      for (let i = rslot + 1; i < parN; ++i) copyChild(par, i - 1, par, i);
+      for (let i = rslot + 1; i < parN; ++i) copyEntry(par, i - 1, par, i);
       setN(par, parN - 1);
       setKey(par, parN - 1, NO_KEY);
       h = ph;

@@ -37,6 +37,18 @@ GPUVM_INLINE void PrefetchNode(const RangeNode& nd) {
   GPUVM_PREFETCH(p + 192);
 }
 
+// Opens slot p of a node with room (entries from p on move up one) and puts
+// (key, val) there. Leaves and inner nodes hold the same (key, val) pairs.
+inline void PutAt(RangeNode& nd, u32 p, u64 key, u32 val) {
+  for (u32 i = nd.n; i > p; --i) {
+    nd.key[i] = nd.key[i - 1];
+    nd.val[i] = nd.val[i - 1];
+  }
+  nd.key[p] = key;
+  nd.val[p] = val;
+  ++nd.n;
+}
+
 inline void ClearKeys(RangeNode& nd, u32 from) {
   for (u32 i = from; i < FANOUT; ++i) nd.key[i] = kNoKey;
 }
@@ -169,14 +181,7 @@ bool RangeTree::ShiftInsert(NodePool& pool, u32 lh, u32 p, u64 start, u32 val, c
       b.key[b.n] = kNoKey;
       if (t != s) par.key[t] = b.key[0];
     }
-    const u32 q = p - 1;
-    for (u32 i = l.n; i > q; --i) {
-      l.key[i] = l.key[i - 1];
-      l.val[i] = l.val[i - 1];
-    }
-    l.key[q] = start;
-    l.val[q] = val;
-    ++l.n;
+    PutAt(l, p - 1, start, val);
     par.key[s] = l.key[0];
     return true;
   }
@@ -185,30 +190,17 @@ bool RangeTree::ShiftInsert(NodePool& pool, u32 lh, u32 p, u64 start, u32 val, c
   for (u32 t = j; t > s; --t) {
     RangeNode& a = pool[par.val[t - 1]];
     RangeNode& b = pool[par.val[t]];
-    for (u32 i = b.n; i > 0; --i) {
-      b.key[i] = b.key[i - 1];
-      b.val[i] = b.val[i - 1];
-    }
-    ++b.n;
     if (t - 1 == s && p == FANOUT) {
-      b.key[0] = start;
-      b.val[0] = val;
+      PutAt(b, 0, start, val);
     } else {
-      b.key[0] = a.key[a.n - 1];
-      b.val[0] = a.val[a.n - 1];
       --a.n;
+      PutAt(b, 0, a.key[a.n], a.val[a.n]);
       a.key[a.n] = kNoKey;
     }
     par.key[t] = b.key[0];
   }
   if (p < FANOUT) {
-    for (u32 i = l.n; i > p; --i) {
-      l.key[i] = l.key[i - 1];
-      l.val[i] = l.val[i - 1];
-    }
-    l.key[p] = start;
-    l.val[p] = val;
-    ++l.n;
+    PutAt(l, p, start, val);
     if (p == 0) FixKeys(pool, path, static_cast<int>(height_) - 1, start);
   }
   return true;
@@ -236,13 +228,7 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   ++count_;
 
   if (l->n < FANOUT) {
-    for (u32 i = l->n; i > p; --i) {
-      l->key[i] = l->key[i - 1];
-      l->val[i] = l->val[i - 1];
-    }
-    l->key[p] = start;
-    l->val[p] = val;
-    ++l->n;
+    PutAt(*l, p, start, val);
     if (p == 0 && height_ > 0) FixKeys(pool, path, static_cast<int>(height_) - 1, start);
     return 0;
   }
@@ -262,13 +248,7 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
   ClearKeys(*l, half);
   RangeNode* t = p <= half ? l : r;
   const u32 tp = p <= half ? p : p - half;
-  for (u32 i = t->n; i > tp; --i) {
-    t->key[i] = t->key[i - 1];
-    t->val[i] = t->val[i - 1];
-  }
-  t->key[tp] = start;
-  t->val[tp] = val;
-  ++t->n;
+  PutAt(*t, tp, start, val);
   r->next = l->next;
   r->prev = lh;
   if (l->next != 0) pool[l->next].prev = rh;
@@ -283,13 +263,7 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
     const u32 pos = path[d].slot + 1;
     RangeNode* in = &pool[ih];
     if (in->n < FANOUT) {
-      for (u32 i = in->n; i > pos; --i) {
-        in->key[i] = in->key[i - 1];
-        in->val[i] = in->val[i - 1];
-      }
-      in->key[pos] = sepKey;
-      in->val[pos] = sepChild;
-      ++in->n;
+      PutAt(*in, pos, sepKey, sepChild);
       return 0;
     }
     const u32 nh = NewNode(pool, false);
@@ -304,13 +278,7 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
     ClearKeys(*in, half);
     RangeNode* ti = pos <= half ? in : nr;
     const u32 tpos = pos <= half ? pos : pos - half;
-    for (u32 i = ti->n; i > tpos; --i) {
-      ti->key[i] = ti->key[i - 1];
-      ti->val[i] = ti->val[i - 1];
-    }
-    ti->key[tpos] = sepKey;
-    ti->val[tpos] = sepChild;
-    ++ti->n;
+    PutAt(*ti, tpos, sepKey, sepChild);
     sepKey = nr->key[0];
     sepChild = nh;
   }
