@@ -340,8 +340,7 @@ export class VmContext<N extends U64 = U64> {
         words = slab;
         at = slabUsed;
         slabUsed += len;
-        if (len <= 256) for (let i = 0; i < len; i++) words[at + i] = io[D + i];
-        else words.set(io.subarray(D, D + len), at);
+        words.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), at);
       }
     } else {
       words = new Uint32Array(n * OP_WORDS);
@@ -375,6 +374,24 @@ const NO_WORDS = new Uint32Array(0);
 const SLAB_WORDS = 1 << 16;
 let slab = new Uint32Array(SLAB_WORDS);
 let slabUsed = 0;
+
+/**
+ * Views of the first n records in DATA, for lists of up to VIEWED_OPS ops:
+ * one `set` from a ready view copies a short list several times faster than
+ * a loop over the words or a fresh subarray. Made again when io changes (a
+ * WASM memory that grew, another engine).
+ */
+const VIEWED_OPS = 16;
+let viewsOf: Uint32Array | null = null;
+let views: Uint32Array[] = [];
+function recordViews(io: Uint32Array): Uint32Array[] {
+  if (io !== viewsOf) {
+    views = [];
+    for (let n = 0; n <= VIEWED_OPS; n++) views.push(io.subarray(D, D + n * OP_WORDS));
+    viewsOf = io;
+  }
+  return views;
+}
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 let contextOf: (x: unknown) => VmContext<any> | undefined = () => undefined;
