@@ -140,6 +140,13 @@ const OP_BYTES: u32 = 64;
   // checked, it is the fused step of that request.
   listReq: u32 = 0;
   listReqBo: u32 = 0;
+  // Where the generation found the request's first mapping, and whether the
+  // mappings it met share one leaf: while the tree has not been edited since
+  // (listTreeEdits), applying the list as a step needs no second walk.
+  listFirstLeaf: u32 = 0;
+  listFirstSlot: u32 = 0;
+  listOneLeaf: u32 = 0;
+  listTreeEdits: u32 = 0;
   listReqAddr: u64 = 0;
   listReqRange: u64 = 0;
   listReqOffset: u64 = 0;
@@ -195,6 +202,10 @@ const doomed = changetype<Vec>(memory.data(<i32>offsetof<Vec>(), 8));
 // What the last generation needs to be applied.
 let genInserts: u32 = 0;
 let genUnlinks: u32 = 0;
+// The split walk's first mapping, and whether all it met share its leaf.
+let genFirstLeaf: u32 = 0;
+let genFirstSlot: u32 = 0;
+let genOneLeaf: bool = false;
 const fusedRun = changetype<RangeRun>(memory.data(<i32>offsetof<RangeRun>(), 4));
 const removeRun = changetype<RangeRun>(memory.data(<i32>offsetof<RangeRun>(), 4));
 // What stepScan found, for stepApply (native's StepPlan).
@@ -493,6 +504,9 @@ function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): bool
   let inserts: u32 = 0;
   let unlinks: u32 = 0;
   const c = vm.tree.lowestOverlapping(a, e - 1);
+  genFirstLeaf = c.leaf;
+  genFirstSlot = c.slot;
+  genOneLeaf = true;
   while (c.leaf != 0) {
     const s = c.key();
     if (s >= e) break;
@@ -519,7 +533,10 @@ function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): bool
     if (m.bo != 0 && m.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
     op.kind = kind;
     ++unlinks;
-    if (t >= e || !cursorNext(c)) break;
+    if (t >= e) break;
+    const leaf = c.leaf;
+    if (!cursorNext(c)) break;
+    if (c.leaf != leaf && nKey(nodeAt(c.leaf), 0) < e) genOneLeaf = false;
   }
   genInserts = inserts;
   genUnlinks = unlinks;
@@ -737,6 +754,10 @@ function listPublish(vm: GpuVm, vmbo: u32): i32 {
   vm.listZombieSlack = slack;
   vm.listChecked = 1; // made from the VM as it is
   vm.listReq = 0; // smMapOps / smUnmapOps name their request after this
+  vm.listFirstLeaf = genFirstLeaf;
+  vm.listFirstSlot = genFirstSlot;
+  vm.listOneLeaf = genOneLeaf ? 1 : 0;
+  vm.listTreeEdits = vm.tree.edits;
   const chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
   memory.copy(ioPtrAt(IO_DATA), vm.opsData, <usize>chunk * OP_BYTES);
   if (n == 0) listRelease(vm);
@@ -939,6 +960,16 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
     if (!cursorNext(c)) break;
     if (c.leaf != leaf && nKey(nodeAt(c.leaf), 0) < e) oneLeaf = false;
   }
+  stepPlanFinish(vm, a, e, map, p.firstLeaf, p.firstSlot, k, lastEnd, oneLeaf);
+  return true;
+}
+
+/** The rest of a plan once the k mappings are in stepStart / stepVa. */
+@inline function stepPlanFinish(vm: GpuVm, a: u64, e: u64, map: bool, firstLeaf: u32, firstSlot: u32, k: u32, lastEnd: u64, oneLeaf: bool): void {
+  const tree = vm.tree;
+  const p = stepPlan;
+  p.firstLeaf = firstLeaf;
+  p.firstSlot = firstSlot;
   const keepFirst = k > 0 && load<u64>(stepStart.data) < a;
   const lastNext = k > 0 && lastEnd > e;
   // One mapping cut on both sides: its replace keeps the prev piece and the
@@ -959,7 +990,6 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
     run.insertMid = map ? 1 : 0;
     p.whole = tree.prepareRun(p.firstLeaf, p.firstSlot, run) ? 1 : 0;
   }
-  return true;
 }
 
 /**
@@ -1107,7 +1137,23 @@ function applyListAsStep(vmh: u32, vm: GpuVm, created: usize): bool {
   // opsApply never allocates: the scan must fit the scratch as it is (the
   // list's op count bounds the mappings it meets).
   if (stepVa.cap < vm.opsLen || stepStart.cap < vm.opsLen) return false;
-  if (!stepScan(vm, a, e, map)) return false;
+  if (vm.tree.edits == vm.listTreeEdits) {
+    // The tree is as the generation saw it: its ops name the mappings the
+    // scan would meet, in order, and where the first one sits.
+    const k = vm.opsLen - (map ? 1 : 0);
+    stepStart.clear();
+    stepVa.clear();
+    let lastEnd: u64 = 0;
+    for (let i: u32 = 0; i < k; ++i) {
+      const op = changetype<GpuVaOp>(vm.opsData + <usize>i * OP_BYTES);
+      store<u64>(stepStart.pushReserved(8), op.addr);
+      stepVa.pushU32(op.handle);
+      lastEnd = op.addr + op.range;
+    }
+    stepPlanFinish(vm, a, e, map, vm.listFirstLeaf, vm.listFirstSlot, k, lastEnd, vm.listOneLeaf != 0);
+  } else if (!stepScan(vm, a, e, map)) {
+    return false;
+  }
   // The list's reservations cover the pieces and the MAP (pools, nodes and
   // zombie room), and its VmBo reference holds the MAP's VmBo.
   stepApply(vmh, vm, a, e, map, vm.listReqBo, vm.listReqOffset, vm.listVmbo, created);

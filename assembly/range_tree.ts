@@ -261,7 +261,8 @@ const CACHE: usize = 40;
   /** where entries end: the u64 at byte endOff of record val in the Pool at endPool */
   endPool: usize = 0;
   endOff: u32 = 0;
-  pad: u32 = 0;
+  /** counts edits (inserts, removes, replaces, runs): a position found in the tree stays valid while this is unchanged */
+  edits: u32 = 0;
 
   /** The end of the entry whose value is val (the pool's base is read each time: pools move as they grow). */
   @inline endOf(val: u32): u64 {
@@ -462,6 +463,7 @@ const CACHE: usize = 40;
    * nodes (caller ensures or reserved).
    */
   insert(start: u64, end: u64, val: u32): i32 {
+    ++this.edits;
     const lh = this.descend(start);
     let l = nodeAt(lh);
     const ln = nN(l);
@@ -551,6 +553,7 @@ const CACHE: usize = 40;
 
   /** Removes the entry starting exactly at start. -> false if none. Never allocates. */
   remove(start: u64): bool {
+    ++this.edits;
     let h = this.descend(start);
     const l = nodeAt(h);
     const ln = nN(l);
@@ -643,6 +646,7 @@ const CACHE: usize = 40;
    * in place when the removal would not restructure the tree.
    */
   replace(oldStart: u64, start: u64, end: u64, val: u32): void {
+    ++this.edits;
     const lh = this.descend(oldStart);
     const l = nodeAt(lh);
     const le = countLE(l, 0, oldStart);
@@ -712,6 +716,7 @@ const CACHE: usize = 40;
 
   /** The values' records already hold their ends. */
   commitRun(run: RangeRun, firstVal: u32, lastStart: u64, lastVal: u32, midStart: u64, midVal: u32): void {
+    ++this.edits;
     const l = nodeAt(run.leaf);
     const j = run.slot;
     const n0 = nN(l);

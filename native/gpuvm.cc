@@ -249,6 +249,8 @@ bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
   u32 inserts = 0;
   u32 unlinks = 0;
   RangeCursor c = vm.tree.LowestOverlapping(nodes_, a, e - 1);
+  genFirst_ = c;
+  genOneLeaf_ = true;
   while (c.leaf != 0) {
     const RangeNode& l = nodes_[c.leaf];
     const u64 s = l.key[c.slot];
@@ -289,7 +291,10 @@ bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
     if (VaBo(m) != 0 && VaBo(m) == bo && m.offset - s == off - a) kind |= OP_KEEP;
     op.kind = kind;
     ++unlinks;
-    if (t >= e || !RangeTree::Next(nodes_, c)) break;
+    if (t >= e) break;
+    const u32 leaf = c.leaf;
+    if (!RangeTree::Next(nodes_, c)) break;
+    if (c.leaf != leaf && nodes_[c.leaf].key[0] < e) genOneLeaf_ = false;
   }
   genInserts_ = inserts;
   genUnlinks_ = unlinks;
@@ -525,6 +530,9 @@ i32 Engine::ListPublish(GpuVm& vm, u32 vmbo) {
   l.zombieSlack = slack;
   l.checked = 1;  // made from the VM as it is
   l.req = 0;      // SmMapOps / SmUnmapOps name their request after this
+  l.first = genFirst_;
+  l.oneLeaf = genOneLeaf_ ? 1 : 0;
+  l.treeEdits = vm.tree.Edits();
   const u32 chunk = n < OPS_PER_CHUNK ? n : OPS_PER_CHUNK;
   CopyOpsOut(io + IO_DATA, l.ops.data(), chunk);
   if (n == 0) ListRelease(vm);
@@ -700,6 +708,13 @@ GPUVM_INLINE bool Engine::StepScan(GpuVm& vm, u64 a, u64 e, bool map, StepPlan* 
     if (!RangeTree::Next(nodes_, w)) break;
     if (w.leaf != leaf && nodes_[w.leaf].key[0] < e) oneLeaf = false;
   }
+  StepPlanFinish(vm, a, e, map, c, k, lastEnd, oneLeaf, p);
+  return true;
+}
+
+GPUVM_INLINE void Engine::StepPlanFinish(GpuVm& vm, u64 a, u64 e, bool map, RangeCursor first, u32 k, u64 lastEnd,
+                                         bool oneLeaf, StepPlan* p) {
+  const RangeCursor c = first;
   p->first = c;
   p->k = k;
   p->lastEnd = lastEnd;
@@ -718,7 +733,6 @@ GPUVM_INLINE bool Engine::StepScan(GpuVm& vm, u64 a, u64 e, bool map, StepPlan* 
     run.insertMid = map ? 1 : 0;
     p->whole = vm.tree.PrepareRun(nodes_, c, &run);
   }
-  return true;
 }
 
 GPUVM_INLINE void Engine::StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo, u64 off,
@@ -842,7 +856,19 @@ bool Engine::ApplyListAsStep(u32 vmh, GpuVm& vm, u32* created) {
   // list's op count bounds the mappings it meets).
   if (stepVa_.capacity() < l.ops.size() || stepStart_.capacity() < l.ops.size()) return false;
   StepPlan p;
-  if (!StepScan(vm, a, e, map, &p)) return false;
+  if (vm.tree.Edits() == l.treeEdits) {
+    // The tree is as the generation saw it: its ops name the mappings the
+    // scan would meet, in order, and where the first one sits.
+    const u32 k = l.ops.size() - (map ? 1 : 0);
+    for (u32 i = 0; i < k; ++i) {
+      stepStart_[i] = l.ops[i].addr;
+      stepVa_[i] = l.ops[i].handle;
+    }
+    const u64 lastEnd = k > 0 ? l.ops[k - 1].addr + l.ops[k - 1].range : 0;
+    StepPlanFinish(vm, a, e, map, l.first, k, lastEnd, l.oneLeaf != 0, &p);
+  } else if (!StepScan(vm, a, e, map, &p)) {
+    return false;
+  }
   // The list's reservations cover the pieces and the MAP (pools, nodes and
   // zombie room), and its VmBo reference holds the MAP's VmBo.
   StepApply(vmh, vm, p, a, e, map, l.reqBo, l.reqOffset, l.vmbo, created);

@@ -100,6 +100,12 @@ struct GpuVaOps {
   // checked, it is the fused step of that request.
   u32 req = 0;
   u32 reqBo = 0;
+  // Where the generation found the request's first mapping, and whether the
+  // mappings it met share one leaf: while the tree has not been edited since
+  // (treeEdits), applying the list as a step needs no second walk.
+  RangeCursor first = {0, 0};
+  u32 oneLeaf = 0;
+  u32 treeEdits = 0;
   u64 reqAddr = 0;
   u64 reqRange = 0;
   u64 reqOffset = 0;
@@ -298,6 +304,9 @@ class Engine {
     bool keepFirst, lastNext, insertNext, whole;
   };
   GPUVM_INLINE bool StepScan(GpuVm& vm, u64 a, u64 e, bool map, StepPlan* p);
+  // The rest of a plan once the k mappings are in stepStart_ / stepVa_.
+  GPUVM_INLINE void StepPlanFinish(GpuVm& vm, u64 a, u64 e, bool map, RangeCursor first, u32 k, u64 lastEnd,
+                                   bool oneLeaf, StepPlan* p);
   GPUVM_INLINE void StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo, u64 off, u32 vmbo,
                  u32* created);
   // Applies the VM's whole checked split/merge list as the fused step of its
@@ -317,6 +326,8 @@ class Engine {
   // existing mappings it unlinks.
   u32 genInserts_ = 0;
   u32 genUnlinks_ = 0;
+  RangeCursor genFirst_ = {0, 0};  // the split walk's first mapping
+  bool genOneLeaf_ = false;        // and whether all it met share its leaf
 
   // Scratch kept between calls so transactions do not reallocate.
   OpArray genOps_;  // a list being generated, swapped into the VM once it fits

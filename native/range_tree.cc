@@ -207,6 +207,7 @@ bool RangeTree::ShiftInsert(NodePool& pool, u32 lh, u32 p, u64 start, u32 val, c
 }
 
 int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
+  ++edits_;
   const PathStep* path;
   const u32 lh = Descend(pool, start, &path);
   RangeNode* l = &pool[lh];
@@ -298,6 +299,7 @@ int RangeTree::Insert(NodePool& pool, u64 start, u64 end, u32 val) {
 }
 
 bool RangeTree::Remove(NodePool& pool, u64 start) {
+  ++edits_;
   const PathStep* path;
   u32 h = Descend(pool, start, &path);
   RangeNode* l = &pool[h];
@@ -388,6 +390,7 @@ bool RangeTree::Remove(NodePool& pool, u64 start) {
 }
 
 void RangeTree::Replace(NodePool& pool, u64 oldStart, u64 start, u64 end, u32 val) {
+  ++edits_;
   const PathStep* path;
   const u32 lh = Descend(pool, oldStart, &path);
   RangeNode& l = pool[lh];
@@ -447,6 +450,7 @@ bool RangeTree::PrepareRun(const NodePool& pool, RangeCursor first, RangeRun* ru
 
 void RangeTree::CommitRun(NodePool& pool, const RangeRun& run, u32 firstVal, u64 lastStart,
                           u32 lastVal, u64 midStart, u32 midVal) {
+  ++edits_;
   RangeNode& l = pool[run.leaf];
   const u32 j = run.slot;
   const u32 n0 = l.n;

@@ -166,6 +166,9 @@ class RangeTree {
   }
 
   u32 Count() const { return count_; }
+  // Counts edits (inserts, removes, replaces, runs): a position found in the
+  // tree stays valid while this is unchanged.
+  u32 Edits() const { return edits_; }
   u32 Height() const { return height_; }
   u32 Nodes() const { return nodes_; }
   // The end of the entry at c.
@@ -200,6 +203,7 @@ class RangeTree {
   mutable u32 cacheEpoch_ = 0;
   EndSource ends_;
   u32 epoch_ = 1;
+  u32 edits_ = 0;
   u32 root_ = 0;
   u32 height_ = 0;  // 0: the root is a leaf
   u32 count_ = 0;   // entries

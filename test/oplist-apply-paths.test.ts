@@ -7,7 +7,7 @@
  * exactly when it no longer fits.
  */
 import { describe, expect, it } from 'vitest';
-import { Bo, GpuVm, type GpuVmError, type OpList } from '../src/index.js';
+import { Bo, GpuVm, type BindEntry, type GpuVmError, type OpList } from '../src/index.js';
 import { backends } from './support/engines.js';
 import { Prng } from './support/prng.js';
 import { snapshot } from './support/state.js';
@@ -133,5 +133,51 @@ describe.each(backends)('op-list application paths (%s)', (backend) => {
     // both outcomes were reached
     expect(fits).toBeGreaterThan(10);
     expect(refused).toBeGreaterThan(10);
+  });
+
+  it('a list stays right when a failed transaction edited the tree behind it and put it back', () => {
+    // A whole list is applied from where its generation found the mappings;
+    // an undone transaction leaves the same mappings in a tree of another
+    // shape, so that position must not be trusted any more.
+    const rng = new Prng(91);
+    let reshaped = 0;
+    for (let round = 0; round < 60; round++) {
+      const a = world(backend);
+      const b = world(backend);
+      for (let k = 0; k < 70; k++) {
+        const addr = PAGE * (1 + rng.int(PAGES - 1));
+        const range = PAGE * (1 + rng.int(3));
+        if (addr / PAGE + range / PAGE > PAGES + 1) continue;
+        a.vm.bind(addr, range, a.bos[k % 3], addr);
+        b.vm.bind(addr, range, b.bos[k % 3], addr);
+      }
+      const addr = PAGE * (1 + rng.int(PAGES - 8));
+      const range = PAGE * (1 + rng.int(8));
+      const map = rng.chance(0.5);
+      const list = map ? a.vm.smMapOps({ addr, range, bo: a.bos[1], offset: 0 }) : a.vm.smUnmapOps(addr, range);
+      const twin = map ? b.vm.smMapOps({ addr, range, bo: b.bos[1], offset: 0 }) : b.vm.smUnmapOps(addr, range);
+      // many splits and merges, then a failing entry: all of it is undone
+      const entries: BindEntry[] = [];
+      for (let k = 0; k < 40; k++) {
+        const at = PAGE * (1 + rng.int(PAGES - 4));
+        entries.push(rng.chance(0.5) ? { op: 'unmap', addr: at, range: PAGE * 3 } : { op: 'map', addr: at, range: PAGE, bo: a.bos[2], offset: 0 });
+      }
+      entries.push({ op: 'unmap', addr: PAGE, range: PAGE, injectError: true });
+      const nodesBefore = a.vm.stats().treeNodes;
+      expect(() => a.vm.bindArray(entries)).toThrow(expect.objectContaining({ code: 'ENOMEM' }));
+      if (a.vm.stats().treeNodes !== nodesBefore) reshaped++;
+      expect(snapshot(a.vm, a.bos)).toEqual(snapshot(b.vm, b.bos));
+      expect(list.state).toBe(twin.state);
+      if (list.state === 'pending') {
+        list.apply();
+        twin.apply();
+      }
+      expect(snapshot(a.vm, a.bos)).toEqual(snapshot(b.vm, b.bos));
+      expect(a.vm.count).toBe(b.vm.count);
+      a.vm.destroy();
+      b.vm.destroy();
+    }
+    // the undo really left trees of another shape in some rounds
+    expect(reshaped).toBeGreaterThan(5);
   });
 });
