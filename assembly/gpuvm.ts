@@ -308,7 +308,7 @@ function mapVmBoValid(vmh: u32, bo: u32, vmbo: u32): bool {
 // ---------------------------------------------------------------------------
 // Mapping records and VmBo lists
 
-function gpuVaCreate(vmh: u32, vm: GpuVm, addr: u64, end: u64, offset: u64, bo: u32, flags: u32): u32 {
+@inline function gpuVaCreate(vmh: u32, vm: GpuVm, addr: u64, end: u64, offset: u64, bo: u32, flags: u32): u32 {
   const h = vas.alloc();
   const m = vaAt(h);
   if (++serial == 0) serial = 1; // 0 never names a mapping
@@ -325,7 +325,7 @@ function gpuVaCreate(vmh: u32, vm: GpuVm, addr: u64, end: u64, offset: u64, bo: 
   return h;
 }
 
-function gpuVaRelease(vm: GpuVm, va: u32): void {
+@inline function gpuVaRelease(vm: GpuVm, va: u32): void {
   vaAt(va).state = 0;
   vas.free(va);
   --vm.vaCount;
@@ -381,12 +381,12 @@ function gpuVaRelease(vm: GpuVm, va: u32): void {
 }
 
 /** drm_gpuva_link: append to the VmBo's list; each linked mapping holds a reference. */
-function gpuVaLink(va: u32, vmbo: u32): void {
+@inline function gpuVaLink(va: u32, vmbo: u32): void {
   vmBoListInsert(va, vmbo, vmboAt(vmbo).tail, 0);
 }
 
 /** drm_gpuva_unlink: leave the VmBo's list and drop the reference. */
-function gpuVaUnlink(va: u32): void {
+@inline function gpuVaUnlink(va: u32): void {
   const vb = vmBoListRemove(va);
   if (vb != 0) gpuVmBoPutInternal(vb);
 }
