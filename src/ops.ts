@@ -9,7 +9,7 @@ import { GpuVmError, errnoName } from './errors.js';
 import type { GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
 import { isBo, type Bo } from './vm-bo.js';
-import { describe, getBig, type U64 } from './u64.js';
+import { describe, getBig, getNum, type U64 } from './u64.js';
 import type { Grave, VmContext } from './vm-context.js';
 
 /** A mapping an op would create: the MAP request, or a REMAP's surviving piece. */
@@ -415,8 +415,8 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
   }
 
   /** The ops in order. */
-  *[Symbol.iterator](): Iterator<Op<N>> {
-    for (let i = 0; i < this.length; i++) yield this.get(i);
+  [Symbol.iterator](): Iterator<Op<N>> {
+    return new OpIterator<N>(this);
   }
 
   /** The ops as an array. */
@@ -439,10 +439,12 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     if (ls.state !== 'pending' || ctx.listGen !== ls.gen) requirePending(this, 'OpList.apply');
     if (ctx.mirror !== null) mirrorOps(ctx, this, ls.next, n, 'OpList.apply');
     const E = ctx.E;
-    const r = E.opsApply(ctx.h, ls.next, n);
+    const from = ls.next;
+    const r = E.opsApply(ctx.h, from, n);
     if (r < 0) throw applyError(r, 'OpList.apply');
     ls.next = n;
     ls.state = 'applied';
+    if (ls.made !== null) forgetUnmapped(ctx, ls, from, n);
     ctx.changed(E.io());
   }
 
@@ -473,6 +475,24 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
   }
 }
 
+/** OpList's iterator: a plain object is several times cheaper per step than a generator. */
+class OpIterator<N extends U64> implements IterableIterator<Op<N>> {
+  readonly #list: OpList<N>;
+  #i = 0;
+  constructor(list: OpList<N>) {
+    this.#list = list;
+  }
+  next(): IteratorResult<Op<N>> {
+    const i = this.#i;
+    if (i >= this.#list.length) return { done: true, value: undefined };
+    this.#i = i + 1;
+    return { done: false, value: this.#list.get(i) };
+  }
+  [Symbol.iterator](): IterableIterator<Op<N>> {
+    return this;
+  }
+}
+
 /** An op object for record i of a list: a read-only view of the record. */
 function makeOp<N extends U64>(ctx: VmContext<N>, list: OpList<N>, i: number): Op<N> {
   const ls = listState(list);
@@ -493,8 +513,13 @@ function makeOp<N extends U64>(ctx: VmContext<N>, list: OpList<N>, i: number): O
     prev = opMapping<N>(ctx.u(w, p + 4, 'prev.addr'), ctx.u(w, p + 10, 'prev.range'), bo, ctx.u(w, p + 8, 'prev.offset'));
   }
   if ((w[p] & OP_HAS_NEXT) !== 0) {
-    const end = getBig(w, p + 4) + getBig(w, p + 6);
-    next = opMapping<N>(ctx.u(w, p + 12, 'next.addr'), ctx.fromBig(end - getBig(w, p + 12)), bo, ctx.u(w, p + 14, 'next.offset'));
+    const nextAddr = ctx.u(w, p + 12, 'next.addr');
+    // the piece runs to the old mapping's end; below 2^52 each, numbers add exactly
+    const nextRange =
+      !ctx.bigint && w[p + 5] < 0x10_0000 && w[p + 7] < 0x10_0000
+        ? ((getNum(w, p + 4, 'addr') + getNum(w, p + 6, 'range') - (nextAddr as number)) as N)
+        : ctx.fromBig(getBig(w, p + 4) + getBig(w, p + 6) - getBig(w, p + 12));
+    next = opMapping<N>(nextAddr, nextRange, bo, ctx.u(w, p + 14, 'next.offset'));
   }
   return remapOp<N>(list, i, va, keep, prev, next);
 }
@@ -535,12 +560,29 @@ export function applyOp(ctx: VmContext, op: unknown, kind: Op['kind'], what: str
   if (r < 0) throw applyError(r, what);
   ls.next = op.index + 1;
   if (ls.next === list.length) ls.state = 'applied';
+  forgetUnmapped(ctx, ls, op.index, op.index + 1);
   const io = E.io();
   const created = createdScratch;
   for (let i = 0; i < 4; i++) created[i] = io[IO.OUT_CREATED + i];
   ctx.changed(io);
   ls.mod = ctx.mod;
   return created;
+}
+
+/**
+ * Applying an UNMAP or REMAP releases the mapping it names: the GpuVas of
+ * ops [from, to) that were read leave the VM's identity cache (see
+ * VmContext.forgetVa), so a list read and applied leaves nothing behind.
+ */
+function forgetUnmapped(ctx: VmContext<any>, ls: ListState<any>, from: number, to: number): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const made = ls.made;
+  if (made === null) return;
+  for (let i = from; i < to; i++) {
+    const op = made[i];
+    if (op === undefined) continue;
+    if (op.kind === 'unmap') ctx.forgetVa(op.va);
+    else if (op.kind === 'remap') ctx.forgetVa(op.unmap.va);
+  }
 }
 
 /** applyOp's result, valid until the next applyOp (its callers read it at once). */

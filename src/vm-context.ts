@@ -7,7 +7,7 @@
  */
 import { IO, OP_WORDS, OPS_PER_CHUNK, VA_ATTR_KERNEL, Errno, type Engine } from './backend/engine.js';
 import { GpuVmError, errnoName } from './errors.js';
-import { makeGpuVa, vaSerial, isGpuVa, type GpuVa } from './gpu-va.js';
+import { makeGpuVa, vaHandle, vaSerial, isGpuVa, type GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
 import { makeOpList, type OpList, type OpMapping } from './ops.js';
 import { writeMirror, type PageTable, type PtResolve } from './page-table.js';
@@ -281,6 +281,17 @@ export class VmContext<N extends U64 = U64> {
     const va = makeGpuVa<N>(this, h, serial, m.addr, m.range, m.bo, m.offset, false);
     this.cacheVa(h, va);
     return va;
+  }
+
+  /**
+   * Drops a mapping the engine released from the identity cache. Only a
+   * live mapping can be looked up again, so the entry served nothing more,
+   * and keeping it would keep the object alive until the handle is reused:
+   * long enough to reach the old generation, where collecting it is dear.
+   */
+  forgetVa(va: GpuVa<N>): void {
+    const h = vaHandle(va);
+    if (this.vaCache[h] === va) this.vaCache[h] = undefined;
   }
 
   /** Grown one slot at a time (never by a jump), so the array stays dense. */

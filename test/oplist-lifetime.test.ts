@@ -5,6 +5,8 @@
  * Lists resolve BOs only when an op is read, so this is what keeps that lazy
  * resolution honest.
  */
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { Bo, GpuVm } from '../src/index.js';
 import { backends } from './support/engines.js';
@@ -57,6 +59,53 @@ describe.each(backends)('op list lifetime on %s', (backend) => {
       expect((lists[2 * i].get(0) as { bo: Bo | null }).bo).toBe(bos[i]);
       expect((lists[2 * i + 1].get(0) as { va: { bo: Bo | null } }).va.bo).toBe(bos[i]);
     }
+    vm.destroy();
+  });
+
+  it('a live mapping keeps its GpuVa through reading ops; an unmapped one is let go once applied', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const vm = new GpuVm<number>({ start: 0, range: 2 ** 40, backend });
+    // (in a function of its own, so that nothing of it stays on this frame)
+    const lost = ((): WeakRef<object> => {
+      const bo = new Bo();
+      vm.bind(0x10000, 0x4000, bo, 0);
+      vm.bind(0x20000, 0x1000, bo, 0);
+      const found = vm.findFirst(0x10000, 0x1000)!;
+      const list = vm.smUnmapOps(0x11000, 0x10000);
+      const [remap, unmap] = list.toArray();
+      if (remap.kind !== 'remap' || unmap.kind !== 'unmap') throw new Error(`unexpected ops ${list.toJSON()}`);
+      // the same mapping, the same object: looked up before or named by an op
+      expect(remap.unmap.va).toBe(found);
+      expect(vm.findFirst(0x20000, 0x1000)).toBe(unmap.va);
+      // op by op: the mapping of the op not applied yet is still the same object
+      vm.vaRemap(remap);
+      expect(found.live).toBe(false);
+      expect(vm.findFirst(0x20000, 0x1000)).toBe(unmap.va);
+      expect(vm.findFirst(0x10000, 0x1000)).not.toBe(found);
+      vm.vaUnmap(unmap);
+      expect(unmap.va.live).toBe(false);
+      expect(vm.count).toBe(1);
+      return new WeakRef(unmap.va);
+    })();
+    // and the same with the whole list applied after reading it
+    const lostToo = ((): WeakRef<object> => {
+      vm.bind(0x40000, 0x1000, null, 0);
+      const list = vm.smUnmapOps(0x40000, 0x1000);
+      const va = (list.get(0) as { va: object }).va;
+      expect(vm.findFirst(0x40000, 0x1000)).toBe(va);
+      list.apply();
+      return new WeakRef(va);
+    })();
+    // nothing holds the unmapped mappings' GpuVas now, the VM included (a
+    // deref keeps its target alive until the current job ends: collect in a
+    // later one)
+    for (let round = 0; round < 3; round++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(lost.deref()).toBeUndefined();
+    expect(lostToo.deref()).toBeUndefined();
     vm.destroy();
   });
 });
