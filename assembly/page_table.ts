@@ -694,29 +694,42 @@ class BindWalk {
     const n = <u32>((last - addr) >> <u64>sh) + 1;
     const m = eMeta.data + <usize>(tBase.get(c) + idx0);
     const v = eVal.data + (<usize>(tBase.get(c) + idx0) << 3);
-    let added: u32 = 0;
+    // entries that were empty (all of them in a table with none live), then
+    // the kinds in one fill and the values in a loop that does nothing else
+    let added: u32 = n;
+    if (tLive.get(c) != 0) {
+      added = 0;
+      for (let i: u32 = 0; i < n; i++) added += (load<u8>(m + <usize>i) & E_KIND) == E_EMPTY ? 1 : 0;
+    }
+    memory.fill(m, this.isNull ? E_NULL : E_LEAF, <usize>n);
     if (this.isNull) {
-      for (let i: u32 = 0; i < n; i++) {
-        added += (load<u8>(m + <usize>i) & E_KIND) == E_EMPTY ? 1 : 0;
-        store<u8>(m + <usize>i, E_NULL);
-        store<u64>(v + (<usize>i << 3), 0);
-      }
+      memory.fill(v, 0, <usize>n << 3);
     } else {
+      // seek, with the cursor in locals: the entry stores below could alias
+      // the walker's fields, which would be reloaded for every segment
+      let seg = this.seg;
+      let segVa = this.segVa;
+      let sp = this.segs + ((<usize>seg * <usize>SEG_WORDS) << 2);
+      let len = rd64(sp + 8);
+      const esz = (<u64>1) << <u64>sh;
       let i: u32 = 0;
       let va = addr;
       while (i < n) {
-        this.seek(va);
-        const room = (this.segLen(this.seg) - (va - this.segVa)) >> <u64>sh; // whole entries left in the segment
-        const k: u32 = room < <u64>(n - i) ? <u32>room : n - i;
-        let pa = this.segPa(this.seg) + (va - this.segVa);
-        const esz = (<u64>1) << <u64>sh;
-        for (let j: u32 = 0; j < k; j++, i++, pa += esz) {
-          added += (load<u8>(m + <usize>i) & E_KIND) == E_EMPTY ? 1 : 0;
-          store<u8>(m + <usize>i, E_LEAF);
-          store<u64>(v + (<usize>i << 3), pa);
+        while (va - segVa >= len) {
+          segVa += len;
+          seg++;
+          sp += <usize>SEG_WORDS << 2;
+          len = rd64(sp + 8);
         }
+        const off = va - segVa;
+        const room = (len - off) >> <u64>sh; // whole entries left in the segment
+        const k: u32 = room < <u64>(n - i) ? <u32>room : n - i;
+        let pa = rd64(sp) + off;
+        for (let j: u32 = 0; j < k; j++, i++, pa += esz) store<u64>(v + (<usize>i << 3), pa);
         va += (<u64>k) << <u64>sh;
       }
+      this.seg = seg;
+      this.segVa = segVa;
     }
     tLive.set(c, tLive.get(c) + added);
     pEntries.set(this.pt, pEntries.get(this.pt) + added);
@@ -1068,7 +1081,10 @@ const leavesBelow: usize = memory.data(<i32>((MAX_SHIFTS + 1) * 8), 8);
 // leavesByLevel[L]: the leaves the valid records write at level L.
 function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, needLeaves: usize): i32 {
   memory.fill(leavesByLevel, 0, <usize>(pTop.get(pt) + 1) << 3);
-  const mask = pow2m1(shiftOf(pt, 0));
+  const s0 = shiftOf(pt, 0);
+  const mask = pow2m1(s0);
+  // segments up to this length have leaves at level 0 only (see pieceLeaves)
+  const smallMax: u64 = pLeaf.get(pt) == 0 ? ~(<u64>0) : pow2m1(shiftOf(pt, 1));
   let pos: u64 = 0;
   let idx: u32 = 0;
   let leaves: u64 = 0;
@@ -1092,24 +1108,35 @@ function validateRecords(pt: u32, w: usize, n: u32, budget: u64, fail: usize, ne
     }
     if (!rangeOk(pt, va, size)) return -EINVAL_PT;
     if (kind == REC_BIND) {
+      // The check pass makes no call, so its loop keeps everything in
+      // registers. A segment shorter than a level-1 entry holds no whole
+      // entry above level 0: its leaves are its level-0 entries, summed as
+      // bytes and shifted once. Longer ones are counted afterwards.
       let sum: u64 = 0;
+      let small: u64 = 0;
       let s = p + (<usize>REC_HEADER << 2);
-      for (let i: u32 = 0; i < nseg; i++, s += <usize>SEG_WORDS << 2) {
+      const end = s + ((<usize>nseg * <usize>SEG_WORDS) << 2);
+      for (; s < end; s += <usize>SEG_WORDS << 2) {
         const pa = rd64(s);
         const len = rd64(s + 8);
-        if (len == 0 || (pa & mask) != 0 || (len & mask) != 0) return -EINVAL_PT;
+        if (len == 0 || ((pa | len) & mask) != 0) return -EINVAL_PT;
         if (len - 1 > ~pa) return -EINVAL_PT;
         if (len > size - sum) return -EINVAL_PT;
+        if (len <= smallMax) small += len;
         sum += len;
       }
       if (sum != size) return -EINVAL_PT;
-      sum = 0;
-      s = p + (<usize>REC_HEADER << 2);
-      for (let i: u32 = 0; i < nseg; i++, s += <usize>SEG_WORDS << 2) {
-        const len = rd64(s + 8);
-        leaves += pieceLeaves(pt, va + sum, va + sum + (len - 1), rd64(s), false);
-        sum += len;
+      if (small != sum) {
+        sum = 0;
+        for (s = p + (<usize>REC_HEADER << 2); s < end; s += <usize>SEG_WORDS << 2) {
+          const len = rd64(s + 8);
+          if (len > smallMax) leaves += pieceLeaves(pt, va + sum, va + sum + (len - 1), rd64(s), false);
+          sum += len;
+        }
       }
+      small >>= <u64>s0;
+      leaves += small;
+      store<u64>(leavesByLevel, load<u64>(leavesByLevel) + small);
     } else if (kind == REC_BIND_NULL) {
       leaves += pieceLeaves(pt, va, va + (size - 1), 0, true);
     }

@@ -519,29 +519,42 @@ struct BindWalk {
     const uint32_t n = (uint32_t)((last - addr) >> sh) + 1;
     uint8_t* m = s.eMeta.data() + s.tBase[c] + idx0;
     uint64_t* v = s.eVal.data() + s.tBase[c] + idx0;
-    uint32_t added = 0;
+    // entries that were empty (all of them in a table with none live), then
+    // the kinds in one fill and the values in a loop that does nothing else
+    uint32_t added = n;
+    if (s.tLive[c] != 0) {
+      added = 0;
+      for (uint32_t i = 0; i < n; i++) added += (m[i] & kKindMask) == kEmpty ? 1 : 0;
+    }
+    std::memset(m, isNull ? kNull : kLeaf, n);
     if (isNull) {
-      for (uint32_t i = 0; i < n; i++) {
-        added += (m[i] & kKindMask) == kEmpty ? 1 : 0;
-        m[i] = kNull;
-        v[i] = 0;
-      }
+      std::memset(v, 0, (size_t)n * sizeof(uint64_t));
     } else {
+      // seek, with the cursor in locals: the entry stores below could alias
+      // the walker's fields, which would be reloaded for every segment
+      uint32_t sg = seg;
+      uint64_t sgVa = segVa;
+      const uint32_t* sp = segs + (size_t)sg * kSegWords;
+      uint64_t len = rd64(sp + 2);
+      const uint64_t esz = (uint64_t)1 << sh;
       uint32_t i = 0;
       uint64_t va = addr;
       while (i < n) {
-        seek(va);
-        const uint64_t room = (segLen(seg) - (va - segVa)) >> sh;  // whole entries left in the segment
-        const uint32_t k = room < (uint64_t)(n - i) ? (uint32_t)room : n - i;
-        uint64_t pa = segPa(seg) + (va - segVa);
-        const uint64_t esz = (uint64_t)1 << sh;
-        for (uint32_t j = 0; j < k; j++, i++, pa += esz) {
-          added += (m[i] & kKindMask) == kEmpty ? 1 : 0;
-          m[i] = kLeaf;
-          v[i] = pa;
+        while (va - sgVa >= len) {
+          sgVa += len;
+          sg++;
+          sp += kSegWords;
+          len = rd64(sp + 2);
         }
+        const uint64_t off = va - sgVa;
+        const uint64_t room = (len - off) >> sh;  // whole entries left in the segment
+        const uint32_t k = room < (uint64_t)(n - i) ? (uint32_t)room : n - i;
+        uint64_t pa = rd64(sp) + off;
+        for (uint32_t j = 0; j < k; j++, i++, pa += esz) v[i] = pa;
         va += (uint64_t)k << sh;
       }
+      seg = sg;
+      segVa = sgVa;
     }
     s.tLive[c] += added;
     s.pts[pt].entries += added;
@@ -867,6 +880,8 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t 
                         uint64_t* needLeaves, uint64_t* byLevel) {
   for (uint32_t L = 0; L <= p.top; L++) byLevel[L] = 0;
   const uint64_t mask = ((uint64_t)1 << p.shift[0]) - 1;
+  // segments up to this length have leaves at level 0 only (see pieceLeaves)
+  const uint64_t smallMax = p.leaf == 0 ? ~(uint64_t)0 : ((uint64_t)1 << p.shift[1]) - 1;
   uint64_t pos = 0;
   uint32_t idx = 0;
   uint64_t leaves = 0;
@@ -889,24 +904,35 @@ int32_t validateRecords(const PtRec& p, const uint32_t* w, uint32_t n, uint64_t 
     }
     if (!rangeOk(p, va, size)) return -kEinval;
     if (kind == kRecBind) {
+      // The check pass makes no call, so its loop keeps everything in
+      // registers. A segment shorter than a level-1 entry holds no whole
+      // entry above level 0: its leaves are its level-0 entries, summed as
+      // bytes and shifted once. Longer ones are counted afterwards.
       uint64_t sum = 0;
+      uint64_t small = 0;
       const uint32_t* s = w + pos + kRecHeader;
-      for (uint32_t i = 0; i < nseg; i++, s += kSegWords) {
+      const uint32_t* const end = s + (size_t)nseg * kSegWords;
+      for (; s < end; s += kSegWords) {
         const uint64_t pa = rd64(s);
         const uint64_t len = rd64(s + 2);
-        if (len == 0 || (pa & mask) != 0 || (len & mask) != 0) return -kEinval;
+        if (len == 0 || ((pa | len) & mask) != 0) return -kEinval;
         if (len - 1 > ~pa) return -kEinval;
         if (len > size - sum) return -kEinval;
+        if (len <= smallMax) small += len;
         sum += len;
       }
       if (sum != size) return -kEinval;
-      sum = 0;
-      s = w + pos + kRecHeader;
-      for (uint32_t i = 0; i < nseg; i++, s += kSegWords) {
-        const uint64_t len = rd64(s + 2);
-        leaves += pieceLeaves(p, va + sum, va + sum + (len - 1), rd64(s), false, byLevel);
-        sum += len;
+      if (small != sum) {
+        sum = 0;
+        for (s = w + pos + kRecHeader; s < end; s += kSegWords) {
+          const uint64_t len = rd64(s + 2);
+          if (len > smallMax) leaves += pieceLeaves(p, va + sum, va + sum + (len - 1), rd64(s), false, byLevel);
+          sum += len;
+        }
       }
+      small >>= p.shift[0];
+      leaves += small;
+      byLevel[0] += small;
     } else if (kind == kRecBindNull) {
       leaves += pieceLeaves(p, va, va + (size - 1), 0, true, byLevel);
     }

@@ -60,6 +60,67 @@ describe.each(backends)('%s engine', (backend) => {
     expect(() => new PageTable({ backend, maxEntriesPerCall: 2 ** 32 })).toThrow(RangeError);
   });
 
+  it('the leaf count of a bind is exact with short and long segments mixed, in both backing forms', () => {
+    // [pa, len] from va 0 (default geometry: 4 KiB, 2 MiB, 1 GiB leaves)
+    const segs: [number, number][] = [
+      [0x10_0000_5000, 0x1000], // three scattered pages: 3 leaves
+      [0x10_0000_9000, 0x1000],
+      [0x10_0002_0000, 0x1000],
+      [0x20_0000_3000, 0x1fd000], // up to the first 2 MiB boundary: 509
+      [0x30_0020_0000, 0x400000], // 2 MiB aligned both sides: 2 leaves of 2 MiB
+      [0x40_0000_1000, 0x400000], // misaligned physically: 1024
+      [0x50_0000_0000, 0x2000], // 2
+      [0x60_0000_0000, 0x1fe000], // 510, up to 0xc00000
+      [0x70_0020_0000, 0x200000], // exactly one 2 MiB entry long: 1 leaf
+    ];
+    const size = 0xe00000;
+    const leaves = 3 + 509 + 2 + 1024 + 2 + 510 + 1;
+    const typed = new BigUint64Array(segs.flatMap(([pa, len]) => [BigInt(pa), BigInt(len)]));
+    for (const backing of [segs, typed]) {
+      const pt = new PageTable<number>({ backend, maxEntriesPerCall: leaves - 1 });
+      expect(() => pt.bind(0, size, backing)).toThrow(new RegExp(`would write ${leaves} page-table entries`));
+      expect(pt.stats).toEqual({ tables: 1, entries: 0 });
+      pt.maxEntriesPerCall = leaves;
+      pt.bind(0, size, backing);
+      const got = [...pt.walk(0)];
+      expect(got.length).toBe(leaves);
+      expect(got.filter((e) => e.level === 1).map((e) => [e.va, e.pa])).toEqual([
+        [0x200000, 0x30_0020_0000],
+        [0x400000, 0x30_0040_0000],
+        [0xc00000, 0x70_0020_0000],
+      ]);
+      expect(pt.translate(0x2000)?.pa).toBe(0x10_0002_0000);
+      expect(pt.translate(0x600000 + 0x3ff234)?.pa).toBe(0x40_0000_1000 + 0x3ff234);
+      pt.destroy();
+    }
+    // leaves only at level 0: every segment counts its pages
+    const flat = new PageTable<number>({ backend, shifts: [12, 21, 30, 39], leaf: 0, maxEntriesPerCall: size / 0x1000 - 1 });
+    expect(() => flat.bind(0, size, typed)).toThrow(new RegExp(`would write ${size / 0x1000} page-table entries`));
+    flat.maxEntriesPerCall = size / 0x1000;
+    expect(flat.bind(0, size, typed).new).toBe(size / 0x1000 + 7 + 1);
+    flat.destroy();
+  });
+
+  it('a bad segment anywhere in typed backing is EINVAL and changes nothing', () => {
+    const pt = new PageTable<bigint>({ backend, bigint: true });
+    pt.bind(0x40000000n, 0x3000n, [[0x7000n, 0x3000n]]);
+    const before = [...pt.walk(0n, undefined, { dirs: true })];
+    const pages = (n: number, at = 0x1_0000_0000n) => Array.from({ length: n }, (_, i) => [at + BigInt(i) * 0x2000n, 0x1000n]).flat();
+    const cases: bigint[][] = [
+      [...pages(5), 0x9000n, 0n, ...pages(2)], // an empty segment
+      [...pages(3), 0x9800n, 0x1000n, ...pages(4)], // a misaligned pa
+      [...pages(3), 0x9000n, 0x1800n, 0x20000n, 0x800n, ...pages(3)], // misaligned lengths
+      [...pages(7), 0xffff_ffff_ffff_f000n, 0x2000n], // running past 2^64
+      [...pages(9)], // one page more than the size
+      [...pages(7)], // one page less
+    ];
+    for (const c of cases) {
+      expect(() => pt.bind(0n, 0x8000n, new BigUint64Array(c))).toThrow(GpuVmError);
+      expect([...pt.walk(0n, undefined, { dirs: true })]).toEqual(before);
+    }
+    pt.destroy();
+  });
+
   it('a 2^40-byte bind of 4 KiB pages is refused at once; huge pages for it are fine', () => {
     const pt = new PageTable<number>({ backend });
     const t = performance.now();
