@@ -136,10 +136,11 @@ export function buildDist() {
  */
 
 /**
- * Imports the facade from dist/ and finds which engines load.
+ * Imports the facade from dist/ and finds which of `engines` load.
+ * @param {("native" | "wasm")[]} [engines]
  * @returns {Promise<Gpuvm | { error: string }>}
  */
-export async function loadGpuvm() {
+export async function loadGpuvm(engines = ['native', 'wasm']) {
   let mod;
   try {
     mod = await import(pathToFileURL(join(ROOT, 'dist', 'index.js')).href);
@@ -151,7 +152,7 @@ export async function loadGpuvm() {
   const backends = [];
   /** @type {Record<string, string>} */
   const unavailable = {};
-  for (const backend of /** @type {const} */ (['native', 'wasm'])) {
+  for (const backend of /** @type {('native' | 'wasm')[]} */ (engines)) {
     try {
       const vm = new GpuVm({ start: 0, range: 2 ** 47, backend });
       vm.destroy();

@@ -15,6 +15,13 @@
  *   --peers-max N    run the JS peers only up to N mappings (bind, findFirst,
  *                    memory): the engines alone at 1e7
  *   --memory-sizes LIST  mapping counts for memory (default 1e4,1e5,1e6)
+ *   --engine NAME    use only this engine (native or wasm). An application
+ *                    runs one engine, so its calls into the engine see one
+ *                    kind of function; with both engines in one process the
+ *                    facade's hot call sites see two and V8 cannot inline
+ *                    them (single findFirst at 1e3: ~72 ns alone, ~100 with
+ *                    both). Run once per engine for figures as applications
+ *                    see them.
  *   --build          rebuild dist/ (npm run build:ts) before running
  *   --list           list the suites and exit
  *
@@ -42,6 +49,7 @@ const program = new Command()
   .option('--full', 'also build the interval-tree peer at 1e6 mappings (minutes)')
   .option('--peers-max <n>', 'run the JS peers only up to n mappings', (v) => Number(v))
   .option('--memory-sizes <list>', 'mapping counts for memory', (v) => v.split(',').map(Number))
+  .option('--engine <name>', 'use only this engine (native or wasm), as an application does')
   .option('--build', 'rebuild dist/ before running')
   .option('--list', 'list the suites and exit')
   .parse();
@@ -113,7 +121,11 @@ if (opts.build || state === 'missing') {
 } else if (state === 'stale') {
   log('bench: note: src/ is newer than dist/ (run with --build, or npm run build:ts, to measure the current source)');
 }
-const loaded = await loadGpuvm();
+if (opts.engine !== undefined && opts.engine !== 'native' && opts.engine !== 'wasm') {
+  log(`bench: --engine must be native or wasm, got ${JSON.stringify(opts.engine)}`);
+  process.exit(2);
+}
+const loaded = await loadGpuvm(opts.engine === undefined ? ['native', 'wasm'] : [opts.engine]);
 const gpuvm = 'error' in loaded ? null : loaded;
 if (!gpuvm) log(`bench: gpuvm facade unavailable (${loaded.error}); only the peers run`);
 else for (const [b, why] of Object.entries(gpuvm.unavailable)) log(`bench: ${b} engine unavailable: ${why}`);
