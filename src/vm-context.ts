@@ -236,14 +236,19 @@ export class VmContext<N extends U64 = U64> {
   /** The BO an op record names, for a list made when `grave` was current (ids are never reused). */
   boSince(grave: Grave, id: number): Bo | null {
     if (id === 0) return null;
-    const bo = this.boById.get(id);
-    if (bo !== undefined) return bo;
-    for (let g: Grave | null = grave; g !== null; g = g.later) {
-      const b = g.bos?.get(id);
-      if (b !== undefined) return b;
-    }
-    throw new GpuVmError('EIO', `engine named BO id ${id} that this VM does not know`);
+    // Ids are never reused, so an id seen once names that Bo for good: a
+    // small direct-mapped memo spares reading ops most of the Map lookups.
+    const slot = id & (BO_MEMO - 1);
+    if (this.#memoIds[slot] === id) return this.#memoBos[slot]!;
+    let bo = this.boById.get(id);
+    for (let g: Grave | null = grave; bo === undefined && g !== null; g = g.later) bo = g.bos?.get(id);
+    if (bo === undefined) throw new GpuVmError('EIO', `engine named BO id ${id} that this VM does not know`);
+    this.#memoIds[slot] = id;
+    this.#memoBos[slot] = bo;
+    return bo;
   }
+  readonly #memoIds: number[] = new Array<number>(BO_MEMO).fill(0);
+  readonly #memoBos: (Bo | null)[] = new Array<Bo | null>(BO_MEMO).fill(null);
 
   /** A GpuVa for a VA record at io[p]. */
   vaFromRecord(io: Uint32Array, p: number): GpuVa<N> {
@@ -377,6 +382,8 @@ export interface Grave {
 }
 
 const NO_WORDS = new Uint32Array(0);
+/** Entries of VmContext.boSince's memo (a power of two; at most this many Bos stay referenced by it). */
+const BO_MEMO = 64;
 /**
  * Records of small lists share a slab (a list keeps the slab and its offset):
  * a typed array per list, even a subarray, costs more than the copy. A slab

@@ -45,7 +45,8 @@ describe.each(backends)('op list lifetime on %s', (backend) => {
     const vm = new GpuVm({ start: 0, range: 2 ** 40, backend });
     const lists = [];
     const bos = [];
-    for (let i = 0; i < 50; i++) {
+    // more BOs than the id memo has entries, so that ids share its slots
+    for (let i = 0; i < 150; i++) {
       const bo = new Bo({ name: `b${i}` });
       bos.push(bo);
       const l = vm.smMapOps({ addr: 0x100000 + i * 0x1000, range: 0x1000, bo, offset: 0 });
@@ -55,7 +56,7 @@ describe.each(backends)('op list lifetime on %s', (backend) => {
       u.apply(); // reaps the VmBo again
       lists.push(u);
     }
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < 150; i++) {
       expect((lists[2 * i].get(0) as { bo: Bo | null }).bo).toBe(bos[i]);
       expect((lists[2 * i + 1].get(0) as { va: { bo: Bo | null } }).va.bo).toBe(bos[i]);
     }
