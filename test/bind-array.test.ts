@@ -1,5 +1,5 @@
 /**
- * vm.bindArray atomicity (SPEC §5, seeds-spec §7.4 X-1..X-3): an array of
+ * vm.bindArray atomicity (VM_BIND arrays are all or nothing): an array of
  * map / unmap / prefetch / unmapAll entries takes effect entirely or not at
  * all. An injected error (ENOMEM) or an invalid entry (EINVAL) at any
  * position leaves every mapping, every VmBo list (link order), every

@@ -5,7 +5,7 @@
  * flags; invalid ones included) runs on a VM of each engine in lockstep. Every
  * request's transcript (op lists, counts, error codes, failing indexes,
  * lookup results) must be identical, and so must the full state, compared
- * periodically and at the end (SPEC: "bit-identical results").
+ * periodically and at the end (the engines must be bit-identical).
  *
  * 1e5 requests in CI (the full stream), plus a quarter of that without
  * bindArray (the core stream); GPUVM_LONG=1 runs 1e6. GPUVM_SEED=<n> replays

@@ -1,5 +1,5 @@
 /**
- * "A call that fails changes nothing" (SPEC §2) for every kind of failing
+ * "A call that fails changes nothing" for every kind of failing
  * public call: wrong types (TypeError), out-of-range numbers (RangeError),
  * EINVAL geometry, the kernel node, EEXIST inserts, EBUSY while a list is
  * partly applied, stale / applied / dropped / foreign op lists, use after put,

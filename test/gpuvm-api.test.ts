@@ -1,6 +1,5 @@
 /**
- * GpuVm lookups, iteration, flags, number modes and errors (SPEC §2-3,
- * research/seeds-spec.md §1.6-1.7, §7.1, §7.6).
+ * GpuVm lookups, iteration, flags, number modes and errors.
  */
 import { describe, expect, it } from 'vitest';
 import { Bo, GpuVa, GpuVm, GpuVmError } from '../src/index.js';

@@ -1,5 +1,5 @@
 /**
- * The kernel-stream workload (/work/shared/BENCH-WORKLOAD.md): every engine
+ * The kernel-stream workload (src/workload.ts): every engine
  * that loads must reproduce the table, through the fused calls and through
  * op lists, and so must the sorted-btree peer the benchmarks compare against
  * (which keeps that comparison honest). N=1e6 runs only with GPUVM_LONG=1.

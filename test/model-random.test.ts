@@ -9,8 +9,8 @@
  * 1e5 core requests per engine in CI; GPUVM_LONG=1 runs 1e6.
  * GPUVM_SEED=<n> replays another stream.
  *
- * The model is checked first, against the shared replay vectors and the
- * vectors of research/seeds-spec.md §2.4-2.5, so a disagreement later points
+ * The model is checked first, against the replay vectors and the derived
+ * split/merge and sm_unmap cases, so a disagreement later points
  * at the engine, not the oracle.
  */
 import { readFileSync } from 'node:fs';
@@ -43,7 +43,7 @@ describe('reference model', () => {
     expect(replayModel(text)).toEqual(expected);
   });
 
-  // seeds-spec §2.4 derived vectors and §2.5 unmap vectors, in units of one page
+  // the derived split/merge cases and the sm_unmap cases, in units of one page
   const u = (n: number) => BigInt(n) * P;
   const fresh = () => new VmModel({ start: 0n, range: u(64) });
   const keysOf = (ops: MOp[]) => mopKeys(ops);

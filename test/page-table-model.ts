@@ -1,6 +1,6 @@
 /**
- * A page-by-page model of SPEC §8.1 for the page-table tests, written from
- * the spec's rules only (no tables): for every page, the leaf that maps it
+ * A page-by-page model of the page-table walker for the page-table tests,
+ * written from its rules only (no tables): for every page, the leaf that maps it
  * (start, level) and its physical address (or null). Zapped pages are simply
  * absent (they translate to nothing and are never split again).
  */

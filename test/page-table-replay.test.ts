@@ -1,6 +1,6 @@
 /**
- * SPEC §8.1 through createPageTableReplay on every engine: the shared vector
- * byte for byte, the default table, geometry errors and malformed lines.
+ * Page-table replays through createPageTableReplay on every engine: the
+ * vector in test/vectors byte for byte, the default table, geometry errors and malformed lines.
  */
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

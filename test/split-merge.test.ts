@@ -1,7 +1,7 @@
 /**
  * The 15 split/merge cases documented with the kernel's GPU VA manager, the
- * derived cases D1-D8 and the sm_unmap cases U1-U9 (research/seeds-spec.md
- * §2.4-2.5), written as readable API tests. Units are pages; n, m, p, q are
+ * derived cases D1-D8 and the sm_unmap cases U1-U9, written as readable API
+ * tests. Units are pages; n, m, p, q are
  * distinct BO offsets. Each case checks the ops, then the resulting layout.
  */
 import { describe, expect, it } from 'vitest';

@@ -1,7 +1,7 @@
 /**
  * VmBo (drm_gpuvm_bo) semantics: uniqueness per (VM, BO), refcounts that
  * count linked mappings plus holders, link order, remap ordering, the
- * extobj/evict lists and validate (research/seeds-spec.md §4, §7.3).
+ * extobj/evict lists and validate.
  */
 import { describe, expect, it } from 'vitest';
 import { Bo, GpuVa, GpuVm, GpuVmError, VmBo } from '../src/index.js';

@@ -1,6 +1,7 @@
 /**
- * kernel-stream: the request stream of /work/shared/BENCH-WORKLOAD.md
- * (N=1e5, seed 1), the same one the kernel's own algorithm is measured on.
+ * kernel-stream: the kernel-stream workload (src/workload.ts: 1e5 random
+ * map / unmap requests in a 256 MiB window, seed 1), the stream a userspace
+ * build of the kernel's own algorithm is measured on as well.
  *
  * Generation is outside the timed region. One timed call runs the whole
  * stream on a fresh VM: op generation, application, VmBo bookkeeping and
@@ -81,7 +82,7 @@ function verify(expected, { count, checksum: sum, ops }) {
 
 export default {
   name: 'kernel-stream',
-  description: 'BENCH-WORKLOAD.md request stream (N=1e5, seed 1): ns per request, checksum verified',
+  description: 'kernel-stream workload (N=1e5, seed 1): ns per request, checksum verified',
   async run(ctx) {
     const { options, gpuvm } = ctx;
     const n = options.streamN ?? 100000;

@@ -1,5 +1,5 @@
 /**
- * page-table: the xe-style page-table walker on each engine (SPEC §7).
+ * page-table: the xe-style page-table walker on each engine.
  *
  * Walker throughput (rows with `entries` = entries written or read per op):
  * - bind-4k-contig: bind 1 GiB of contiguous memory that is not 2 MiB aligned

@@ -1,13 +1,13 @@
 /**
- * A reference model of one GpuVm, in plain TypeScript, written from
- * ../shared/SPEC.md §1-5 and research/seeds-spec.md §1-2, §4, §7 (not from the
- * engines): a sorted array of mappings with VmBo bookkeeping.
+ * A reference model of one GpuVm, in plain TypeScript, written from the
+ * semantics of drm_gpuvm (not from the engines): a sorted array of mappings
+ * with VmBo bookkeeping.
  *
- * - sm_map / sm_unmap op generation is the §2.2 case table (left edge x right
+ * - sm_map / sm_unmap op generation is the case table (left edge x right
  *   edge of each overlapping mapping, ascending), with the three written forms
- *   of `keep`, REMAP prev/next pieces and u64-wrapping offsets; §2.5 for unmap.
+ *   of `keep`, REMAP prev/next pieces and u64-wrapping offsets; sm_unmap never keeps.
  * - prefetch: one PREFETCH per overlapping mapping, whole, the kernel node
- *   excluded (§2.6 + SPEC §1). VmBo unmap: UNMAP(keep=0) in link order (§2.7).
+ *   excluded. VmBo unmap: UNMAP(keep=0) in link order.
  * - application: UNMAP unlinks; REMAP links its pieces (prev, then next) to the
  *   old mapping's VmBo before the old one is unlinked; MAP links to the
  *   request's VmBo; link order is "append at the tail" (§4.4).
@@ -122,7 +122,7 @@ export class VmModel {
 
   // ---- validation ------------------------------------------------------------
 
-  /** EINVAL unless [a, a+r) is a valid range of this VM (SPEC §1). */
+  /** EINVAL unless [a, a+r) is a valid range of this VM. */
   validate(what: string, a: bigint, r: bigint, kernel = true): void {
     if (a < 0n || r < 0n || a > U64_MAX || r > U64_MAX) throw new RangeError(`${what}: not a u64`);
     if (r === 0n) throw new ModelError('EINVAL', `${what}: zero range at ${hex(a)}`);
@@ -251,7 +251,7 @@ export class VmModel {
     return ops;
   }
 
-  /** sm_map (research/seeds-spec.md §2.2). Makes the list pending. */
+  /** sm_map (the split/merge case table). Makes the list pending. */
   smMap(a: bigint, r: bigint, bo: number, off: bigint): MOp[] {
     this.validate('smMap', a, r);
     this.beginList();
@@ -426,7 +426,7 @@ export class VmModel {
         if (op.prev) pieces.push(this.newVa(op.prev, old.flags));
         if (op.next) pieces.push(this.newVa(op.next, old.flags));
         for (const p of pieces) this.insertVa(p);
-        // link the pieces before unlinking the old mapping (seeds-spec §4.4)
+        // link the pieces before unlinking the old mapping (the kernel's remap order)
         for (const p of pieces) this.link(p, old.linked);
         this.unlink(old);
         return;
@@ -457,7 +457,7 @@ export class VmModel {
   }
 }
 
-// ---- replay text (SPEC §8) for checking the model against test/vectors ------------------
+// ---- replay text, for checking the model against test/vectors ---------------------------
 
 function opLine(op: MOp): string {
   const h = hex;
@@ -508,7 +508,7 @@ export function replayModel(text: string): string[] {
           else if (cmd === 'prefetch') ops = m.prefetch(n[0], n[1]);
           else if (m.hasVmBo(Number(n[0]))) {
             ops = m.vmBoUnmap(Number(n[0]));
-            // the replay language lists them in address order (SPEC §8)
+            // the replay language lists them in address order
             ops = [...ops].sort((x, y) => ((x as { va: MVa }).va.addr < (y as { va: MVa }).va.addr ? -1 : 1));
           } else ops = [];
           for (const op of ops) out.push(opLine(op));

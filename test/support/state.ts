@@ -1,6 +1,6 @@
 /**
  * Full-state snapshots of VMs through the public API only, so a test can say
- * "this failing call changed nothing" (SPEC §2) or "these two ways of doing
+ * "this failing call changed nothing" or "these two ways of doing
  * the same thing end in the same state".
  *
  * A snapshot is plain data (comparable with toEqual across engines and
@@ -144,7 +144,7 @@ export function expectSameObjects(before: Objects, after: Objects): void {
 }
 
 /**
- * Checks the API-visible invariants of a VM (seeds-spec §7.1, §7.3): disjoint
+ * Checks the API-visible invariants of a VM: disjoint
  * ascending mappings, count, every linked mapping in its VmBo's list and vice
  * versa, refcount >= linked mappings, each VmBo in its BO's list once, every
  * VmBo's mappings of its own BO.
