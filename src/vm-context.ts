@@ -239,16 +239,22 @@ export class VmContext<N extends U64 = U64> {
     // Ids are never reused, so an id seen once names that Bo for good: a
     // small direct-mapped memo spares reading ops most of the Map lookups.
     const slot = id & (BO_MEMO - 1);
-    if (this.#memoIds[slot] === id) return this.#memoBos[slot]!;
+    const ids = this.#memoIds;
+    if (ids !== null && ids[slot] === id) return this.#memoBos![slot]!;
     let bo = this.boById.get(id);
     for (let g: Grave | null = grave; bo === undefined && g !== null; g = g.later) bo = g.bos?.get(id);
     if (bo === undefined) throw new GpuVmError('EIO', `engine named BO id ${id} that this VM does not know`);
-    this.#memoIds[slot] = id;
-    this.#memoBos[slot] = bo;
+    if (ids === null) {
+      // made on first use, so a VM whose ops are never read pays nothing for it
+      this.#memoIds = new Array<number>(BO_MEMO).fill(0);
+      this.#memoBos = new Array<Bo | null>(BO_MEMO).fill(null);
+    }
+    this.#memoIds![slot] = id;
+    this.#memoBos![slot] = bo;
     return bo;
   }
-  readonly #memoIds: number[] = new Array<number>(BO_MEMO).fill(0);
-  readonly #memoBos: (Bo | null)[] = new Array<Bo | null>(BO_MEMO).fill(null);
+  #memoIds: number[] | null = null;
+  #memoBos: (Bo | null)[] | null = null;
 
   /** A GpuVa for a VA record at io[p]. */
   vaFromRecord(io: Uint32Array, p: number): GpuVa<N> {
