@@ -69,6 +69,14 @@ constexpr u32 TX_INJECT_ERROR = 1u << 8;
 #define GPUVM_PREFETCH(p) ((void)(p))
 #endif
 
+// Makes v opaque to the optimizer at this point (no code): it keeps partial
+// sums the compiler would otherwise fold into one long dependency chain.
+#if defined(__GNUC__) || defined(__clang__)
+#define GPUVM_OPAQUE(v) __asm__("" : "+r"(v))
+#else
+#define GPUVM_OPAQUE(v) ((void)(v))
+#endif
+
 // Small helpers on the per-request path.
 #if defined(__GNUC__) || defined(__clang__)
 #define GPUVM_INLINE inline __attribute__((always_inline))
