@@ -115,14 +115,12 @@ export const nodes = initPool(changetype<Pool>(memory.data(<i32>offsetof<Pool>()
 @inline function countLE(p: usize, from: u32, x: u64): u32 {
   const sign = i64x2.splat(<i64>SIGN);
   const xs = i64x2.splat(<i64>(x ^ SIGN));
-  let acc = le2(p, 0, xs, sign);
-  acc = i64x2.add(acc, le2(p, 2, xs, sign));
-  acc = i64x2.add(acc, le2(p, 4, xs, sign));
-  acc = i64x2.add(acc, le2(p, 6, xs, sign));
-  acc = i64x2.add(acc, le2(p, 8, xs, sign));
-  acc = i64x2.add(acc, le2(p, 10, xs, sign));
-  acc = i64x2.add(acc, le2(p, 12, xs, sign));
-  acc = i64x2.add(acc, le2(p, 14, xs, sign));
+  // summed as a tree, so the adds wait on each other three deep, not eight
+  const a = i64x2.add(le2(p, 0, xs, sign), le2(p, 2, xs, sign));
+  const b = i64x2.add(le2(p, 4, xs, sign), le2(p, 6, xs, sign));
+  const c2 = i64x2.add(le2(p, 8, xs, sign), le2(p, 10, xs, sign));
+  const d = i64x2.add(le2(p, 12, xs, sign), le2(p, 14, xs, sign));
+  const acc = i64x2.add(i64x2.add(a, b), i64x2.add(c2, d));
   let c = <u32>(-(i64x2.extract_lane(acc, 0) + i64x2.extract_lane(acc, 1)));
   if (from != 0) c -= <u32>(nKey(p, 0) <= x);
   return c;
