@@ -169,18 +169,39 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     setContextLookup((x) => (typeof x === 'object' && x !== null && #c in x ? (x as GpuVmImpl<U64>).#c : undefined));
   }
 
+  // What the VM was made with. Getters over private fields, not plain
+  // properties: the facade reads them on every call, and an assignment (by
+  // mistake or on purpose) must not change how it reads numbers.
+  readonly #name: string;
+  readonly #big: boolean;
+  readonly #start: N;
+  readonly #range: N;
+  readonly #end: N;
+
   /** A name for messages (default "unknown"). */
-  readonly name: string;
+  get name(): string {
+    return this.#name;
+  }
   /** Whether results are bigints. */
-  readonly bigint: boolean;
+  get bigint(): boolean {
+    return this.#big;
+  }
   /** The engine in use: 'native' or 'wasm'. */
-  readonly backend: BackendName;
+  get backend(): BackendName {
+    return this.#c.E.name;
+  }
   /** First address of the VA space. */
-  readonly start: N;
+  get start(): N {
+    return this.#start;
+  }
   /** Size of the VA space in bytes. */
-  readonly range: N;
+  get range(): N {
+    return this.#range;
+  }
   /** start + range */
-  readonly end: N;
+  get end(): N {
+    return this.#end;
+  }
 
   readonly #c: VmContext<N>;
   #kernelVa: GpuVa<N> | null = null;
@@ -204,12 +225,11 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     // nothing below can throw: the engine VM is never left without its object
     const endB = o.startB + o.rangeB;
     this.#c = new VmContext<N>(this as GpuVm<N>, E, h, o.name, big, o.startB, endB, rr !== 0n ? { start: rs, end: rs + rr } : null);
-    this.name = o.name;
-    this.bigint = big;
-    this.backend = E.name;
-    this.start = this.#c.fromBig(o.startB);
-    this.range = this.#c.fromBig(o.rangeB);
-    this.end = this.#c.fromBig(endB);
+    this.#name = o.name;
+    this.#big = big;
+    this.#start = this.#c.fromBig(o.startB);
+    this.#range = this.#c.fromBig(o.rangeB);
+    this.#end = this.#c.fromBig(endB);
   }
 
   #explainInit(s: bigint, r: bigint, rs: bigint, rr: bigint): string {
@@ -340,7 +360,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    * makes of it has an offset a number can report exactly.
    */
   #checkMapping(what: string, addr: unknown, range: unknown, offset: unknown, sep = ': '): void {
-    const big = this.bigint;
+    const big = this.#big;
     // the common case, without building messages: three safe non-negative integers
     if (!(isU53(addr) && isU53(range) && isU53(offset))) {
       checkU64(addr, `${what}${sep}addr`, big);
@@ -518,7 +538,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (n > MAX_BATCH) {
       throw new RangeError(`findFirstMany: at most ${MAX_BATCH} addresses per call, got ${n}; split the batch`);
     }
-    const big = this.bigint;
+    const big = this.#big;
     checkU64(range, 'findFirstMany: range', big);
     const q = new Uint32Array(2 * n);
     for (let i = 0; i < n; i++) putU64(q, 2 * i, addrs[i], `addrs[${i}]`, big);
@@ -686,7 +706,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   #putMapArgs(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): VmBo<N> | null {
     const E = this.#c.E;
-    const big = this.bigint;
+    const big = this.#big;
     const names = MAP_ARG_NAMES[what];
     let io = E.io();
     putU64(io, A + 0, addr, names[0], big);
@@ -722,8 +742,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     if (this.#c.mirror !== null) return this.#applyMirrored(this.#rangeList('smUnmapOps', addr, range));
     const E = this.#c.E;
     const io = E.io();
-    putU64(io, A + 0, addr, 'addr', this.bigint);
-    putU64(io, A + 2, range, 'range', this.bigint);
+    putU64(io, A + 0, addr, 'addr', this.#big);
+    putU64(io, A + 2, range, 'range', this.#big);
     const r = E.unbind(this.#c.h);
     if (r < 0) throw this.#c.fail(r, 'unbind', addr, range);
     this.#c.listGen++;
@@ -819,8 +839,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const c = this.#c;
     const E = c.E;
     const io = E.io();
-    putU64(io, A + 0, addr, 'smUnmapOps: addr', this.bigint);
-    putU64(io, A + 2, range, 'smUnmapOps: range', this.bigint);
+    putU64(io, A + 0, addr, 'smUnmapOps: addr', this.#big);
+    putU64(io, A + 2, range, 'smUnmapOps: range', this.#big);
     const n = E.smUnmapOps(c.h);
     if (n < 0) throw c.fail(n, 'smUnmapOps', addr, range);
     return c.takeList(n, false);
@@ -1162,8 +1182,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       case 'unmap':
       case 'prefetch': {
         const { addr, range } = x;
-        checkU64(addr, `bindArray[${i}].addr`, this.bigint);
-        checkU64(range, `bindArray[${i}].range`, this.bigint);
+        checkU64(addr, `bindArray[${i}].addr`, this.#big);
+        checkU64(range, `bindArray[${i}].range`, this.#big);
         return { op, addr: addr as U64, range: range as U64, bo: null, offset: 0, injectError: inject };
       }
       case 'unmapAll': {
@@ -1224,7 +1244,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       name: this.name,
       start: hex(c.startB),
       end: hex(c.endB),
-      bigint: this.bigint,
+      bigint: this.#big,
       backend: this.backend,
       mappings: c.h === 0 ? null : c.E.vmStats(c.h),
       destroyed: c.h === 0,

@@ -86,17 +86,33 @@ let mintVmBo: (ctx: VmContext<any>, bo: Bo, handle: number) => AnyVmBo; // eslin
  * that links the BO's mappings there.
  */
 export class Bo {
-  /** Unique within this copy of the library; the engines know BOs by it. */
-  readonly id: number;
-  /** Size in bytes, as given (informational). */
-  readonly size: number | bigint;
-  /** The VM whose reservation the BO shares, or null for an external BO. */
-  readonly privateTo: Vm<any> | null;
-  /** A name for dumps and messages (default `bo<id>`). */
-  readonly name: string;
+  // Getters over private fields, not plain properties: the VMs know a BO by
+  // its id and treat a private BO by privateTo, so an assignment must not
+  // change either.
+  readonly #id: number;
+  readonly #size: number | bigint;
+  readonly #privateTo: Vm<any> | null; // eslint-disable-line @typescript-eslint/no-explicit-any
+  readonly #name: string;
   /** A slot for the user's own data. */
   data: unknown = undefined;
   readonly #state: BoState = { vmBos: new Map(), lastVm: null, lastVmBo: null };
+
+  /** Unique within this copy of the library; the engines know BOs by it. */
+  get id(): number {
+    return this.#id;
+  }
+  /** Size in bytes, as given (informational). */
+  get size(): number | bigint {
+    return this.#size;
+  }
+  /** The VM whose reservation the BO shares, or null for an external BO. */
+  get privateTo(): Vm<any> | null { // eslint-disable-line @typescript-eslint/no-explicit-any
+    return this.#privateTo;
+  }
+  /** A name for dumps and messages (default `bo<id>`). */
+  get name(): string {
+    return this.#name;
+  }
 
   static {
     isBoFn = (x) => typeof x === 'object' && x !== null && #state in x;
@@ -123,10 +139,10 @@ export class Bo {
       throw new TypeError(`privateTo must be a GpuVm, got ${typeof privateTo}`);
     }
     if (nextBoId > 0xffff_fffe) throw new GpuVmError('ENOSPC', 'out of BO ids');
-    this.id = nextBoId++;
-    this.size = size;
-    this.privateTo = privateTo;
-    this.name = name ?? `bo${this.id}`;
+    this.#id = nextBoId++;
+    this.#size = size;
+    this.#privateTo = privateTo;
+    this.#name = name ?? `bo${this.#id}`;
   }
 
   /** The BO's VmBos across all VMs (drm_gem_for_each_gpuvm_bo). */

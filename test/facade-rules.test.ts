@@ -137,12 +137,46 @@ describe.each(backends)('facade rules on %s', (backend) => {
   });
 
   describe('forged and foreign objects', () => {
+    it('what a GpuVm or a Bo was made with cannot be reassigned, and calls read numbers as before', () => {
+      const vm = mk('fixed', 2 ** 40);
+      const bo = new Bo({ name: 'b', size: 4096 });
+      const other = mk('other');
+      const fields: [object, string, unknown][] = [
+        [vm, 'bigint', true],
+        [vm, 'name', 'renamed'],
+        [vm, 'backend', 'wasm'],
+        [vm, 'start', 0x1000],
+        [vm, 'range', 1],
+        [vm, 'end', 2],
+        [bo, 'id', 12345],
+        [bo, 'name', 'renamed'],
+        [bo, 'size', 1],
+        [bo, 'privateTo', other],
+      ];
+      for (const [obj, key, value] of fields) {
+        const before = (obj as Record<string, unknown>)[key];
+        expect(() => {
+          (obj as Record<string, unknown>)[key] = value;
+        }, key).toThrow(TypeError);
+        expect((obj as Record<string, unknown>)[key], key).toBe(before);
+      }
+      // still a number VM: an address above 2^53 is refused as one, nothing changes
+      expect(() => vm.bind(2n ** 60n as never, 0x1000, bo, 0)).toThrow(RangeError);
+      expect(vm.count).toBe(0);
+      vm.bind(0x1000, 0x1000, bo, 0);
+      expect(vm.findFirst(0x1000, 1)!.bo).toBe(bo);
+      expect(vm.findBo(bo)!.bo.id).toBe(bo.id);
+      vm.destroy();
+      other.destroy();
+    });
+
     it('a forged Bo, GpuVa, VmBo or OpList is a TypeError on every engine, and changes nothing', () => {
       const vm = mk();
       const bo = new Bo();
       vm.bind(0x1000, PG, bo, 0);
       const before = snapshotWorld([vm], [bo]);
-      const fakeBo = Object.assign(Object.create(Bo.prototype), { id: bo.id, name: 'fake' });
+      // (own properties shadow the prototype's getters, as a forger would)
+      const fakeBo = Object.defineProperties(Object.create(Bo.prototype), { id: { value: bo.id }, name: { value: 'fake' } });
       const proxyBo = new Proxy(bo, {});
       const fakeVa = Object.create(GpuVa.prototype);
       const fakeVmBo = Object.create(VmBo.prototype);
