@@ -25,6 +25,7 @@ import { GpuVmError, gpuVmError } from './errors.js';
 import type { Op } from './ops.js';
 import { readMaxEntries, readPageTableOptions, type BigintOption } from './options.js';
 import { describe, getBig, getNum, hex, MAX_SAFE, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
+import { lockFields } from './read-only.js';
 
 export { DEFAULT_SHIFTS, DEFAULT_MAX_ENTRIES_PER_CALL } from './options.js';
 
@@ -476,6 +477,7 @@ class PageTableImpl<N extends U64 = U64> {
     this.shifts = Object.freeze([...shifts]);
     this.top = top;
     this.leaf = leaf;
+    lockFields(this, ['backend', 'bigint', 'compact', 'shifts', 'top', 'leaf']);
   }
 
   /** Bytes the root spans: 2^(s[top] + s[top] - s[top-1]). */

@@ -12,6 +12,7 @@ import { readBigint } from './options.js';
 import { describe, TWO32, U64_MAX, type U64 } from './u64.js';
 import { boState, isBo, vmBoHandle, type Bo, type VmBo } from './vm-bo.js';
 import type { VmContext } from './vm-context.js';
+import { lockFields } from './read-only.js';
 
 const D = IO.DATA;
 const TWO53 = 2 ** 53;
@@ -113,6 +114,7 @@ class BindRequestsImpl<N extends U64 = number> {
             offset: new Uint32Array(this.offset.buffer, 0, 2 * capacity),
           }
         : null;
+    lockFields(this, ['capacity', 'bigint', 'kind', 'addr', 'range', 'offset', 'bo', 'results']);
   }
 
   /** Requests in use: submit runs entries [0, length). */

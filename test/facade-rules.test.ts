@@ -7,7 +7,7 @@
  */
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { Bo, engineMemory, GpuVa, GpuVm, GpuVmError, MAX_BATCH, OpList, setEngineMemoryLimit, VmBo, type MapOp } from '../src/index.js';
+import { BindRequests, Bo, CpuMm, DevMem, engineMemory, GpuVa, GpuVm, GpuVmError, MAX_BATCH, OpList, PageTable, setEngineMemoryLimit, SvmDriver, VmBo, type MapOp } from '../src/index.js';
 import { backends } from './support/engines.js';
 import { snapshotWorld, thrown } from './support/state.js';
 
@@ -168,6 +168,37 @@ describe.each(backends)('facade rules on %s', (backend) => {
       expect(vm.findBo(bo)!.bo.id).toBe(bo.id);
       vm.destroy();
       other.destroy();
+    });
+
+    it('the settings the other classes work from cannot be reassigned either', () => {
+      const pt = new PageTable({ backend });
+      const mm = new CpuMm({ backend });
+      const dm = new DevMem({ size: 0x200000, backend });
+      const drv = new SvmDriver({ mm, devmem: dm, start: 0, range: 0x4000_0000, notifierSize: 0x20_0000, chunks: [0x20_0000, 0x1000] });
+      const reqs = new BindRequests(4);
+      const cases: [string, object, string[]][] = [
+        ['PageTable', pt, ['backend', 'bigint', 'compact', 'shifts', 'top', 'leaf']],
+        ['CpuMm', mm, ['bigint']],
+        ['DevMem', dm, ['bigint']],
+        ['SvmDriver', drv, ['pageTable', 'svm']],
+        ['GpuSvm', drv.svm, ['mm', 'devmem', 'bigint', 'retries', 'timeslice']],
+        ['BindRequests', reqs, ['capacity', 'bigint', 'kind', 'addr', 'range', 'offset', 'bo', 'results']],
+      ];
+      for (const [name, obj, keys] of cases) {
+        for (const key of keys) {
+          const o = obj as Record<string, unknown>;
+          const before = o[key];
+          expect(() => {
+            o[key] = typeof before === 'boolean' ? !before : null;
+          }, `${name}.${key}`).toThrow(TypeError);
+          expect(o[key], `${name}.${key}`).toBe(before);
+        }
+      }
+      // what stays settable does
+      reqs.length = 2;
+      expect(reqs.length).toBe(2);
+      drv.trace = null;
+      pt.destroy();
     });
 
     it('a forged Bo, GpuVa, VmBo or OpList is a TypeError on every engine, and changes nothing', () => {

@@ -18,6 +18,7 @@ import { describe } from '../u64.js';
 import { addrOf, interval, optBool, optionsObject, pageOf, u64Big, PAGES_U64 } from './addr.js';
 import { allocPages, allocPieces, allocStart, devBasePage, devDropPages, devHooks, type DevAllocation, type DevRun } from './dev-mem.js';
 import { SpanMap } from './span-map.js';
+import { lockFields } from '../read-only.js';
 
 // Accessors filled in by the classes' static blocks (module-internal, not exported from the package).
 let notifierPages: (n: MmuNotifier<any>) => [number, number];
@@ -208,6 +209,7 @@ export class CpuMm<N extends U64 = U64> {
     this.bigint = bigint;
     this.#vmas = new SpanMap(engine);
     this.#pages = new SpanMap(engine);
+    lockFields(this, ['bigint']);
   }
 
   get [Symbol.toStringTag](): string {

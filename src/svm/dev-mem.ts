@@ -17,6 +17,7 @@ import type { U64 } from '../u64.js';
 import { describe } from '../u64.js';
 import { addrOf, alignedPage, optBool, PAGES_U64 } from './addr.js';
 import { SpanMap } from './span-map.js';
+import { lockFields } from '../read-only.js';
 
 // Accessors filled in by the classes' static blocks (module-internal, not exported from the package).
 let allocStart: (a: DevAllocation<any>) => number;
@@ -183,6 +184,7 @@ export class DevMem<N extends U64 = U64> {
     this.#hooks = h;
     this.#free = new SpanMap(engineFor(backend));
     if (sizePages > 0) this.#free.insert(0, sizePages, FREE, 0);
+    lockFields(this, ['bigint']);
   }
 
   /** bytes of device memory */

@@ -55,6 +55,7 @@ import {
   type SvmRange,
   type SvmTrace,
 } from './gpu-svm.js';
+import { lockFields } from '../read-only.js';
 
 /** The arrival points of the fault and prefetch flows. */
 export const ARRIVAL_POINTS = ['afterGc', 'afterFind', 'afterMigrate', 'inHmm', 'beforeMap', 'beforeBind', 'afterBind'] as const;
@@ -145,6 +146,7 @@ export class SvmDriver<N extends U64 = U64> {
     };
     this.pageTable = pt;
     this.svm = new GpuSvm<N>(o);
+    lockFields(this, ['pageTable', 'svm']);
   }
 
   get mm(): CpuMm<N> {

@@ -33,6 +33,7 @@ import {
 } from './cpu-mm.js';
 import { devAllocate, devFreePages, devSizePages, DevMem } from './dev-mem.js';
 import { SpanMap } from './span-map.js';
+import { lockFields } from '../read-only.js';
 
 // Accessors filled in by the classes' static blocks (module-internal, not exported from the package).
 let notifierFirst: (n: SvmNotifier<any>) => number;
@@ -402,6 +403,7 @@ export class GpuSvm<N extends U64 = U64> {
     const engine = mmEngine(mm as CpuMm<any>);
     this.#notifiers = new SpanMap(engine);
     this.#ranges = new SpanMap(engine);
+    lockFields(this, ['mm', 'devmem', 'bigint', 'retries', 'timeslice']);
   }
 
   get [Symbol.toStringTag](): string {
