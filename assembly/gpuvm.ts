@@ -1143,13 +1143,13 @@ function applyListAsStep(vmh: u32, vm: GpuVm, created: usize): bool {
     const k = vm.opsLen - (map ? 1 : 0);
     stepStart.clear();
     stepVa.clear();
-    let lastEnd: u64 = 0;
     for (let i: u32 = 0; i < k; ++i) {
-      const op = changetype<GpuVaOp>(vm.opsData + <usize>i * OP_BYTES);
+      const op = opAt(vm.ops, i);
       store<u64>(stepStart.pushReserved(8), op.addr);
       stepVa.pushU32(op.handle);
-      lastEnd = op.addr + op.range;
     }
+    const last = opAt(vm.ops, k > 0 ? k - 1 : 0);
+    const lastEnd: u64 = k > 0 ? last.addr + last.range : 0;
     stepPlanFinish(vm, a, e, map, vm.listFirstLeaf, vm.listFirstSlot, k, lastEnd, vm.listOneLeaf != 0);
   } else if (!stepScan(vm, a, e, map)) {
     return false;
