@@ -457,10 +457,8 @@ function writeVaRecord(dst: usize, va: u32): void {
 // ---------------------------------------------------------------------------
 // Split/merge generation
 
-/** An UNMAP/REMAP/PREFETCH record naming mapping h = [s, t). */
-@inline function pushExisting(out: Vec, h: u32, m: GpuVa, s: u64, t: u64): GpuVaOp | null {
-  const op = pushOp(out);
-  if (op === null) return null;
+/** An UNMAP/REMAP/PREFETCH record naming mapping h = [s, t), kind not set yet. */
+@inline function fillExisting(op: GpuVaOp, h: u32, m: GpuVa, s: u64, t: u64): void {
   op.handle = h;
   op.serial = m.serial;
   op.bo = m.bo;
@@ -470,13 +468,43 @@ function writeVaRecord(dst: usize, va: u32): void {
   op.prevRange = 0;
   op.nextAddr = 0;
   op.nextOffset = 0;
+}
+
+@inline function pushExisting(out: Vec, h: u32, m: GpuVa, s: u64, t: u64): GpuVaOp | null {
+  const op = pushOp(out);
+  if (op === null) return null;
+  fillExisting(op, h, m, s, t);
   return op;
 }
 
-/** false when out's growth is refused. */
-@inline function pushMap(out: Vec, vmbo: u32, bo: u32, addr: u64, range: u64, offset: u64): bool {
-  const op = pushOp(out);
-  if (op === null) return false;
+/**
+ * The split walk's record for mapping h = [s, t) (record m) under the
+ * request [a, e) with BO bo at offset off. -> pieces it leaves (0 to 2)
+ */
+@inline function fillSplitOp(op: GpuVaOp, h: u32, m: GpuVa, s: u64, t: u64, a: u64, e: u64, bo: u32, off: u64): u32 {
+  fillExisting(op, h, m, s, t);
+  let kind = OP_UNMAP;
+  let pieces: u32 = 0;
+  if (s < a || t > e) {
+    kind = OP_REMAP;
+    if (s < a) {
+      kind |= OP_HAS_PREV;
+      op.prevRange = a - s;
+      ++pieces;
+    }
+    if (t > e) {
+      kind |= OP_HAS_NEXT;
+      op.nextAddr = e;
+      op.nextOffset = m.offset + (e - s);
+      ++pieces;
+    }
+  }
+  if (m.bo != 0 && m.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
+  op.kind = kind;
+  return pieces;
+}
+
+@inline function fillMapOp(op: GpuVaOp, vmbo: u32, bo: u32, addr: u64, range: u64, offset: u64): void {
   op.kind = OP_MAP;
   op.handle = vmbo;
   op.serial = 0;
@@ -487,6 +515,13 @@ function writeVaRecord(dst: usize, va: u32): void {
   op.prevRange = 0;
   op.nextAddr = 0;
   op.nextOffset = 0;
+}
+
+/** false when out's growth is refused. */
+@inline function pushMap(out: Vec, vmbo: u32, bo: u32, addr: u64, range: u64, offset: u64): bool {
+  const op = pushOp(out);
+  if (op === null) return false;
+  fillMapOp(op, vmbo, bo, addr, range, offset);
   return true;
 }
 
@@ -513,25 +548,9 @@ function splitWalk(vm: GpuVm, a: u64, e: u64, bo: u32, off: u64, out: Vec): bool
     const t = vaAt(c.val()).end;
     const h = c.val();
     const m = vaAt(h);
-    const op = pushExisting(out, h, m, s, t);
+    const op = pushOp(out);
     if (op === null) return false;
-    let kind = OP_UNMAP;
-    if (s < a || t > e) {
-      kind = OP_REMAP;
-      if (s < a) {
-        kind |= OP_HAS_PREV;
-        op.prevRange = a - s;
-        ++inserts;
-      }
-      if (t > e) {
-        kind |= OP_HAS_NEXT;
-        op.nextAddr = e;
-        op.nextOffset = m.offset + (e - s);
-        ++inserts;
-      }
-    }
-    if (m.bo != 0 && m.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
-    op.kind = kind;
+    inserts += fillSplitOp(op, h, m, s, t, a, e, bo, off);
     ++unlinks;
     if (t >= e) break;
     const leaf = c.leaf;
@@ -605,21 +624,10 @@ function madviseGenerate(vm: GpuVm, a: u64, r: u64, out: Vec): bool {
       if (t == e || !cursorNext(c)) break;
       continue;
     }
-    const op = pushExisting(out, h, m, s, t);
+    // a BO-less mapping crossing an edge: the split walk's REMAP (never keep)
+    const op = pushOp(out);
     if (op === null) return false;
-    let kind = OP_REMAP;
-    if (s < a) {
-      kind |= OP_HAS_PREV;
-      op.prevRange = a - s;
-      ++inserts;
-    }
-    if (t > e) {
-      kind |= OP_HAS_NEXT;
-      op.nextAddr = e;
-      op.nextOffset = m.offset + (e - s);
-      ++inserts;
-    }
-    op.kind = kind;
+    inserts += fillSplitOp(op, h, m, s, t, a, e, 0, 0);
     ++unlinks;
     if (s > a) {
       // Starts inside, ends past the request: map [s, e) and stop.
@@ -1105,6 +1113,11 @@ function applyOp(vmh: u32, vm: GpuVm, op: GpuVaOp, log: Vec | null, created: usi
 function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): i32 {
   const e = a + r;
   if (!stepScan(vm, a, e, map)) return -ENOMEM;
+  return fusedFinish(vmh, vm, a, e, map, bo, off, vmbo);
+}
+
+/** After stepScan: checks room, replaces the VM's list and applies the step. -> op count or -ENOMEM */
+@inline function fusedFinish(vmh: u32, vm: GpuVm, a: u64, e: u64, map: bool, bo: u32, off: u64, vmbo: u32): i32 {
   const k = stepPlan.k;
   // Everything the step may take, checked before anything changes; the
   // pending list it replaces gives its reservations back first, and dropping
@@ -1124,6 +1137,43 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
   stepApply(vmh, vm, a, e, map, bo, off, vmbo, createdScratch);
   if (vmbo != 0) gpuVmBoPutInternal(vmbo);
   return <i32>(k + (map ? 1 : 0));
+}
+
+/**
+ * fusedStep that also writes the records of the list it stands for
+ * (smMapApply / smUnmapApply), from the scan, before the step changes the
+ * mappings they describe, to DATA. A list longer than DATA holds is made and applied
+ * as smMapOps / smUnmapOps and opsApply would, and stays readable through
+ * opsRead; a shorter one leaves no list behind, as a fused call does.
+ * -> op count or -ENOMEM
+ */
+function listStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: u64, vmbo: u32): i32 {
+  const e = a + r;
+  if (!stepScan(vm, a, e, map)) return -ENOMEM;
+  const k = stepPlan.k;
+  const n = k + (map ? 1 : 0);
+  if (n > OPS_PER_CHUNK) {
+    stepStart.clear();
+    stepVa.clear();
+    genOps.clear();
+    const made = map ? smMapGenerate(vm, a, r, bo, off, vmbo, genOps) : smUnmapGenerate(vm, a, r, genOps);
+    if (!made) return -ENOMEM;
+    const got = listPublish(vm, vmbo);
+    if (got <= 0) return got;
+    listRequest(vm, map ? LIST_REQ_MAP : LIST_REQ_UNMAP, a, r, bo, off);
+    const err = opsApply(vmh, 0, <u32>got); // whole and checked: cannot fail
+    return err < 0 ? err : got;
+  }
+  // (Native writes to the record ring the facade gave it; a module has no
+  // such ring, its records always go to DATA.)
+  let dst = ioPtrAt(IO_DATA);
+  for (let i: u32 = 0; i < k; ++i, dst += OP_BYTES) {
+    const h = stepVa.u32At(i);
+    const m = vaAt(h);
+    fillSplitOp(changetype<GpuVaOp>(dst), h, m, m.addr, m.end, a, e, bo, off);
+  }
+  if (map) fillMapOp(changetype<GpuVaOp>(dst), vmbo, bo, a, r, off);
+  return fusedFinish(vmh, vm, a, e, map, bo, off, vmbo);
 }
 
 /**
@@ -1649,6 +1699,29 @@ export function unbind(vmh: u32): i32 {
   const n = unbindStep(vmh, vm, ioGet64(IO_ARG + 0), ioGet64(IO_ARG + 2));
   writeZombies(vm);
   return n;
+}
+
+/** smMapOps and opsApply of the whole list in one call (same args): the list's records at DATA. -> op count or -errno */
+export function smMapApply(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const m = readMapArgs();
+  let r = checkMapRequest(vmh, vm, m);
+  if (r == 0) r = listStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+  writeZombies(vm);
+  return r;
+}
+
+/** smUnmapOps and opsApply of the whole list in one call (same args). -> op count or -errno */
+export function smUnmapApply(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const addr = ioGet64(IO_ARG + 0);
+  const range = ioGet64(IO_ARG + 2);
+  let r = -EINVAL;
+  if (rangeValid(vm, addr, range)) r = listBusy(vm) ? -EBUSY : listStep(vmh, vm, addr, range, false, 0, 0, 0);
+  writeZombies(vm);
+  return r;
 }
 
 // ---------------------------------------------------------------------------

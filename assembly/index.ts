@@ -18,7 +18,7 @@ export {
   findFirst, findFirstBatch, iterate,
   smMapOps, smUnmapOps, prefetchOps, madviseOps, vmboUnmapOps,
   opsRead, opsApply, opsDrop,
-  bind, unbind, submit,
+  bind, unbind, smMapApply, smUnmapApply, submit,
   txStage, txClear, txRun,
   vmboCreate, vmboGet, vmboPut, vmboInfo, vmboMappings, vmboReap,
   memSetLimit, memStats,

@@ -15,6 +15,7 @@ using gpuvm::Engine;
 struct AddonState {
   Engine engine;
   Napi::Reference<Napi::ArrayBuffer> ioRef;  // keeps the transfer area alive
+  Napi::Reference<Napi::ArrayBuffer> ringRef;  // and the record ring
 };
 
 inline AddonState* State(const Napi::CallbackInfo& info) {
@@ -39,6 +40,23 @@ Napi::Value Setup(const Napi::CallbackInfo& info) {
   }
   s->ioRef = Napi::Persistent(ab);
   s->engine.io = static_cast<uint32_t*>(ab.Data());
+  return Result(info, 0);
+}
+
+// setRing(arrayBuffer): where smMapApply / smUnmapApply write op records
+// (a whole number of records). -> 0 or -EINVAL
+Napi::Value SetRing(const Napi::CallbackInfo& info) {
+  AddonState* s = State(info);
+  if (s->engine.io == nullptr || info.Length() < 1 || !info[0].IsArrayBuffer()) return Result(info, -gpuvm::kEINVAL);
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  const size_t bytes = ab.ByteLength();
+  const size_t record = static_cast<size_t>(gpuvm::OP_WORDS) * 4;
+  if (bytes == 0 || bytes % record != 0 || bytes / 4 > 0xffffffffu ||
+      reinterpret_cast<uintptr_t>(ab.Data()) % alignof(gpuvm::GpuVaOp) != 0) {
+    return Result(info, -gpuvm::kEINVAL);
+  }
+  s->ringRef = Napi::Persistent(ab);
+  s->engine.SetRing(static_cast<uint32_t*>(ab.Data()), static_cast<uint32_t>(bytes / 4));
   return Result(info, 0);
 }
 
@@ -96,6 +114,8 @@ GPUVM_EXPORT3(OpsApply, OpsApply)
 GPUVM_EXPORT1(OpsDrop, OpsDrop)
 GPUVM_EXPORT1(Bind, Bind)
 GPUVM_EXPORT1(Unbind, Unbind)
+GPUVM_EXPORT1(SmMapApply, SmMapApply)
+GPUVM_EXPORT1(SmUnmapApply, SmUnmapApply)
 GPUVM_EXPORT2(Submit, Submit)
 GPUVM_EXPORT2(TxStage, TxStage)
 GPUVM_EXPORT1(TxClear, TxClear)
@@ -145,6 +165,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Export<OpsDrop>(env, exports, s, "opsDrop");
   Export<Bind>(env, exports, s, "bind");
   Export<Unbind>(env, exports, s, "unbind");
+  Export<SmMapApply>(env, exports, s, "smMapApply");
+  Export<SmUnmapApply>(env, exports, s, "smUnmapApply");
+  Export<SetRing>(env, exports, s, "setRing");
   Export<Submit>(env, exports, s, "submit");
   Export<TxStage>(env, exports, s, "txStage");
   Export<TxClear>(env, exports, s, "txClear");

@@ -245,6 +245,51 @@ void Engine::WriteVaRecord(u32* dst, u32 va) const {
 // non-null BO at the same address->offset relation (u64 wrapping; the three
 // forms of the kernel's case analysis folded into one). bo 0 never keeps,
 // which is sm_unmap's rule. Returns the mapping records the ops create.
+GPUVM_INLINE u32 Engine::FillSplitOp(GpuVaOp& op, u32 h, const GpuVa& m, u64 s, u64 t, u64 a, u64 e, u32 bo,
+                                     u64 off) const {
+  op.handle = h;
+  op.serial = m.serial;
+  op.bo = VaBo(m);
+  op.addr = s;
+  op.range = t - s;
+  op.offset = m.offset;
+  op.prevRange = 0;
+  op.nextAddr = 0;
+  op.nextOffset = 0;
+  u32 kind = OP_UNMAP;
+  u32 pieces = 0;
+  if (s < a || t > e) {
+    kind = OP_REMAP;
+    if (s < a) {
+      kind |= OP_HAS_PREV;
+      op.prevRange = a - s;
+      ++pieces;
+    }
+    if (t > e) {
+      kind |= OP_HAS_NEXT;
+      op.nextAddr = e;
+      op.nextOffset = m.offset + (e - s);
+      ++pieces;
+    }
+  }
+  if (op.bo != 0 && op.bo == bo && m.offset - s == off - a) kind |= OP_KEEP;
+  op.kind = kind;
+  return pieces;
+}
+
+GPUVM_INLINE void Engine::FillMapOp(GpuVaOp& op, u32 vmbo, u32 bo, u64 addr, u64 range, u64 offset) {
+  op.kind = OP_MAP;
+  op.handle = vmbo;
+  op.serial = 0;
+  op.bo = bo;
+  op.addr = addr;
+  op.range = range;
+  op.offset = offset;
+  op.prevRange = 0;
+  op.nextAddr = 0;
+  op.nextOffset = 0;
+}
+
 bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
   u32 inserts = 0;
   u32 unlinks = 0;
@@ -263,33 +308,7 @@ bool Engine::SplitWalk(GpuVm& vm, u64 a, u64 e, u32 bo, u64 off, OpArray& out) {
     GPUVM_PREFETCH(&vas_[m.vbNext]);
     GpuVaOp* slot = out.Append(budget_);
     if (slot == nullptr) return false;
-    GpuVaOp& op = *slot;
-    op.handle = h;
-    op.serial = m.serial;
-    op.bo = VaBo(m);
-    op.addr = s;
-    op.range = t - s;
-    op.offset = m.offset;
-    op.prevRange = 0;
-    op.nextAddr = 0;
-    op.nextOffset = 0;
-    u32 kind = OP_UNMAP;
-    if (s < a || t > e) {
-      kind = OP_REMAP;
-      if (s < a) {
-        kind |= OP_HAS_PREV;
-        op.prevRange = a - s;
-        ++inserts;
-      }
-      if (t > e) {
-        kind |= OP_HAS_NEXT;
-        op.nextAddr = e;
-        op.nextOffset = m.offset + (e - s);
-        ++inserts;
-      }
-    }
-    if (VaBo(m) != 0 && VaBo(m) == bo && m.offset - s == off - a) kind |= OP_KEEP;
-    op.kind = kind;
+    inserts += FillSplitOp(*slot, h, m, s, t, a, e, bo, off);
     ++unlinks;
     if (t >= e) break;
     const u32 leaf = c.leaf;
@@ -306,17 +325,7 @@ bool Engine::SmMapGenerate(GpuVm& vm, u64 a, u64 r, u32 bo, u64 off, u32 vmbo, O
   if (!SplitWalk(vm, a, a + r, bo, off, out)) return false;
   GpuVaOp* slot = out.Append(budget_);
   if (slot == nullptr) return false;
-  GpuVaOp& map = *slot;
-  map.kind = OP_MAP;
-  map.handle = vmbo;
-  map.serial = 0;
-  map.bo = bo;
-  map.addr = a;
-  map.range = r;
-  map.offset = off;
-  map.prevRange = 0;
-  map.nextAddr = 0;
-  map.nextOffset = 0;
+  FillMapOp(*slot, vmbo, bo, a, r, off);
   ++genInserts_;
   return true;
 }
@@ -371,16 +380,7 @@ bool Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
   bool ok = true;
   auto pushMap = [&](u64 addr, u64 range, u64 offset) {
     GpuVaOp map;
-    map.kind = OP_MAP;
-    map.handle = 0;
-    map.serial = 0;
-    map.bo = 0;
-    map.addr = addr;
-    map.range = range;
-    map.offset = offset;
-    map.prevRange = 0;
-    map.nextAddr = 0;
-    map.nextOffset = 0;
+    FillMapOp(map, 0, 0, addr, range, offset);
     ok = ok && out.Push(budget_, map);
     ++inserts;
   };
@@ -400,28 +400,9 @@ bool Engine::MadviseGenerate(GpuVm& vm, u64 a, u64 r, OpArray& out) {
       if (t == e || !RangeTree::Next(nodes_, c)) break;
       continue;
     }
+    // a BO-less mapping crossing an edge: the split walk's REMAP (never keep)
     GpuVaOp op;
-    op.kind = OP_REMAP;
-    op.handle = h;
-    op.serial = m.serial;
-    op.bo = 0;
-    op.addr = s;
-    op.range = t - s;
-    op.offset = m.offset;
-    op.prevRange = 0;
-    op.nextAddr = 0;
-    op.nextOffset = 0;
-    if (s < a) {
-      op.kind |= OP_HAS_PREV;
-      op.prevRange = a - s;
-      ++inserts;
-    }
-    if (t > e) {
-      op.kind |= OP_HAS_NEXT;
-      op.nextAddr = e;
-      op.nextOffset = m.offset + (e - s);
-      ++inserts;
-    }
+    inserts += FillSplitOp(op, h, m, s, t, a, e, 0, 0);
     if (!out.Push(budget_, op)) return false;
     ++unlinks;
     if (s > a) {
@@ -828,6 +809,11 @@ i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
   const u64 e = a + r;
   StepPlan p;
   if (!StepScan(vm, a, e, map, &p)) return -kENOMEM;
+  return FusedFinish(vmh, vm, p, a, e, map, bo, off, vmbo);
+}
+
+GPUVM_INLINE i32 Engine::FusedFinish(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo,
+                                     u64 off, u32 vmbo) {
   // Everything the step may take, checked before anything changes; the
   // pending list it replaces gives its reservations back first, and dropping
   // it pushes at most its VmBo as a zombie.
@@ -846,6 +832,59 @@ i32 Engine::FusedStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 of
   StepApply(vmh, vm, p, a, e, map, bo, off, vmbo, created);
   if (vmbo != 0) GpuVmBoPutInternal(vmbo);
   return static_cast<i32>(p.k + (map ? 1 : 0));
+}
+
+// The records are written from the scan, before the step changes the
+// mappings they describe, to the record ring at the word ARG names if they
+// fit there, else to DATA. A list longer than DATA holds is made and applied
+// as SmMapOps / SmUnmapOps and OpsApply would, and stays readable through
+// OpsRead; a shorter one leaves no list behind, as a fused call does.
+i32 Engine::ListStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
+  const u64 e = a + r;
+  StepPlan p;
+  if (!StepScan(vm, a, e, map, &p)) return -kENOMEM;
+  const u32 n = p.k + (map ? 1 : 0);
+  if (n > OPS_PER_CHUNK) {
+    genOps_.Clear();
+    const bool made = map ? SmMapGenerate(vm, a, r, bo, off, vmbo, genOps_) : SmUnmapGenerate(vm, a, r, genOps_);
+    if (!made) return -kENOMEM;
+    const i32 got = ListPublish(vm, vmbo);
+    if (got <= 0) return got;
+    ListRequest(vm.list, map ? LIST_REQ_MAP : LIST_REQ_UNMAP, a, r, bo, off);
+    const i32 err = OpsApply(vmh, 0, static_cast<u32>(got));  // whole and checked: cannot fail
+    return err < 0 ? err : got;
+  }
+  // The ring place the caller named, if the records fit there (checked: it
+  // is caller data), else DATA.
+  const u32 at = io[IO_ARG + 8];
+  const u32 room = (ring_ != nullptr && at % OP_WORDS == 0 && at <= ringWords_ && io[IO_ARG + 9] <= ringWords_ - at)
+                       ? io[IO_ARG + 9]
+                       : 0;
+  u32* const base = static_cast<u64>(n) * OP_WORDS <= room ? ring_ + at : io + IO_DATA;
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  GpuVaOp op;
+  u32* dst = base;
+  for (u32 i = 0; i < p.k; ++i, dst += OP_WORDS) {
+    const u32 h = stepVa_[i];
+    FillSplitOp(op, h, vas_[h], vas_[h].addr, vas_[h].end, a, e, bo, off);
+    CopyOpsOut(dst, &op, 1);
+  }
+  if (map) {
+    FillMapOp(op, vmbo, bo, a, r, off);
+    CopyOpsOut(dst, &op, 1);
+  }
+#else
+  // DATA holds records in GpuVaOp's own layout here: fill them in place (a
+  // record built on the stack and copied stalls on every store it reloads).
+  GpuVaOp* out = reinterpret_cast<GpuVaOp*>(base);
+  for (u32 i = 0; i < p.k; ++i) {
+    const u32 h = stepVa_[i];
+    const GpuVa& m = vas_[h];
+    FillSplitOp(out[i], h, m, m.addr, m.end, a, e, bo, off);
+  }
+  if (map) FillMapOp(out[p.k], vmbo, bo, a, r, off);
+#endif
+  return FusedFinish(vmh, vm, p, a, e, map, bo, off, vmbo);
 }
 
 bool Engine::ApplyListAsStep(u32 vmh, GpuVm& vm, u32* created) {
@@ -1315,6 +1354,27 @@ i32 Engine::Unbind(u32 vmh) {
   const i32 n = UnbindStep(vmh, *vm, Read64(io, IO_ARG + 0), Read64(io, IO_ARG + 2));
   WriteZombies(*vm);
   return n;
+}
+
+i32 Engine::SmMapApply(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const MapRequest m = ReadMapArgs();
+  i32 r = CheckMapRequest(vmh, *vm, m);
+  if (r == 0) r = ListStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
+  WriteZombies(*vm);
+  return r;
+}
+
+i32 Engine::SmUnmapApply(u32 vmh) {
+  GpuVm* vm = GetVm(vmh);
+  if (vm == nullptr) return -kEINVAL;
+  const u64 addr = Read64(io, IO_ARG + 0);
+  const u64 range = Read64(io, IO_ARG + 2);
+  i32 r = -kEINVAL;
+  if (RangeValid(*vm, addr, range)) r = ListBusy(*vm) ? -kEBUSY : ListStep(vmh, *vm, addr, range, false, 0, 0, 0);
+  WriteZombies(*vm);
+  return r;
 }
 
 // ---------------------------------------------------------------------------

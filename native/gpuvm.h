@@ -180,6 +180,16 @@ class Engine {
 
   i32 Bind(u32 vm);
   i32 Unbind(u32 vm);
+  // SmMapOps / SmUnmapOps and OpsApply of the whole list in one call, the
+  // list's records at DATA: the facade's op lists applied unread.
+  i32 SmMapApply(u32 vm);
+  i32 SmUnmapApply(u32 vm);
+  // Where SmMapApply / SmUnmapApply may write records (a buffer the facade
+  // owns and keeps alive while it is set; the addon holds a reference).
+  void SetRing(u32* words, u32 n) {
+    ring_ = words;
+    ringWords_ = n;
+  }
   // n bind/unbind requests from DATA, each as its fused call; stops before
   // a bind whose VmBo is not live and after the first -ENOMEM.
   // -> requests run, results in place of their kinds
@@ -251,6 +261,11 @@ class Engine {
   bool SmMapGenerate(GpuVm& vm, u64 addr, u64 range, u32 bo, u64 offset, u32 vmbo, OpArray& out);
   bool SmUnmapGenerate(GpuVm& vm, u64 addr, u64 range, OpArray& out);
   bool SplitWalk(GpuVm& vm, u64 addr, u64 end, u32 bo, u64 offset, OpArray& out);
+  // The split walk's record for mapping h = [s, t) (record m) under the
+  // request [a, e) with BO bo at offset off. -> pieces it leaves (0 to 2)
+  GPUVM_INLINE u32 FillSplitOp(GpuVaOp& op, u32 h, const GpuVa& m, u64 s, u64 t, u64 a, u64 e, u32 bo,
+                               u64 off) const;
+  static GPUVM_INLINE void FillMapOp(GpuVaOp& op, u32 vmbo, u32 bo, u64 addr, u64 range, u64 offset);
   using RangeGenerator = bool (Engine::*)(GpuVm&, u64, u64, OpArray&);
   using RangeCheck = bool (*)(const GpuVm&, u64, u64);
   // req: LIST_REQ_UNMAP when the list is sm_unmap's (see GpuVaOps::req), else 0.
@@ -291,6 +306,9 @@ class Engine {
   // the result of generation + ApplyOp; replaces the VM's untouched list.
   // -> op count, or -ENOMEM with nothing changed
   i32 FusedStep(u32 vmh, GpuVm& vm, u64 addr, u64 range, bool map, u32 bo, u64 offset, u32 vmbo);
+  // FusedStep that also writes the records of the list it stands for to
+  // DATA (SmMapApply / SmUnmapApply). -> op count or -ENOMEM
+  i32 ListStep(u32 vmh, GpuVm& vm, u64 addr, u64 range, bool map, u32 bo, u64 offset, u32 vmbo);
   // FusedStep's halves. StepScan finds the mappings [a, e) meets (into
   // stepStart_/stepVa_) and how the tree edit can go, changing nothing;
   // false when the scratch could not grow. StepApply makes the change
@@ -309,6 +327,9 @@ class Engine {
                                    bool oneLeaf, StepPlan* p);
   GPUVM_INLINE void StepApply(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo, u64 off, u32 vmbo,
                  u32* created);
+  // After StepScan: checks room, replaces the VM's list and applies the step.
+  GPUVM_INLINE i32 FusedFinish(u32 vmh, GpuVm& vm, const StepPlan& p, u64 a, u64 e, bool map, u32 bo, u64 off,
+                               u32 vmbo);
   // Applies the VM's whole checked split/merge list as the fused step of its
   // request. -> false (nothing changed) when the scratch could not grow.
   bool ApplyListAsStep(u32 vmh, GpuVm& vm, u32* created);
@@ -316,6 +337,8 @@ class Engine {
 
   void WriteZombies(const GpuVm& vm) { io[IO_OUT_ZOMBIES] = vm.zombieCount; }
 
+  u32* ring_ = nullptr;
+  u32 ringWords_ = 0;
   Budget budget_;  // before the pools: they charge it until they are gone
   Pool<GpuVm> vms_;
   Pool<GpuVa> vas_;

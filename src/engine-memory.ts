@@ -10,6 +10,7 @@ import { IO } from './backend/engine.js';
 import { engineFor, type BackendName } from './backend/loader.js';
 import { GpuVmError } from './errors.js';
 import { describe, getNum, putU64 } from './u64.js';
+import { noteEngineLimit, settleDeferred } from './vm-context.js';
 
 export interface EngineMemory {
   /** the engine measured */
@@ -23,6 +24,7 @@ export interface EngineMemory {
 /** What the engine (the default one, or the one named) holds, and its limit. */
 export function engineMemory(backend?: BackendName): EngineMemory {
   const E = engineFor(backend);
+  settleDeferred(); // what a deferred list holds counts
   E.memStats();
   const io = E.io();
   const limit = getNum(io, IO.OUT_INFO + 2, 'limit');
@@ -43,8 +45,11 @@ export function setEngineMemoryLimit(bytes: number | bigint | null, backend?: Ba
     putU64(new Uint32Array(2), 0, bytes, 'bytes', true);
   }
   const E = engineFor(backend);
+  settleDeferred(); // made as it was asked for, before the limit applies
   const io = E.io();
   putU64(io, IO.ARG, bytes ?? 0, 'bytes', true);
   const r = E.memSetLimit();
   if (r < 0) throw new GpuVmError('EINVAL', `setEngineMemoryLimit: the ${E.name} engine refused ${describe(bytes)}`);
+  // with a limit, making a list may fail: lists are then made when asked for
+  noteEngineLimit(E, bytes !== null);
 }

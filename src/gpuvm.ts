@@ -25,12 +25,12 @@ import {
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { GpuVa, isGpuVa, readVa, vaHandle, vaSerial } from './gpu-va.js';
-import { applyOp, isOp, listBos, listRecords, listState, requirePending, type OpList, type MapOp, type Op, type RemapOp, type UnmapOp } from './ops.js';
+import { applyOp, isOp, LIST_REQ_MAP, LIST_REQ_UNMAP, listBos, listRecords, listState, listWords, requirePending, type OpList, type MapOp, type Op, type RemapOp, type UnmapOp } from './ops.js';
 import { readVmOptions, type BigintOption } from './options.js';
 import { attachMirror, detachMirror, type PageTable, type PtResolve } from './page-table.js';
 import { checkU64, describe, getBig, hex, putLast, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
 import { Bo, boState, isBo, vmBoHandle, vmBoState, type VmBo } from './vm-bo.js';
-import { setContextLookup, VmContext } from './vm-context.js';
+import { setContextLookup, settleDeferred, VmContext } from './vm-context.js';
 import { submitRequests, type BindRequests } from './submit.js';
 
 const A = IO.ARG;
@@ -213,6 +213,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const big = o.bigint;
     const rs = o.reserveStartB;
     const rr = o.reserveRangeB;
+    settleDeferred(); // an engine call outside any VM's context
     const io = E.io();
     putU64(io, A + 0, o.start, 'start', big);
     putU64(io, A + 2, o.range, 'range', big);
@@ -815,6 +816,10 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   #makeMapList(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): OpList<N> {
     const c = this.#c;
     const temp = this.#putMapArgs(what, addr, range, bo, offset);
+    if (temp === null && what === 'smMapOps') {
+      const deferred = c.deferList(LIST_REQ_MAP);
+      if (deferred !== null) return deferred;
+    }
     const n = c.E.smMapOps(c.h);
     // the pending list holds its own reference to the VmBo it maps to
     if (temp !== null) c.releaseTemp(temp);
@@ -836,11 +841,20 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** Split/merge ops for unmapping a range (drm_gpuvm_sm_unmap_ops_create). */
   smUnmapOps(addr: U64, range: U64): OpList<N> {
+    return this.#unmapList(addr, range, true);
+  }
+
+  /** smUnmapOps; `defer`: the list may be deferred (see VmContext.deferList). */
+  #unmapList(addr: U64, range: U64, defer: boolean): OpList<N> {
     const c = this.#c;
     const E = c.E;
     const io = E.io();
     putU64(io, A + 0, addr, 'smUnmapOps: addr', this.#big);
     putU64(io, A + 2, range, 'smUnmapOps: range', this.#big);
+    if (defer) {
+      const deferred = c.deferList(LIST_REQ_UNMAP);
+      if (deferred !== null) return deferred;
+    }
     const n = E.smUnmapOps(c.h);
     if (n < 0) throw c.fail(n, 'smUnmapOps', addr, range);
     return c.takeList(n, false);
@@ -890,7 +904,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       throw new TypeError(`remapHole: expected a remap op handed out by an op list, got ${isOp(op) ? `a ${op.kind} op` : describe(op)}`);
     }
     const ls = listState(op.list);
-    const w = ls.words;
+    const w = listWords(ls);
     const p = ls.at + op.index * OP_WORDS;
     const addr = getBig(w, p + 4);
     const start = (w[p] & OP_HAS_PREV) !== 0 ? addr + getBig(w, p + 10) : addr;
@@ -953,7 +967,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** Callback mode for unmapping (drm_gpuvm_sm_unmap). */
   smUnmap(addr: U64, range: U64, steps: SmSteps<N>): void {
     const s = this.#readSteps(steps, false, 'smUnmap');
-    this.#runSteps(this.smUnmapOps(addr, range), s);
+    this.#runSteps(this.#unmapList(addr, range, false), s);
   }
 
   /**

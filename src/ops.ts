@@ -58,12 +58,21 @@ export type Op<N extends U64 = U64> = MapOp<N> | UnmapOp<N> | RemapOp<N> | Prefe
 export type OpListState = 'pending' | 'applied' | 'dropped' | 'stale';
 
 /** The facade's per-list bookkeeping (private to the facade's modules). */
-export interface ListState<N extends U64 = U64> {
-  /** holds the op records, OP_WORDS each, from word `at` on (a slab other lists share) */
+/**
+ * Where op records are kept, shared by the lists kept there: a slab the
+ * facade copies records into, or one the native engine writes them to (see
+ * VmContext.applyDeferred).
+ */
+export interface Records {
   readonly words: Uint32Array;
-  readonly at: number;
+}
+
+export interface ListState<N extends U64 = U64> {
+  /** holds the op records, OP_WORDS each, from word `at` on */
+  src: Records;
+  at: number;
   /** number of ops */
-  readonly length: number;
+  length: number;
   /** the VM's list generation this list belongs to */
   readonly gen: number;
   /** the VM's change count after this list's last change (a mirrored apply needs it unchanged) */
@@ -75,17 +84,35 @@ export interface ListState<N extends U64 = U64> {
   state: 'pending' | 'applied' | 'dropped';
   /** ops made so far (null until the first is read) */
   made: (Op<N> | undefined)[] | null;
+  /**
+   * LIST_REQ_MAP / LIST_REQ_UNMAP while the list is deferred (see
+   * VmContext.deferList): not made in the engine yet, no records; else 0
+   */
+  req: number;
+  /** why a deferred list could not be made after all (the platform had no memory), else null */
+  error: GpuVmError | null;
+}
+
+/** ListState.req of a deferred smMapOps list. */
+export const LIST_REQ_MAP = 1;
+/** ListState.req of a deferred smUnmapOps list. */
+export const LIST_REQ_UNMAP = 2;
+
+/** The words holding a list's records (from ls.at on). */
+export function listWords(ls: ListState<any>): Uint32Array { // eslint-disable-line @typescript-eslint/no-explicit-any
+  return ls.src.words;
 }
 
 /** The records of ops [from, to) of a list, in engine layout. */
 export function listRecords(ls: ListState<any>, from: number, to: number): Uint32Array { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return ls.words.subarray(ls.at + from * OP_WORDS, ls.at + to * OP_WORDS);
+  return listWords(ls).subarray(ls.at + from * OP_WORDS, ls.at + to * OP_WORDS);
 }
 
 /** The BOs ops [from, to) of a list name (of their mapping or request), null for none. */
 export function listBos(ctx: VmContext<any>, ls: ListState<any>, from: number, to: number): (Bo | null)[] { // eslint-disable-line @typescript-eslint/no-explicit-any
   const out: (Bo | null)[] = new Array(to - from);
-  for (let i = from; i < to; i++) out[i - from] = ctx.boSince(ls.grave, ls.words[ls.at + i * OP_WORDS + 3]);
+  const w = listWords(ls);
+  for (let i = from; i < to; i++) out[i - from] = ctx.boSince(ls.grave, w[ls.at + i * OP_WORDS + 3]);
   return out;
 }
 
@@ -99,31 +126,40 @@ const MINT: unique symbol = Symbol('OpList');
 export function isOpList(x: unknown): x is AnyList {
   return isListFn(x);
 }
+/** A list's state, the list made first if it was deferred. */
 export function listState<N extends U64>(l: OpList<N>): ListState<N> {
-  return listStateOf(l) as ListState<N>;
+  const s = listStateOf(l) as ListState<N>;
+  if (s.req !== 0) listCtxOf(l).settleDeferred();
+  return s;
 }
-/** A list of the n records at words[at...], made when `grave` was the VM's current one. */
-export function makeOpList<N extends U64>(
-  ctx: VmContext<N>,
-  words: Uint32Array,
+/** The state of a list of `n` records at words[at...] (none yet for a deferred list), made when `grave` was the VM's current one. */
+export function newListState<N extends U64>(
+  src: Records,
   at: number,
   n: number,
   gen: number,
   mod: number,
   applied: boolean,
   grave: Grave,
-): OpList<N> {
-  return mintList(ctx, {
-    words,
+  req: number,
+): ListState<N> {
+  return {
+    src,
     at,
     length: n,
     gen,
     mod,
     grave,
     next: 0,
-    state: applied || n === 0 ? 'applied' : 'pending',
+    state: req === 0 && (applied || n === 0) ? 'applied' : 'pending',
     made: null,
-  }) as OpList<N>;
+    req,
+    error: null,
+  };
+}
+/** The OpList object of a list state. */
+export function mintOpList<N extends U64>(ctx: VmContext<N>, s: ListState<N>): OpList<N> {
+  return mintList(ctx, s) as OpList<N>;
 }
 let mintList: (ctx: VmContext<any>, s: ListState<any>) => AnyList; // eslint-disable-line @typescript-eslint/no-explicit-any
 /** The context of a list's VM. */
@@ -387,7 +423,14 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 
   /** Number of ops. */
   get length(): number {
-    return this.#s.length;
+    return this.#made().length;
+  }
+
+  /** The list's state, the list made first if it was deferred. */
+  #made(): ListState<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+    const s = this.#s;
+    if (s.req !== 0) this.#ctx.settleDeferred();
+    return s;
   }
 
   /**
@@ -395,17 +438,20 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
    * generated another list or changed through a fused call first).
    */
   get state(): OpListState {
-    const s = this.#s;
+    // (an unmap list of no ops is applied as soon as it is made)
+    const s = this.#made();
     if (s.state === 'pending' && this.#ctx.listGen !== s.gen) return 'stale';
     return s.state;
   }
 
   /** Op `i` (made on first use, the same object afterwards). */
   get(i: number): Op<N> {
-    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= this.length) {
-      throw new RangeError(`op index must be an integer in [0, ${this.length}), got ${typeof i === 'number' ? i : typeof i}`);
+    const s = this.#made();
+    const n = s.length;
+    if (typeof i !== 'number' || !Number.isInteger(i) || i < 0 || i >= n) {
+      throw new RangeError(`op index must be an integer in [0, ${n}), got ${typeof i === 'number' ? i : typeof i}`);
     }
-    const made = (this.#s.made ??= new Array(this.length));
+    const made = (s.made ??= new Array(n));
     let op = made[i];
     if (op === undefined) {
       op = makeOp(this.#ctx, this, i);
@@ -416,7 +462,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 
   /** The ops in order. */
   [Symbol.iterator](): Iterator<Op<N>> {
-    return new OpIterator<N>(this);
+    return new OpIterator<N>(this, this.#made().length);
   }
 
   /** The ops as an array. */
@@ -432,6 +478,13 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
   apply(): void {
     const ctx = this.#ctx;
     const ls = this.#s;
+    if (ls.req !== 0) {
+      // a deferred list is its VM's current one, untouched: made and applied
+      // in one engine call, unless a page table must be written first
+      if (ctx.mirror === null) return ctx.applyDeferred(ls);
+      ctx.settleDeferred();
+    }
+    if (ls.error !== null) throw ls.error;
     // (checkList and requirePending, with the common case inline: this runs once per request)
     if (ctx.h === 0) ctx.alive('OpList.apply');
     const n = ls.length;
@@ -444,6 +497,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     if (r < 0) throw applyError(r, 'OpList.apply');
     ls.next = n;
     ls.state = 'applied';
+    if (ctx.pendingGen === ls.gen) ctx.pendingGen = -1;
     if (ls.made !== null) forgetUnmapped(ctx, ls, from, n);
     ctx.changed(E.io());
   }
@@ -455,6 +509,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     checkList(ctx, this, 'OpList.drop');
     ctx.E.opsDrop(ctx.h);
     this.#s.state = 'dropped';
+    if (ctx.pendingGen === this.#s.gen) ctx.pendingGen = -1;
     ctx.listGen++;
     ctx.changed(ctx.E.io());
   }
@@ -478,13 +533,16 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
 /** OpList's iterator: a plain object is several times cheaper per step than a generator. */
 class OpIterator<N extends U64> implements IterableIterator<Op<N>> {
   readonly #list: OpList<N>;
+  /** a list's length never changes once it is made */
+  readonly #n: number;
   #i = 0;
-  constructor(list: OpList<N>) {
+  constructor(list: OpList<N>, n: number) {
     this.#list = list;
+    this.#n = n;
   }
   next(): IteratorResult<Op<N>> {
     const i = this.#i;
-    if (i >= this.#list.length) return { done: true, value: undefined };
+    if (i >= this.#n) return { done: true, value: undefined };
     this.#i = i + 1;
     return { done: false, value: this.#list.get(i) };
   }
@@ -496,7 +554,7 @@ class OpIterator<N extends U64> implements IterableIterator<Op<N>> {
 /** An op object for record i of a list: a read-only view of the record. */
 function makeOp<N extends U64>(ctx: VmContext<N>, list: OpList<N>, i: number): Op<N> {
   const ls = listState(list);
-  const w = ls.words;
+  const w = listWords(ls);
   const p = ls.at + i * OP_WORDS;
   const k = w[p] & 0xff;
   const bo = ctx.boSince(ls.grave, w[p + 3]);
@@ -559,7 +617,10 @@ export function applyOp(ctx: VmContext, op: unknown, kind: Op['kind'], what: str
   const r = E.opsApply(ctx.h, op.index, op.index + 1);
   if (r < 0) throw applyError(r, what);
   ls.next = op.index + 1;
-  if (ls.next === list.length) ls.state = 'applied';
+  if (ls.next === list.length) {
+    ls.state = 'applied';
+    if (ctx.pendingGen === ls.gen) ctx.pendingGen = -1;
+  }
   forgetUnmapped(ctx, ls, op.index, op.index + 1);
   const io = E.io();
   const created = createdScratch;

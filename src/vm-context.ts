@@ -9,12 +9,13 @@ import { IO, OP_WORDS, OPS_PER_CHUNK, VA_ATTR_KERNEL, Errno, type Engine } from 
 import { GpuVmError, errnoName } from './errors.js';
 import { makeGpuVa, vaHandle, vaSerial, isGpuVa, type GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
-import { makeOpList, type OpList, type OpMapping } from './ops.js';
+import { LIST_REQ_MAP, mintOpList, newListState, type ListState, type OpList, type OpMapping, type Records } from './ops.js';
 import { writeMirror, type PageTable, type PtResolve } from './page-table.js';
 import { getBig, getNum, hex, putU64, toBig, U64_MAX, describe, type U64 } from './u64.js';
 import { boState, isBo, isVmBo, makeVmBo, vmBoHandle, vmBoState, type Bo, type VmBo } from './vm-bo.js';
 
 const D = IO.DATA;
+const A = IO.ARG;
 
 /** A page table kept in step with the VM (see GpuVm.attachPageTable). */
 export interface Mirror {
@@ -54,9 +55,16 @@ export class VmContext<N extends U64 = U64> {
   readonly extobjSet = new Set<VmBo<N>>();
   readonly evictSet = new Set<VmBo<N>>();
 
+  /** The generation of the VM's list the engine holds pending (made, not all applied nor dropped), else -1. */
+  pendingGen = -1;
+  readonly #E: Engine;
+  readonly #ring: RecordRing;
+  /** The VM's bounds and kernel node as u32 halves (high, low), for checking a request in ARG. */
+  readonly #bounds: number[];
+
   constructor(
     readonly vm: GpuVm<N>,
-    readonly E: Engine,
+    E: Engine,
     h: number,
     readonly name: string,
     readonly bigint: boolean,
@@ -64,7 +72,12 @@ export class VmContext<N extends U64 = U64> {
     readonly endB: bigint,
     readonly reserveB: { start: bigint; end: bigint } | null,
   ) {
+    this.#E = E;
+    this.#ring = ringOf(E);
     this.h = h;
+    const halves = (v: bigint): number[] => [Number(v >> 32n), Number(v & 0xffff_ffffn)];
+    const k = reserveB !== null && reserveB.end > reserveB.start ? reserveB : { start: 0n, end: 0n };
+    this.#bounds = [...halves(startB), ...halves(endB), ...halves(k.start), ...halves(k.end)];
     // Rounded, these still compare exactly with any safe integer: a bound
     // above 2^53 - 1 rounds to 2^53 or more. An empty reserve is [0, 0).
     this.startN = Number(startB);
@@ -78,6 +91,16 @@ export class VmContext<N extends U64 = U64> {
   readonly endN: number;
   readonly reserveStartN: number;
   readonly reserveEndN: number;
+
+  /**
+   * The engine. Every engine call of the facade's objects goes through here,
+   * so a deferred op list of this environment is made first, before anything
+   * could observe or change what it was made from.
+   */
+  get E(): Engine {
+    if (deferredList !== null) settleDeferred();
+    return this.#E;
+  }
 
   // ---- numbers -------------------------------------------------------------
 
@@ -343,9 +366,34 @@ export class VmContext<N extends U64 = U64> {
    * no BO lookups.
    */
   takeList(n: number, applied: boolean, inData = true): OpList<N> {
-    const E = this.E;
     this.listGen++;
-    let words = NO_WORDS;
+    const io = this.#copyRecords(n, inData);
+    const ls = newListState<N>(copied, copiedAt, n, this.listGen, this.mod, applied, this.grave, 0);
+    if (ls.state === 'pending') this.pendingGen = ls.gen;
+    const list = mintOpList<N>(this, ls);
+    // replacing an untouched list released its VmBo reference
+    if (io[IO.OUT_ZOMBIES] !== 0) this.reap();
+    return list;
+  }
+
+  /** Copies the records of the engine's list (n ops) into ls. -> io after */
+  #fillList(ls: ListState<N>, n: number, applied: boolean, inData: boolean): Uint32Array {
+    const io = this.#copyRecords(n, inData);
+    ls.src = copied;
+    ls.at = copiedAt;
+    ls.length = n;
+    ls.state = applied || n === 0 ? 'applied' : 'pending';
+    if (ls.state === 'pending') this.pendingGen = ls.gen;
+    return io;
+  }
+
+  /**
+   * Copies the records of the engine's list (n ops; the first chunk in DATA
+   * when inData) out of the engine, to copied[copiedAt...]. -> io after
+   */
+  #copyRecords(n: number, inData: boolean): Uint32Array {
+    const E = this.#E;
+    let src = NO_RECORDS;
     let at = 0;
     let io = E.io();
     if (n === 0) {
@@ -353,32 +401,228 @@ export class VmContext<N extends U64 = U64> {
     } else if (inData && n <= OPS_PER_CHUNK) {
       const len = n * OP_WORDS;
       if (len > SLAB_WORDS >>> 2) {
-        words = io.slice(D, D + len);
+        src = { words: io.slice(D, D + len) };
       } else {
         if (slabUsed + len > SLAB_WORDS) {
-          slab = new Uint32Array(SLAB_WORDS);
+          slab = { words: new Uint32Array(SLAB_WORDS) };
           slabUsed = 0;
         }
-        words = slab;
+        src = slab;
         at = slabUsed;
         slabUsed += len;
-        words.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), at);
+        src.words.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), at);
       }
     } else {
-      words = new Uint32Array(n * OP_WORDS);
+      const words = new Uint32Array(n * OP_WORDS);
       for (let from = 0; from < n; ) {
         const got = E.opsRead(this.h, from);
         if (got <= 0) throw new GpuVmError('EIO', `opsRead returned ${got} at ${from} of ${n}`);
         words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
         from += got;
       }
+      src = { words };
       io = E.io();
     }
-    const list = makeOpList<N>(this, words, at, n, this.listGen, this.mod, applied, this.grave);
-    // replacing an untouched list released its VmBo reference
-    if (io[IO.OUT_ZOMBIES] !== 0) this.reap();
-    return list;
+    copied = src;
+    copiedAt = at;
+    return io;
   }
+
+  // ---- deferred op lists ---------------------------------------------------------
+  //
+  // Most lists are applied at once and never read. smMapOps / smUnmapOps
+  // therefore only check the request and return a deferred list; applying it
+  // untouched makes and applies it in one engine call (smMapApply /
+  // smUnmapApply, which also hand back its records). Anything else makes it
+  // first, exactly as it would have been made when it was asked for: reading
+  // it (OpList.length, ops), and any engine call in this environment (the E
+  // getter, settleDeferred), since only engine calls change what a list is
+  // made from. A list is deferred only when making it could not have failed
+  // (the request is valid for the VM, no list of the VM is pending, no page
+  // table mirrors the VM, the engine has no memory limit), and not for the
+  // VM's next DEFER_BACKOFF lists after one had to be made before it was
+  // applied (a user who reads lists would only pay for deferring them).
+
+  /** A deferred list of the request in ARG (LIST_REQ_*), or null when it must be made now. */
+  deferList(req: number): OpList<N> | null {
+    const E = this.#E;
+    if (this.#deferSkip !== 0) {
+      this.#deferSkip--;
+      return null;
+    }
+    if (this.h === 0 || this.mirror !== null || this.pendingGen === this.listGen) return null;
+    if (limitedEngines.size !== 0 && limitedEngines.has(E)) return null;
+    const io = E.io();
+    if (!this.#argRangeValid(io)) return null;
+    for (let i = 0; i < 8; i++) deferredArgs[i] = io[A + i];
+    this.listGen++;
+    const ls = newListState<N>(NO_RECORDS, 0, 0, this.listGen, this.mod, false, this.grave, req);
+    deferredCtx = this;
+    deferredList = ls;
+    return mintOpList<N>(this, ls);
+  }
+
+  /** The engine's range check of the request in ARG (zero, overflow, outside the VM, kernel node). */
+  #argRangeValid(io: Uint32Array): boolean {
+    const aLo = io[A];
+    const aHi = io[A + 1];
+    const rLo = io[A + 2];
+    const rHi = io[A + 3];
+    if ((rLo | rHi) === 0) return false;
+    let eLo = aLo + rLo;
+    let eHi = aHi + rHi;
+    if (eLo > 0xffff_ffff) {
+      eLo -= 0x1_0000_0000;
+      eHi += 1;
+    }
+    if (eHi > 0xffff_ffff) return false; // wraps, or ends exactly at 2^64
+    const b = this.#bounds;
+    if (aHi < b[0] || (aHi === b[0] && aLo < b[1])) return false; // below the VM
+    if (eHi > b[2] || (eHi === b[2] && eLo > b[3])) return false; // past its end
+    // overlaps the kernel node [b4:b5, b6:b7) (empty: 0, 0)
+    const beforeKEnd = aHi < b[6] || (aHi === b[6] && aLo < b[7]);
+    const kStartBefore = b[4] < eHi || (b[4] === eHi && b[5] < eLo);
+    return !(beforeKEnd && kStartBefore);
+  }
+
+  /** Makes the environment's deferred list now (see deferList). */
+  settleDeferred(): void {
+    settleDeferred();
+  }
+
+  /**
+   * Lists to make when asked for before deferring again: a deferred list that
+   * had to be made anyway (read, or something ran before it was applied) only
+   * added work, and the VM's next lists likely go the same way.
+   */
+  #deferSkip = 0;
+
+  /** Makes deferred list ls in the engine, as its smMapOps / smUnmapOps would have when it was asked for. */
+  makeDeferred(ls: ListState<N>): void {
+    this.#deferSkip = DEFER_BACKOFF;
+    const E = this.#E;
+    const io = E.io();
+    for (let i = 0; i < 8; i++) io[A + i] = deferredArgs[i];
+    const req = ls.req;
+    ls.req = 0;
+    const n = req === LIST_REQ_MAP ? E.smMapOps(this.h) : E.smUnmapOps(this.h);
+    if (n < 0) {
+      // it was checked when asked for: only a platform without memory gets here
+      ls.state = 'dropped';
+      this.pendingGen = -1;
+      ls.error = this.fail(n, req === LIST_REQ_MAP ? 'smMapOps' : 'smUnmapOps');
+      return;
+    }
+    const after = this.#fillList(ls, n, false, true);
+    if (after[IO.OUT_ZOMBIES] !== 0) this.reap();
+  }
+
+  /** Makes and applies deferred list ls in one engine call; the list keeps its records. */
+  applyDeferred(ls: ListState<N>): void {
+    deferredCtx = null;
+    deferredList = null;
+    const E = this.#E;
+    const ring = this.#ring;
+    const slab = ring.slab();
+    let io = E.io();
+    const at = ring.used;
+    for (let i = 0; i < 8; i++) io[A + i] = deferredArgs[i];
+    io[A + 8] = at;
+    io[A + 9] = slab === null ? 0 : RING_WORDS - at;
+    const req = ls.req;
+    ls.req = 0;
+    const n = req === LIST_REQ_MAP ? E.smMapApply(this.h) : E.smUnmapApply(this.h);
+    if (n < 0) {
+      ls.state = 'dropped';
+      ls.error = this.fail(n, 'OpList.apply');
+      throw ls.error;
+    }
+    if (slab !== null && n * OP_WORDS <= RING_WORDS - at) {
+      // the records are in the slab already
+      io = E.io();
+      ls.src = slab;
+      ls.at = at;
+      ls.length = n;
+      ls.state = 'applied';
+      ring.used = at + n * OP_WORDS;
+    } else {
+      io = this.#fillList(ls, n, true, true);
+    }
+    ls.next = n;
+    this.changed(io);
+  }
+}
+
+/**
+ * The environment's deferred list and its VM (at most one: see
+ * VmContext.deferList), and its request's ARG words as they were written
+ * (calls of other engine parts, page tables, reuse ARG meanwhile).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let deferredCtx: VmContext<any> | null = null;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+let deferredList: ListState<any> | null = null;
+const deferredArgs = new Uint32Array(8);
+/** VmContext.#deferSkip after a deferred list had to be made before it was applied. */
+export const DEFER_BACKOFF = 64;
+
+/** Makes the environment's deferred list, if there is one. Engine calls made outside a VM's context call this first. */
+export function settleDeferred(): void {
+  const ctx = deferredCtx;
+  const ls = deferredList;
+  if (ctx === null || ls === null) return;
+  deferredCtx = null;
+  deferredList = null;
+  ctx.makeDeferred(ls);
+}
+
+/**
+ * Where the native engine writes the records of deferred lists it makes and
+ * applies (smMapApply / smUnmapApply): a slab of this environment's, handed
+ * to the engine once (setRing), that lists written there keep referencing.
+ * A full slab is replaced by a new one, so records are never copied. A
+ * WASM module cannot write outside its memory: its records come through
+ * DATA and are copied into the shared slab like any list's.
+ */
+class RecordRing {
+  used = 0;
+  #src: Records | null = null;
+  readonly #E: Engine;
+  constructor(E: Engine) {
+    this.#E = E;
+  }
+  /** The slab with room for one more list's records (a new one when this one is nearly full), or null (no ring). */
+  slab(): Records | null {
+    const E = this.#E;
+    if (E.setRing === undefined) return null;
+    let src = this.#src;
+    if (src === null || this.used > RING_WORDS - RING_SLACK) {
+      const words = new Uint32Array(RING_WORDS);
+      if (E.setRing(words.buffer) !== 0) return null;
+      src = this.#src = { words };
+      this.used = 0;
+    }
+    return src;
+  }
+}
+/** Words in a record slab (4096 records), and the room a list may need without starting a new one (64 records). */
+const RING_WORDS = 1 << 16;
+const RING_SLACK = 64 * OP_WORDS;
+const rings = new Map<Engine, RecordRing>();
+function ringOf(E: Engine): RecordRing {
+  let r = rings.get(E);
+  if (r === undefined) {
+    r = new RecordRing(E);
+    rings.set(E, r);
+  }
+  return r;
+}
+
+/** Engines with a memory limit: their lists are made when asked for (making one may fail there). */
+const limitedEngines = new Set<Engine>();
+export function noteEngineLimit(E: Engine, limited: boolean): void {
+  if (limited) limitedEngines.add(E);
+  else limitedEngines.delete(E);
 }
 
 /** BOs forgotten after the lists holding this grave were made; `later` is the next grave. */
@@ -396,8 +640,12 @@ const BO_MEMO = 64;
  * is replaced when used up and goes with its last list.
  */
 const SLAB_WORDS = 1 << 16;
-let slab = new Uint32Array(SLAB_WORDS);
+let slab: Records = { words: new Uint32Array(SLAB_WORDS) };
 let slabUsed = 0;
+const NO_RECORDS: Records = { words: NO_WORDS };
+/** Where VmContext's last record copy went (results of #copyRecords, so that it allocates nothing). */
+let copied = NO_RECORDS;
+let copiedAt = 0;
 
 /**
  * Views of the first n records in DATA, for lists of up to VIEWED_OPS ops:

@@ -205,6 +205,25 @@ export interface GpuVmEngine {
   /** Fused smUnmapOps + apply. Same args. -> op count or -errno */
   unbind(vm: number): number;
   /**
+   * smMapOps, then opsApply of the whole list, in one call (same args and
+   * errors; ring(A8) room(A9)). The list's records go to the record ring
+   * (setRing) at word `ring` when they fit in its `room` words there (ring
+   * a multiple of OP_WORDS, ring + room within the ring; else room counts
+   * as 0), otherwise the first OPS_PER_CHUNK to DATA; a list longer than
+   * that stays readable through opsRead (as an applied list), a shorter one
+   * leaves none. -> op count or -errno
+   */
+  smMapApply(vm: number): number;
+  /** addr(A0) range(A2) ring(A8) room(A9): smUnmapOps, then opsApply of the whole list, as smMapApply. -> op count or -errno */
+  smUnmapApply(vm: number): number;
+  /**
+   * Native only (a WASM module cannot write outside its memory): makes
+   * `buffer` (a multiple of OP_WORDS words) the record ring smMapApply /
+   * smUnmapApply write to, in place of the last one, which the engine then
+   * lets go. -> 0, or -EINVAL (not an ArrayBuffer, or a bad size)
+   */
+  setRing?(buffer: ArrayBuffer): number;
+  /**
    * n <= SUBMIT_PER_CHUNK request records at DATA, run in order, each exactly
    * as bind/unbind runs the same arguments (same checks, same step, nothing
    * changed when it fails); a bad kind or flag is -EINVAL. Each result
