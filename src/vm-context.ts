@@ -439,9 +439,12 @@ export class VmContext<N extends U64 = U64> {
   // getter, settleDeferred), since only engine calls change what a list is
   // made from. A list is deferred only when making it could not have failed
   // (the request is valid for the VM, no list of the VM is pending, no page
-  // table mirrors the VM, the engine has no memory limit), and not for the
-  // VM's next DEFER_BACKOFF lists after one had to be made before it was
-  // applied (a user who reads lists would only pay for deferring them).
+  // table mirrors the VM, the engine has no memory limit), only on an engine
+  // that writes records where lists keep them (native, see RecordRing: the
+  // WASM engine's records are copied either way, so deferring saves nothing
+  // there), and not for the VM's next DEFER_BACKOFF lists after one had to
+  // be made before it was applied (a user who reads lists would only pay for
+  // deferring them).
 
   /** A deferred list of the request in ARG (LIST_REQ_*), or null when it must be made now. */
   deferList(req: number): OpList<N> | null {
@@ -450,6 +453,7 @@ export class VmContext<N extends U64 = U64> {
       this.#deferSkip--;
       return null;
     }
+    if (E.setRing === undefined) return null;
     if (this.h === 0 || this.mirror !== null || this.pendingGen === this.listGen) return null;
     if (limitedEngines.size !== 0 && limitedEngines.has(E)) return null;
     const io = E.io();

@@ -5,7 +5,9 @@
  * the same requests, one applying its lists unread (deferred), the other
  * reading each list's length first (made when asked for), and every list's
  * ops and every state must agree, whatever runs between making and applying
- * a list.
+ * a list. (The WASM engine makes lists when asked for: there the twins show
+ * that the facade's bookkeeping is the same either way; test/engine-list-step
+ * covers its one-call step.)
  */
 import { describe, expect, it } from 'vitest';
 import { Bo, engineMemory, GpuVm, GpuVmError, PageTable, setEngineMemoryLimit, type OpList } from '../src/index.js';
