@@ -816,7 +816,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   #makeMapList(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): OpList<N> {
     const c = this.#c;
     const temp = this.#putMapArgs(what, addr, range, bo, offset);
-    if (temp === null && what === 'smMapOps') {
+    if (temp === null && what === 'smMapOps' && c.defers) {
       const deferred = c.deferList(LIST_REQ_MAP);
       if (deferred !== null) return deferred;
     }
@@ -851,7 +851,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const io = E.io();
     putU64(io, A + 0, addr, 'smUnmapOps: addr', this.#big);
     putU64(io, A + 2, range, 'smUnmapOps: range', this.#big);
-    if (defer) {
+    if (defer && c.defers) {
       const deferred = c.deferList(LIST_REQ_UNMAP);
       if (deferred !== null) return deferred;
     }

@@ -59,6 +59,8 @@ export class VmContext<N extends U64 = U64> {
   pendingGen = -1;
   readonly #E: Engine;
   readonly #ring: RecordRing;
+  /** Whether this VM's lists may be deferred at all (see deferList). */
+  readonly defers: boolean;
   /** The VM's bounds and kernel node as u32 halves (high, low), for checking a request in ARG. */
   readonly #bounds: number[];
 
@@ -74,6 +76,7 @@ export class VmContext<N extends U64 = U64> {
   ) {
     this.#E = E;
     this.#ring = ringOf(E);
+    this.defers = E.setRing !== undefined;
     this.h = h;
     const halves = (v: bigint): number[] => [Number(v >> 32n), Number(v & 0xffff_ffffn)];
     const k = reserveB !== null && reserveB.end > reserveB.start ? reserveB : { start: 0n, end: 0n };
@@ -392,40 +395,42 @@ export class VmContext<N extends U64 = U64> {
    * when inData) out of the engine, to copied[copiedAt...]. -> io after
    */
   #copyRecords(n: number, inData: boolean): Uint32Array {
-    const E = this.#E;
-    let src = NO_RECORDS;
-    let at = 0;
-    let io = E.io();
-    if (n === 0) {
-      // nothing to copy
-    } else if (inData && n <= OPS_PER_CHUNK) {
-      const len = n * OP_WORDS;
-      if (len > SLAB_WORDS >>> 2) {
-        src = { words: io.slice(D, D + len) };
-      } else {
-        if (slabUsed + len > SLAB_WORDS) {
-          slab = { words: new Uint32Array(SLAB_WORDS) };
-          slabUsed = 0;
-        }
-        src = slab;
-        at = slabUsed;
-        slabUsed += len;
-        src.words.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), at);
-      }
-    } else {
-      const words = new Uint32Array(n * OP_WORDS);
-      for (let from = 0; from < n; ) {
-        const got = E.opsRead(this.h, from);
-        if (got <= 0) throw new GpuVmError('EIO', `opsRead returned ${got} at ${from} of ${n}`);
-        words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
-        from += got;
-      }
-      src = { words };
-      io = E.io();
+    const io = this.#E.io();
+    const len = n * OP_WORDS;
+    if (n === 0 || !inData || len > SLAB_WORDS >>> 2) return this.#copyLong(n, inData, io);
+    // the common case, kept small so that it inlines: a short list into the shared slab
+    if (slabUsed + len > SLAB_WORDS) {
+      slab = { words: new Uint32Array(SLAB_WORDS) };
+      slabUsed = 0;
     }
-    copied = src;
-    copiedAt = at;
+    copied = slab;
+    copiedAt = slabUsed;
+    slabUsed += len;
+    slab.words.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), copiedAt);
     return io;
+  }
+
+  /** #copyRecords of an empty list, a long one, or one not in DATA (read with opsRead). */
+  #copyLong(n: number, inData: boolean, io: Uint32Array): Uint32Array {
+    copiedAt = 0;
+    if (n === 0) {
+      copied = NO_RECORDS;
+      return io;
+    }
+    if (inData && n <= OPS_PER_CHUNK) {
+      copied = { words: io.slice(D, D + n * OP_WORDS) };
+      return io;
+    }
+    const E = this.#E;
+    const words = new Uint32Array(n * OP_WORDS);
+    for (let from = 0; from < n; ) {
+      const got = E.opsRead(this.h, from);
+      if (got <= 0) throw new GpuVmError('EIO', `opsRead returned ${got} at ${from} of ${n}`);
+      words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
+      from += got;
+    }
+    copied = { words };
+    return E.io();
   }
 
   // ---- deferred op lists ---------------------------------------------------------
@@ -446,14 +451,13 @@ export class VmContext<N extends U64 = U64> {
   // be made before it was applied (a user who reads lists would only pay for
   // deferring them).
 
-  /** A deferred list of the request in ARG (LIST_REQ_*), or null when it must be made now. */
+  /** A deferred list of the request in ARG (LIST_REQ_*), or null when it must be made now. Only when `defers`. */
   deferList(req: number): OpList<N> | null {
     const E = this.#E;
     if (this.#deferSkip !== 0) {
       this.#deferSkip--;
       return null;
     }
-    if (E.setRing === undefined) return null;
     if (this.h === 0 || this.mirror !== null || this.pendingGen === this.listGen) return null;
     if (limitedEngines.size !== 0 && limitedEngines.has(E)) return null;
     const io = E.io();
