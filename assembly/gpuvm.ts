@@ -1143,7 +1143,7 @@ function fusedStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off:
  * fusedStep that also writes the records of the list it stands for
  * (smMapApply / smUnmapApply), from the scan, before the step changes the
  * mappings they describe, to DATA. A list longer than DATA holds is made and applied
- * as smMapOps / smUnmapOps and opsApply would, and stays readable through
+ * by smMapOps / smUnmapOps and opsApply themselves, and stays readable through
  * opsRead; a shorter one leaves no list behind, as a fused call does.
  * -> op count or -ENOMEM
  */
@@ -1153,14 +1153,11 @@ function listStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: 
   const k = stepPlan.k;
   const n = k + (map ? 1 : 0);
   if (n > OPS_PER_CHUNK) {
+    // the calls themselves, on the request still in ARG
     stepStart.clear();
     stepVa.clear();
-    genOps.clear();
-    const made = map ? smMapGenerate(vm, a, r, bo, off, vmbo, genOps) : smUnmapGenerate(vm, a, r, genOps);
-    if (!made) return -ENOMEM;
-    const got = listPublish(vm, vmbo);
+    const got = map ? smMapOps(vmh) : smUnmapOps(vmh);
     if (got <= 0) return got;
-    listRequest(vm, map ? LIST_REQ_MAP : LIST_REQ_UNMAP, a, r, bo, off);
     const err = opsApply(vmh, 0, <u32>got); // whole and checked: cannot fail
     return err < 0 ? err : got;
   }

@@ -837,7 +837,7 @@ GPUVM_INLINE i32 Engine::FusedFinish(u32 vmh, GpuVm& vm, const StepPlan& p, u64 
 // The records are written from the scan, before the step changes the
 // mappings they describe, to the record ring at the word ARG names if they
 // fit there, else to DATA. A list longer than DATA holds is made and applied
-// as SmMapOps / SmUnmapOps and OpsApply would, and stays readable through
+// by SmMapOps / SmUnmapOps and OpsApply themselves, and stays readable through
 // OpsRead; a shorter one leaves no list behind, as a fused call does.
 i32 Engine::ListStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off, u32 vmbo) {
   const u64 e = a + r;
@@ -845,12 +845,9 @@ i32 Engine::ListStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off
   if (!StepScan(vm, a, e, map, &p)) return -kENOMEM;
   const u32 n = p.k + (map ? 1 : 0);
   if (n > OPS_PER_CHUNK) {
-    genOps_.Clear();
-    const bool made = map ? SmMapGenerate(vm, a, r, bo, off, vmbo, genOps_) : SmUnmapGenerate(vm, a, r, genOps_);
-    if (!made) return -kENOMEM;
-    const i32 got = ListPublish(vm, vmbo);
+    // the calls themselves, on the request still in ARG
+    const i32 got = map ? SmMapOps(vmh) : SmUnmapOps(vmh);
     if (got <= 0) return got;
-    ListRequest(vm.list, map ? LIST_REQ_MAP : LIST_REQ_UNMAP, a, r, bo, off);
     const i32 err = OpsApply(vmh, 0, static_cast<u32>(got));  // whole and checked: cannot fail
     return err < 0 ? err : got;
   }

@@ -21,10 +21,10 @@ function put64(io: Uint32Array, i: number, v: number): void {
   io[i + 1] = Math.floor(v / 2 ** 32);
 }
 
-function vmCreate(E: Engine): number {
+function vmCreate(E: Engine, pages = PAGES + 1): number {
   const io = E.io();
   put64(io, A, 0);
-  put64(io, A + 2, (PAGES + 1) * PAGE);
+  put64(io, A + 2, pages * PAGE);
   put64(io, A + 4, 0);
   put64(io, A + 6, 0);
   const h = E.vmCreate();
@@ -93,5 +93,43 @@ describe.each(backends)('smMapApply / smUnmapApply on %s', (backend) => {
     expect(mappings(E, one)).toEqual(mappings(E, two));
     expect(E.vmDestroy(one)).toBe(0);
     expect(E.vmDestroy(two)).toBe(0);
+  });
+
+  it('a list longer than DATA holds is made and applied the long way, and stays readable', () => {
+    const E = loadEngine(backend);
+    const n = 4500;
+    const vms = [vmCreate(E, 2 * n + 2), vmCreate(E, 2 * n + 2)];
+    for (const vm of vms) {
+      for (let i = 0; i < n; i++) {
+        const io = E.io();
+        put64(io, A, PAGE * (1 + 2 * i));
+        put64(io, A + 2, PAGE);
+        put64(io, A + 4, 0);
+        io[A + 6] = 1;
+        io[A + 7] = 0;
+        expect(E.bind(vm)).toBe(1);
+      }
+    }
+    const write = (): void => {
+      const io = E.io();
+      put64(io, A, PAGE);
+      put64(io, A + 2, 2 * n * PAGE);
+      io[A + 8] = 0;
+      io[A + 9] = 0;
+    };
+    write();
+    expect(E.smUnmapApply(vms[0])).toBe(n);
+    const got = records(E, n);
+    expect(E.opsRead(vms[0], 4096)).toBe(n - 4096);
+    const rest = records(E, n - 4096);
+    write();
+    expect(E.smUnmapOps(vms[1])).toBe(n);
+    expect(got).toEqual(records(E, n));
+    expect(E.opsRead(vms[1], 4096)).toBe(n - 4096);
+    expect(rest).toEqual(records(E, n - 4096));
+    expect(E.opsApply(vms[1], 0, n)).toBe(0);
+    expect(mappings(E, vms[0])).toEqual([]);
+    expect(mappings(E, vms[1])).toEqual([]);
+    for (const vm of vms) expect(E.vmDestroy(vm)).toBe(0);
   });
 });
