@@ -25,7 +25,7 @@ import {
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { GpuVa, isGpuVa, readVa, vaHandle, vaSerial } from './gpu-va.js';
-import { applyOp, isOp, LIST_REQ_MAP, LIST_REQ_UNMAP, listBos, listRecords, listState, listWords, requirePending, type OpList, type MapOp, type Op, type RemapOp, type UnmapOp } from './ops.js';
+import { applyOp, isOp, LIST_REQ_MAP, LIST_REQ_UNMAP, listBos, listRecords, listState, requirePending, type OpList, type MapOp, type Op, type RemapOp, type UnmapOp } from './ops.js';
 import { readVmOptions, type BigintOption } from './options.js';
 import { attachMirror, detachMirror, type PageTable, type PtResolve } from './page-table.js';
 import { checkU64, describe, getBig, hex, putLast, putU64, toBig, TWO32, U64_MAX, type U64 } from './u64.js';
@@ -904,7 +904,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       throw new TypeError(`remapHole: expected a remap op handed out by an op list, got ${isOp(op) ? `a ${op.kind} op` : describe(op)}`);
     }
     const ls = listState(op.list);
-    const w = listWords(ls);
+    const w = ls.words;
     const p = ls.at + op.index * OP_WORDS;
     const addr = getBig(w, p + 4);
     const start = (w[p] & OP_HAS_PREV) !== 0 ? addr + getBig(w, p + 10) : addr;

@@ -58,18 +58,13 @@ export type Op<N extends U64 = U64> = MapOp<N> | UnmapOp<N> | RemapOp<N> | Prefe
 export type OpListState = 'pending' | 'applied' | 'dropped' | 'stale';
 
 /** The facade's per-list bookkeeping (private to the facade's modules). */
-/**
- * Where op records are kept, shared by the lists kept there: a slab the
- * facade copies records into, or one the native engine writes them to (see
- * VmContext.applyDeferred).
- */
-export interface Records {
-  readonly words: Uint32Array;
-}
-
 export interface ListState<N extends U64 = U64> {
-  /** holds the op records, OP_WORDS each, from word `at` on */
-  src: Records;
+  /**
+   * holds the op records, OP_WORDS each, from word `at` on: a slab other
+   * lists share, which the facade copied them into or the native engine
+   * wrote them to (see VmContext.applyDeferred)
+   */
+  words: Uint32Array;
   at: number;
   /** number of ops */
   length: number;
@@ -98,21 +93,15 @@ export const LIST_REQ_MAP = 1;
 /** ListState.req of a deferred smUnmapOps list. */
 export const LIST_REQ_UNMAP = 2;
 
-/** The words holding a list's records (from ls.at on). */
-export function listWords(ls: ListState<any>): Uint32Array { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return ls.src.words;
-}
-
 /** The records of ops [from, to) of a list, in engine layout. */
 export function listRecords(ls: ListState<any>, from: number, to: number): Uint32Array { // eslint-disable-line @typescript-eslint/no-explicit-any
-  return listWords(ls).subarray(ls.at + from * OP_WORDS, ls.at + to * OP_WORDS);
+  return ls.words.subarray(ls.at + from * OP_WORDS, ls.at + to * OP_WORDS);
 }
 
 /** The BOs ops [from, to) of a list name (of their mapping or request), null for none. */
 export function listBos(ctx: VmContext<any>, ls: ListState<any>, from: number, to: number): (Bo | null)[] { // eslint-disable-line @typescript-eslint/no-explicit-any
   const out: (Bo | null)[] = new Array(to - from);
-  const w = listWords(ls);
-  for (let i = from; i < to; i++) out[i - from] = ctx.boSince(ls.grave, w[ls.at + i * OP_WORDS + 3]);
+  for (let i = from; i < to; i++) out[i - from] = ctx.boSince(ls.grave, ls.words[ls.at + i * OP_WORDS + 3]);
   return out;
 }
 
@@ -134,7 +123,7 @@ export function listState<N extends U64>(l: OpList<N>): ListState<N> {
 }
 /** The state of a list of `n` records at words[at...] (none yet for a deferred list), made when `grave` was the VM's current one. */
 export function newListState<N extends U64>(
-  src: Records,
+  words: Uint32Array,
   at: number,
   n: number,
   gen: number,
@@ -144,7 +133,7 @@ export function newListState<N extends U64>(
   req: number,
 ): ListState<N> {
   return {
-    src,
+    words,
     at,
     length: n,
     gen,
@@ -554,7 +543,7 @@ class OpIterator<N extends U64> implements IterableIterator<Op<N>> {
 /** An op object for record i of a list: a read-only view of the record. */
 function makeOp<N extends U64>(ctx: VmContext<N>, list: OpList<N>, i: number): Op<N> {
   const ls = listState(list);
-  const w = listWords(ls);
+  const w = ls.words;
   const p = ls.at + i * OP_WORDS;
   const k = w[p] & 0xff;
   const bo = ctx.boSince(ls.grave, w[p + 3]);

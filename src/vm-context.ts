@@ -9,7 +9,7 @@ import { IO, OP_WORDS, OPS_PER_CHUNK, VA_ATTR_KERNEL, Errno, type Engine } from 
 import { GpuVmError, errnoName } from './errors.js';
 import { makeGpuVa, vaHandle, vaSerial, isGpuVa, type GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
-import { LIST_REQ_MAP, mintOpList, newListState, type ListState, type OpList, type OpMapping, type Records } from './ops.js';
+import { LIST_REQ_MAP, mintOpList, newListState, type ListState, type OpList, type OpMapping } from './ops.js';
 import { writeMirror, type PageTable, type PtResolve } from './page-table.js';
 import { getBig, getNum, hex, putU64, toBig, U64_MAX, describe, type U64 } from './u64.js';
 import { boState, isBo, isVmBo, makeVmBo, vmBoHandle, vmBoState, type Bo, type VmBo } from './vm-bo.js';
@@ -58,7 +58,8 @@ export class VmContext<N extends U64 = U64> {
   /** The generation of the VM's list the engine holds pending (made, not all applied nor dropped), else -1. */
   pendingGen = -1;
   readonly #E: Engine;
-  readonly #ring: RecordRing;
+  /** Where the engine writes deferred lists' records; null: it cannot, and lists are not deferred */
+  readonly #ring: RecordRing | null;
   /** Whether this VM's lists may be deferred at all (see deferList). */
   readonly defers: boolean;
   /** The VM's bounds and kernel node as u32 halves (high, low), for checking a request in ARG. */
@@ -75,8 +76,8 @@ export class VmContext<N extends U64 = U64> {
     readonly reserveB: { start: bigint; end: bigint } | null,
   ) {
     this.#E = E;
-    this.#ring = ringOf(E);
-    this.defers = E.setRing !== undefined;
+    this.#ring = E.setRing !== undefined ? ringOf(E) : null;
+    this.defers = this.#ring !== null;
     this.h = h;
     const halves = (v: bigint): number[] => [Number(v >> 32n), Number(v & 0xffff_ffffn)];
     const k = reserveB !== null && reserveB.end > reserveB.start ? reserveB : { start: 0n, end: 0n };
@@ -382,7 +383,7 @@ export class VmContext<N extends U64 = U64> {
   /** Copies the records of the engine's list (n ops) into ls. -> io after */
   #fillList(ls: ListState<N>, n: number, applied: boolean, inData: boolean): Uint32Array {
     const io = this.#copyRecords(n, inData);
-    ls.src = copied;
+    ls.words = copied;
     ls.at = copiedAt;
     ls.length = n;
     ls.state = applied || n === 0 ? 'applied' : 'pending';
@@ -400,13 +401,13 @@ export class VmContext<N extends U64 = U64> {
     if (n === 0 || !inData || len > SLAB_WORDS >>> 2) return this.#copyLong(n, inData, io);
     // the common case, kept small so that it inlines: a short list into the shared slab
     if (slabUsed + len > SLAB_WORDS) {
-      slab = { words: new Uint32Array(SLAB_WORDS) };
+      slab = new Uint32Array(SLAB_WORDS);
       slabUsed = 0;
     }
     copied = slab;
     copiedAt = slabUsed;
     slabUsed += len;
-    slab.words.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), copiedAt);
+    slab.set(n <= VIEWED_OPS ? recordViews(io)[n] : io.subarray(D, D + len), copiedAt);
     return io;
   }
 
@@ -414,11 +415,11 @@ export class VmContext<N extends U64 = U64> {
   #copyLong(n: number, inData: boolean, io: Uint32Array): Uint32Array {
     copiedAt = 0;
     if (n === 0) {
-      copied = NO_RECORDS;
+      copied = NO_WORDS;
       return io;
     }
     if (inData && n <= OPS_PER_CHUNK) {
-      copied = { words: io.slice(D, D + n * OP_WORDS) };
+      copied = io.slice(D, D + n * OP_WORDS);
       return io;
     }
     const E = this.#E;
@@ -429,7 +430,7 @@ export class VmContext<N extends U64 = U64> {
       words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
       from += got;
     }
-    copied = { words };
+    copied = words;
     return E.io();
   }
 
@@ -464,7 +465,7 @@ export class VmContext<N extends U64 = U64> {
     if (!this.#argRangeValid(io)) return null;
     for (let i = 0; i < 8; i++) deferredArgs[i] = io[A + i];
     this.listGen++;
-    const ls = newListState<N>(NO_RECORDS, 0, 0, this.listGen, this.mod, false, this.grave, req);
+    const ls = newListState<N>(NO_WORDS, 0, 0, this.listGen, this.mod, false, this.grave, req);
     deferredCtx = this;
     deferredList = ls;
     return mintOpList<N>(this, ls);
@@ -530,7 +531,7 @@ export class VmContext<N extends U64 = U64> {
     deferredCtx = null;
     deferredList = null;
     const E = this.#E;
-    const ring = this.#ring;
+    const ring = this.#ring as RecordRing; // (deferList defers only where there is one)
     const slab = ring.slab();
     let io = E.io();
     const at = ring.used;
@@ -548,7 +549,7 @@ export class VmContext<N extends U64 = U64> {
     if (slab !== null && n * OP_WORDS <= RING_WORDS - at) {
       // the records are in the slab already
       io = E.io();
-      ls.src = slab;
+      ls.words = slab;
       ls.at = at;
       ls.length = n;
       ls.state = 'applied';
@@ -588,29 +589,25 @@ export function settleDeferred(): void {
  * Where the native engine writes the records of deferred lists it makes and
  * applies (smMapApply / smUnmapApply): a slab of this environment's, handed
  * to the engine once (setRing), that lists written there keep referencing.
- * A full slab is replaced by a new one, so records are never copied. A
- * WASM module cannot write outside its memory: its records come through
- * DATA and are copied into the shared slab like any list's.
+ * A full slab is replaced by a new one, so records are never copied.
  */
 class RecordRing {
   used = 0;
-  #src: Records | null = null;
+  #words: Uint32Array | null = null;
   readonly #E: Engine;
   constructor(E: Engine) {
     this.#E = E;
   }
-  /** The slab with room for one more list's records (a new one when this one is nearly full), or null (no ring). */
-  slab(): Records | null {
+  /** The slab with room for one more list's records (a new one when this one is nearly full), or null (refused). */
+  slab(): Uint32Array | null {
+    const words = this.#words;
+    if (words !== null && this.used <= RING_WORDS - RING_SLACK) return words;
     const E = this.#E;
-    if (E.setRing === undefined) return null;
-    let src = this.#src;
-    if (src === null || this.used > RING_WORDS - RING_SLACK) {
-      const words = new Uint32Array(RING_WORDS);
-      if (E.setRing(words.buffer) !== 0) return null;
-      src = this.#src = { words };
-      this.used = 0;
-    }
-    return src;
+    const next = new Uint32Array(RING_WORDS);
+    if (E.setRing === undefined || E.setRing(next.buffer) !== 0) return null;
+    this.#words = next;
+    this.used = 0;
+    return next;
   }
 }
 /** Words in a record slab (4096 records), and the room a list may need without starting a new one (64 records). */
@@ -648,11 +645,10 @@ const BO_MEMO = 64;
  * is replaced when used up and goes with its last list.
  */
 const SLAB_WORDS = 1 << 16;
-let slab: Records = { words: new Uint32Array(SLAB_WORDS) };
+let slab = new Uint32Array(SLAB_WORDS);
 let slabUsed = 0;
-const NO_RECORDS: Records = { words: NO_WORDS };
 /** Where VmContext's last record copy went (results of #copyRecords, so that it allocates nothing). */
-let copied = NO_RECORDS;
+let copied = NO_WORDS;
 let copiedAt = 0;
 
 /**
