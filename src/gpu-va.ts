@@ -197,7 +197,7 @@ export class GpuVa<N extends U64 = U64> {
   /** The VmBo this mapping is linked to, or null. */
   get vmBo(): VmBo<N> | null {
     const s = this.#require('vmBo');
-    return s.vmBo === 0 ? null : ((this.#ctx.vmBoByHandle.get(s.vmBo) as VmBo<N> | undefined) ?? null);
+    return s.vmBo === 0 ? null : (this.#ctx.vmBoAt[s.vmBo] ?? null);
   }
 
   /** Links the mapping to a VmBo of the same VM and BO (takes a VmBo reference). */

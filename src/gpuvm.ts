@@ -283,12 +283,12 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** External objects mapped in this VM (drm_gpuvm extobj list), in the order they came. */
   get extobjs(): VmBo<N>[] {
-    return [...this.#c.extobjSet];
+    return this.#c.extobjList.toArray();
   }
 
   /** VmBos on the evict list. */
   get evicted(): VmBo<N>[] {
-    return [...this.#c.evictSet];
+    return this.#c.evictList.toArray();
   }
 
   /**
@@ -299,14 +299,15 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   validate(fn: (vmBo: VmBo<N>) => void): void {
     this.#c.alive('validate');
     if (typeof fn !== 'function') throw new TypeError(`validate: fn must be a function, got ${describe(fn)}`);
-    for (const vb of [...this.#c.evictSet]) {
+    const list = this.#c.evictList;
+    for (const vb of list.toArray()) {
       // fn may have put, destroyed or re-evicted anything, even the VM
       if (this.#c.h === 0) return;
-      if (!vmBoState(vb).live || !this.#c.evictSet.has(vb)) continue;
+      if (!vmBoState(vb).live || !list.has(vb)) continue;
       fn(vb);
-      if (!this.#c.evictSet.has(vb)) continue;
+      if (!list.has(vb)) continue;
       vmBoState(vb).evicted = false;
-      this.#c.evictSet.delete(vb);
+      list.delete(vb);
     }
   }
 
@@ -1226,7 +1227,8 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.detachPageTable();
     this.#c.E.vmDestroy(this.#c.h);
     this.#c.h = 0;
-    for (const vb of this.#c.vmBoByHandle.values()) {
+    for (const vb of this.#c.vmBoAt) {
+      if (vb === undefined) continue;
       vmBoState(vb).live = false;
       const bs = boState(vb.bo);
       if (bs.lastVmBo === vb) {
@@ -1235,14 +1237,12 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       }
       if (bs.vmBos.get(this) === vb) bs.vmBos.delete(this);
     }
-    this.#c.vmBoByHandle.clear();
-    this.#c.extobjSet.clear();
-    this.#c.evictSet.clear();
+    this.#c.vmBoAt.length = 0;
+    this.#c.extobjList.clear();
+    this.#c.evictList.clear();
     this.#c.vaCache.length = 0;
     // lists of the VM stay readable: they find its BOs in the grave
-    this.#c.bury(this.#c.boById.values());
-    this.#c.boById.clear();
-    this.#c.looseBos.clear();
+    this.#c.buryAll();
     this.#c.listGen++;
   }
 

@@ -19,6 +19,7 @@ type AnyVmBo = VmBo<any>;
 import type { OpList } from './ops.js';
 import { describe, hex, type U64 } from './u64.js';
 import { vmContext, type VmContext } from './vm-context.js';
+import type { VmBoLink } from './vm-bo-list.js';
 
 let nextBoId = 1;
 
@@ -31,10 +32,51 @@ export interface BoOptions {
   name?: string;
 }
 
+/**
+ * The VmBos of one BO, one per VM, in the order they were registered (the
+ * GEM's gpuva list). Most BOs live in one VM, and a BO whose only mapping is
+ * bound and unbound over and over adds and removes its VmBo every time: in a
+ * long-lived Map that costs a table reallocated in V8's old generation at
+ * each removal (several hundred ns, and old garbage for the collector). So
+ * the oldest entry is held inline and a Map takes only the VMs after it.
+ */
+export class BoVmBos {
+  /** older than every entry of #more; filled only while #more is empty */
+  #first: AnyVmBo | null = null;
+  #more: Map<GpuVm, AnyVmBo> | null = null;
+
+  get(vm: GpuVm): AnyVmBo | undefined {
+    const f = this.#first;
+    if (f !== null && f.vm === vm) return f;
+    return this.#more === null ? undefined : this.#more.get(vm);
+  }
+
+  set(vm: GpuVm, vb: AnyVmBo): void {
+    const f = this.#first;
+    if (f !== null ? f.vm === vm : this.#more === null || this.#more.size === 0) {
+      this.#first = vb;
+      return;
+    }
+    (this.#more ??= new Map()).set(vm, vb);
+  }
+
+  delete(vm: GpuVm): void {
+    const f = this.#first;
+    if (f !== null && f.vm === vm) this.#first = null;
+    else if (this.#more !== null) this.#more.delete(vm);
+  }
+
+  values(): AnyVmBo[] {
+    const out: AnyVmBo[] = this.#first === null ? [] : [this.#first];
+    if (this.#more !== null) for (const vb of this.#more.values()) out.push(vb);
+    return out;
+  }
+}
+
 /** The facade's per-BO bookkeeping. */
 export interface BoState {
   /** VmBos of this BO, one per VM, in creation order (the GEM's gpuva list) */
-  readonly vmBos: Map<GpuVm, AnyVmBo>;
+  readonly vmBos: BoVmBos;
   /** the VM and VmBo of the last bind of this BO (bind's fast path) */
   lastVm: GpuVm | null;
   lastVmBo: AnyVmBo | null;
@@ -47,6 +89,8 @@ export interface VmBoState {
   /** true once in the BO's list (obtain / obtainPrealloc) */
   registered: boolean;
   evicted: boolean;
+  /** its places in the VM's VmBoLists (extobjs, evicted), null when not on one */
+  links: [VmBoLink | null, VmBoLink | null];
 }
 
 let isBoFn: (x: unknown) => boolean;
@@ -95,7 +139,7 @@ export class Bo {
   readonly #name: string;
   /** A slot for the user's own data. */
   data: unknown = undefined;
-  readonly #state: BoState = { vmBos: new Map(), lastVm: null, lastVmBo: null };
+  readonly #state: BoState = { vmBos: new BoVmBos(), lastVm: null, lastVmBo: null };
 
   /** Unique within this copy of the library; the engines know BOs by it. */
   get id(): number {
@@ -147,7 +191,7 @@ export class Bo {
 
   /** The BO's VmBos across all VMs (drm_gem_for_each_gpuvm_bo). */
   get vmBos(): VmBo<any>[] { // eslint-disable-line @typescript-eslint/no-explicit-any
-    return [...this.#state.vmBos.values()];
+    return this.#state.vmBos.values();
   }
 
   /** Whether the BO is an external object for `vm` (drm_gpuvm_is_extobj). */
@@ -188,7 +232,7 @@ export class VmBo<N extends U64 = number> {
   readonly #ctx: VmContext<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps VmBo<N> covariant
   readonly #bo: Bo;
   readonly #h: number;
-  readonly #state: VmBoState = { live: true, registered: false, evicted: false };
+  readonly #state: VmBoState = { live: true, registered: false, evicted: false, links: [null, null] };
 
   static {
     isVmBoFn = (x) => typeof x === 'object' && x !== null && #h in x;
@@ -317,8 +361,8 @@ export class VmBo<N extends U64 = number> {
     ctx.checkVmBo(this, 'VmBo.evict');
     if (typeof on !== 'boolean') throw new TypeError(`evict: expected a boolean, got ${describe(on)}`);
     this.#state.evicted = on;
-    if (on) ctx.evictSet.add(this);
-    else ctx.evictSet.delete(this);
+    if (on) ctx.evictList.add(this);
+    else ctx.evictList.delete(this);
   }
 
   /** JSON: the BO by id, the VM by name, and whether the pair still exists. */

@@ -13,6 +13,7 @@ import { LIST_REQ_MAP, mintOpList, newListState, type ListState, type OpList, ty
 import { writeMirror, type PageTable, type PtResolve } from './page-table.js';
 import { getBig, getNum, hex, putU64, toBig, U64_MAX, describe, type U64 } from './u64.js';
 import { boState, isBo, isVmBo, makeVmBo, vmBoHandle, vmBoState, type Bo, type VmBo } from './vm-bo.js';
+import { LIST_EVICT, LIST_EXTOBJ, VmBoList } from './vm-bo-list.js';
 
 const D = IO.DATA;
 const A = IO.ARG;
@@ -40,9 +41,16 @@ export class VmContext<N extends U64 = U64> {
    * dense, and a lookup here is a large part of a single findFirst.
    */
   readonly vaCache: (GpuVa<N> | undefined)[] = [];
-  /** VmBos of this VM by engine handle */
-  readonly vmBoByHandle = new Map<number, VmBo<N>>();
-  /** BOs the engine may name, by id */
+  /**
+   * VmBos of this VM by engine handle (dense, like vaCache; a Map would be
+   * reallocated in V8's old generation as VmBos come and go).
+   */
+  readonly vmBoAt: (VmBo<N> | undefined)[] = [];
+  /**
+   * BOs the engine may name, by id. A BO the VM stops knowing leaves it
+   * only at the next sweep (see #sweep), so that a BO bound and unbound
+   * over and over does not add and remove its entry every time.
+   */
   readonly boById = new Map<number, Bo>();
   /**
    * Where BOs the VM stopped knowing go, for op lists made before: each list
@@ -52,8 +60,8 @@ export class VmContext<N extends U64 = U64> {
   grave: Grave = { bos: null, later: null };
   /** BOs of mappings inserted without a VmBo: kept until the VM goes */
   readonly looseBos = new Set<number>();
-  readonly extobjSet = new Set<VmBo<N>>();
-  readonly evictSet = new Set<VmBo<N>>();
+  readonly extobjList = new VmBoList<N>(LIST_EXTOBJ);
+  readonly evictList = new VmBoList<N>(LIST_EVICT);
 
   /** The generation of the VM's list the engine holds pending (made, not all applied nor dropped), else -1. */
   pendingGen = -1;
@@ -175,7 +183,7 @@ export class VmContext<N extends U64 = U64> {
       if (n <= 0) return;
       const io = E.io();
       for (let i = 0; i < n; i++) {
-        const vb = this.vmBoByHandle.get(io[D + i]);
+        const vb = this.vmBoAt[io[D + i]];
         if (vb !== undefined) this.forget(vb);
       }
       if (n < IO.DATA_WORDS) return;
@@ -185,19 +193,50 @@ export class VmContext<N extends U64 = U64> {
   /** Drops a destroyed VmBo from every list. */
   forget(vb: VmBo<N>): void {
     const st = vmBoState(vb);
+    if (!st.live) return;
     const bs = boState(vb.bo);
     st.live = false;
     if (bs.lastVmBo === vb) {
       bs.lastVm = null;
       bs.lastVmBo = null;
     }
-    this.vmBoByHandle.delete(vmBoHandle(vb));
+    const h = vmBoHandle(vb);
+    if (this.vmBoAt[h] === vb) this.vmBoAt[h] = undefined;
     if (st.registered && bs.vmBos.get(this.vm) === vb) bs.vmBos.delete(this.vm);
-    this.extobjSet.delete(vb);
-    this.evictSet.delete(vb);
+    this.extobjList.delete(vb);
+    this.evictList.delete(vb);
     st.evicted = false;
-    const id = vb.bo.id;
-    if (!this.looseBos.has(id) && bs.vmBos.get(this.vm) === undefined && this.boById.delete(id)) this.bury([vb.bo]);
+    this.#vmBoCount--;
+    if (this.boById.size > 2 * (this.#vmBoCount + this.looseBos.size) + SWEEP_SLACK) this.#sweep();
+  }
+
+  /** Live VmBos of this VM (at least the BOs it knows through them). */
+  #vmBoCount = 0;
+
+  /**
+   * Moves the BOs the VM no longer knows (no live VmBo names them, no
+   * mapping without a VmBo has them) out of boById, into one grave. The VM
+   * lets boById hold up to about twice the BOs it knows before it does this,
+   * so that BOs coming and going change the map in batches, and BOs mapped
+   * again soon never leave it.
+   */
+  #sweep(): void {
+    const known = new Set<number>();
+    for (const vb of this.vmBoAt) if (vb !== undefined) known.add(vb.bo.id);
+    const gone: Bo[] = [];
+    for (const [id, bo] of this.boById) {
+      if (!known.has(id) && !this.looseBos.has(id)) gone.push(bo);
+    }
+    for (const bo of gone) this.boById.delete(bo.id);
+    if (gone.length !== 0) this.bury(gone);
+  }
+
+  /** The VM went: everything it knew goes into the grave (lists of it stay readable). */
+  buryAll(): void {
+    this.bury(this.boById.values());
+    this.boById.clear();
+    this.#vmBoCount = 0;
+    this.looseBos.clear();
   }
 
   /**
@@ -226,7 +265,8 @@ export class VmContext<N extends U64 = U64> {
     const h = this.E.vmboCreate(this.h, bo.id);
     if (h <= 0) throw this.fail(h < 0 ? h : -Errno.ENOMEM, 'VmBo.create');
     const vb = makeVmBo<N>(this, bo, h);
-    this.vmBoByHandle.set(h, vb);
+    this.vmBoAt[h] = vb;
+    this.#vmBoCount++;
     this.boById.set(bo.id, bo);
     if (register) this.register(vb);
     return vb;
@@ -235,7 +275,7 @@ export class VmContext<N extends U64 = U64> {
   register(vb: VmBo<N>): void {
     vmBoState(vb).registered = true;
     boState(vb.bo).vmBos.set(this.vm, vb);
-    if (vb.bo.external(this.vm)) this.extobjSet.add(vb);
+    if (vb.bo.external(this.vm)) this.extobjList.add(vb);
   }
 
   checkVmBo(vb: unknown, what: string): VmBo<N> {
@@ -637,6 +677,8 @@ export interface Grave {
 }
 
 const NO_WORDS = new Uint32Array(0);
+/** BOs boById may hold beyond twice those the VM knows before VmContext sweeps it. */
+const SWEEP_SLACK = 64;
 /** Entries of VmContext.boSince's memo (a power of two; at most this many Bos stay referenced by it). */
 const BO_MEMO = 64;
 /**
