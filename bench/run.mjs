@@ -93,7 +93,7 @@ for (const f of readdirSync(suiteDir).filter((f) => f.endsWith('.mjs')).sort()) 
   suites.push(s);
 }
 // A stable, readable order: the headline first.
-const ORDER = ['kernel-stream', 'bind', 'findFirst', 'memory'];
+const ORDER = ['kernel-stream', 'bind', 'findFirst', 'bo-churn', 'memory'];
 suites.sort((a, b) => {
   const ia = ORDER.indexOf(a.name), ib = ORDER.indexOf(b.name);
   return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.name.localeCompare(b.name);

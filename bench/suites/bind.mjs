@@ -46,6 +46,7 @@ export default {
             // the collector, not the binds, would dominate the timing. Time a
             // twin built the same way that never handed any out.
             c.destroy(vm);
+            gc(); // those objects are garbage now: collect them before timing, not during
             vm = c.make();
             c.fill(vm, order);
             st.c = 0;
