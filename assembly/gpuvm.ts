@@ -10,7 +10,7 @@ import {
   EINVAL, EEXIST, EPERM, EBUSY, ENOMEM,
   io, ioGet, ioSet, ioGet64, ioSet64,
   IO_ARG, IO_OUT, IO_DATA, IO_DATA_WORDS,
-  OUT_ZOMBIES, OUT_SERIAL, OUT_CREATED, OUT_FAIL_INDEX, OUT_INFO,
+  OUT_ZOMBIES, OUT_SERIAL, OUT_CREATED, OUT_FAIL_INDEX, OUT_MADE_VMBO, OUT_INFO, VMBO_MAKE,
   OPS_PER_CHUNK, OP_MAP, OP_REMAP, OP_UNMAP, OP_PREFETCH, OP_KEEP, OP_HAS_PREV, OP_HAS_NEXT,
   VA_WORDS, VAS_PER_CHUNK, VA_ATTR_KERNEL, VA_ATTR_INSERTED,
   TX_WORDS, TX_PER_CHUNK, TX_MAP, TX_UNMAP, TX_PREFETCH, TX_UNMAP_ALL, TX_INJECT_ERROR,
@@ -1552,17 +1552,50 @@ function checkMapRequest(vmh: u32, vm: GpuVm, m: MapRequest): i32 {
   return 0;
 }
 
-/** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7) -> op count (first chunk at DATA) */
+/**
+ * A map request (bind, smMapOps) whose VmBo word is VMBO_MAKE has the engine
+ * make the VmBo of its BO (the caller knows the VM has none): made before the
+ * request runs, its creation reference dropped after it, exactly as
+ * vmboCreate, the call and vmboPut would do, in one crossing. It stays when
+ * the request linked a mapping to it or left a pending list that maps to it,
+ * else it goes at once. OUT_MADE_VMBO gets its handle, 0 when it went (or
+ * none was asked for).
+ */
+function makeRequestVmBo(vmh: u32, m: MapRequest): i32 {
+  ioSet(OUT_MADE_VMBO, 0);
+  if (m.vmbo != VMBO_MAKE) return 0;
+  const h = vmboCreate(vmh, m.bo);
+  if (h < 0) return h;
+  ioSet(OUT_MADE_VMBO, <u32>h);
+  m.vmbo = <u32>h;
+  return 0;
+}
+
+function dropMadeVmBo(vm: GpuVm, vmbo: u32): void {
+  const b = vmboAt(vmbo);
+  if (--b.refs != 0) return;
+  gpuVmBoRelease(vm, vmbo);
+  ioSet(OUT_MADE_VMBO, 0);
+}
+
+/** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7, or VMBO_MAKE) -> op count (first chunk at DATA) */
 export function smMapOps(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const m = readMapArgs();
-  const err = checkMapRequest(vmh, vm, m);
-  if (err != 0) return err;
-  genOps.clear();
-  if (!smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps)) return -ENOMEM;
-  const n = listPublish(vm, m.vmbo);
-  if (n > 0) listRequest(vm, LIST_REQ_MAP, m.addr, m.range, m.bo, m.offset);
+  const made = makeRequestVmBo(vmh, m);
+  if (made < 0) return made;
+  let n = checkMapRequest(vmh, vm, m);
+  if (n == 0) {
+    genOps.clear();
+    if (!smMapGenerate(vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps)) {
+      n = -ENOMEM;
+    } else {
+      n = listPublish(vm, m.vmbo);
+      if (n > 0) listRequest(vm, LIST_REQ_MAP, m.addr, m.range, m.bo, m.offset);
+    }
+  }
+  if (ioGet(OUT_MADE_VMBO) != 0) dropMadeVmBo(vm, m.vmbo);
   return n;
 }
 
@@ -1685,7 +1718,11 @@ function unbindStep(vmh: u32, vm: GpuVm, addr: u64, range: u64): i32 {
 export function bind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
-  const n = bindStep(vmh, vm, readMapArgs());
+  const m = readMapArgs();
+  const made = makeRequestVmBo(vmh, m);
+  if (made < 0) return made;
+  const n = bindStep(vmh, vm, m);
+  if (ioGet(OUT_MADE_VMBO) != 0) dropMadeVmBo(vm, m.vmbo);
   writeZombies(vm);
   return n;
 }

@@ -25,7 +25,11 @@ export const OUT_ZOMBIES: u32 = 32;
 export const OUT_SERIAL: u32 = 33;
 export const OUT_CREATED: u32 = 34;
 export const OUT_FAIL_INDEX: u32 = 38;
+export const OUT_MADE_VMBO: u32 = 39;
 export const OUT_INFO: u32 = 40;
+
+/** A map request's VmBo word asking the engine to make the VmBo (see makeRequestVmBo). */
+export const VMBO_MAKE: u32 = 0xffffffff;
 
 // ---- op records (16 words) ----
 export const OP_WORDS: u32 = 16;

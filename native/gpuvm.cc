@@ -1225,16 +1225,46 @@ i32 Engine::CheckMapRequest(u32 vmh, const GpuVm& vm, const MapRequest& m) {
   return 0;
 }
 
+// A map request (bind, smMapOps) whose VmBo word is VMBO_MAKE has the engine
+// make the VmBo of its BO (the caller knows the VM has none): made before the
+// request runs, its creation reference dropped after it, exactly as
+// vmboCreate, the call and vmboPut would do, in one crossing. It stays when
+// the request linked a mapping to it or left a pending list that maps to it,
+// else it goes at once. OUT_MADE_VMBO gets its handle, 0 when it went (or
+// none was asked for).
+i32 Engine::MakeRequestVmBo(u32 vmh, MapRequest* m) {
+  io[IO_OUT_MADE_VMBO] = 0;
+  if (m->vmbo != VMBO_MAKE) return 0;
+  const i32 h = VmBoCreate(vmh, m->bo);
+  if (h < 0) return h;
+  io[IO_OUT_MADE_VMBO] = static_cast<u32>(h);
+  m->vmbo = static_cast<u32>(h);
+  return 0;
+}
+
+void Engine::DropMadeVmBo(GpuVm& vm, u32 vmbo) {
+  if (--vmbos_[vmbo].refs != 0) return;
+  GpuVmBoRelease(vm, vmbo);
+  io[IO_OUT_MADE_VMBO] = 0;
+}
+
 i32 Engine::SmMapOps(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
-  const MapRequest m = ReadMapArgs();
-  const i32 err = CheckMapRequest(vmh, *vm, m);
-  if (err != 0) return err;
-  genOps_.Clear();
-  if (!SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps_)) return -kENOMEM;
-  const i32 n = ListPublish(*vm, m.vmbo);
-  if (n > 0) ListRequest(vm->list, LIST_REQ_MAP, m.addr, m.range, m.bo, m.offset);
+  MapRequest m = ReadMapArgs();
+  const i32 made = MakeRequestVmBo(vmh, &m);
+  if (made < 0) return made;
+  i32 n = CheckMapRequest(vmh, *vm, m);
+  if (n == 0) {
+    genOps_.Clear();
+    if (!SmMapGenerate(*vm, m.addr, m.range, m.bo, m.offset, m.vmbo, genOps_)) {
+      n = -kENOMEM;
+    } else {
+      n = ListPublish(*vm, m.vmbo);
+      if (n > 0) ListRequest(vm->list, LIST_REQ_MAP, m.addr, m.range, m.bo, m.offset);
+    }
+  }
+  if (io[IO_OUT_MADE_VMBO] != 0) DropMadeVmBo(*vm, m.vmbo);
   return n;
 }
 
@@ -1340,7 +1370,11 @@ i32 Engine::UnbindStep(u32 vmh, GpuVm& vm, u64 addr, u64 range) {
 i32 Engine::Bind(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
-  const i32 n = BindStep(vmh, *vm, ReadMapArgs());
+  MapRequest m = ReadMapArgs();
+  const i32 made = MakeRequestVmBo(vmh, &m);
+  if (made < 0) return made;
+  const i32 n = BindStep(vmh, *vm, m);
+  if (io[IO_OUT_MADE_VMBO] != 0) DropMadeVmBo(*vm, m.vmbo);
   WriteZombies(*vm);
   return n;
 }

@@ -238,6 +238,8 @@ class Engine {
   // One bind record of submit; sets *stop (and runs nothing) when its VmBo
   // is not live.
   i32 SubmitBind(u32 vmh, GpuVm& vm, const u32* q, bool* stop);
+  i32 MakeRequestVmBo(u32 vmh, MapRequest* m);
+  void DropMadeVmBo(GpuVm& vm, u32 vmbo);
 
   // ---- mapping records and VmBo lists ----
   GPUVM_INLINE u32 GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags);

@@ -34,7 +34,12 @@ constexpr u32 IO_OUT_ZOMBIES = 32;
 constexpr u32 IO_OUT_SERIAL = 33;
 constexpr u32 IO_OUT_CREATED = 34;
 constexpr u32 IO_OUT_FAIL_INDEX = 38;
+constexpr u32 IO_OUT_MADE_VMBO = 39;
 constexpr u32 IO_OUT_INFO = 40;
+
+// A map request's VmBo word asking the engine to make the VmBo (see
+// Engine::MakeRequestVmBo).
+constexpr u32 VMBO_MAKE = 0xffffffffu;
 
 // Op records (16 words each).
 constexpr u32 OP_WORDS = 16;

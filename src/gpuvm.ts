@@ -21,6 +21,7 @@ import {
   VAS_PER_CHUNK,
   Errno,
   SubmitKind,
+  VMBO_MAKE,
 } from './backend/engine.js';
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
@@ -690,10 +691,10 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
    */
   bind(addr: U64, range: U64, bo: Bo | null = null, offset: U64 = 0): number {
     if (this.#c.mirror !== null) return this.#applyMirrored(this.#makeMapList('bind', addr, range, bo, offset));
-    const temp = this.#putMapArgs('bind', addr, range, bo, offset);
+    const make = this.#putMapArgs('bind', addr, range, bo, offset);
     const E = this.#c.E;
     const r = E.bind(this.#c.h);
-    if (temp !== null) this.#c.releaseTemp(temp);
+    if (make !== null) this.#c.adoptMadeVmBo(make, E.io());
     if (r < 0) throw this.#c.fail(r, 'bind', addr, range);
     this.#c.listGen++;
     this.#c.changed(E.io());
@@ -702,41 +703,43 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /**
    * Writes a map request to ARG (every argument is a plain value here, so
-   * checking while writing runs no user code in between). Returns the
-   * temporary VmBo made for a BO new to this VM (the caller drops its
-   * reference after the engine call), else null. The names label errors.
+   * checking while writing runs no user code in between). For a BO new to
+   * this VM the request asks the engine to make its VmBo (VMBO_MAKE), and
+   * this returns the BO: the caller adopts the VmBo after the engine call
+   * (VmContext.adoptMadeVmBo). Else null. The names label errors.
    */
-  #putMapArgs(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): VmBo<N> | null {
+  #putMapArgs(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): Bo | null {
     const E = this.#c.E;
     const big = this.#big;
     const names = MAP_ARG_NAMES[what];
-    let io = E.io();
+    const io = E.io();
     putU64(io, A + 0, addr, names[0], big);
     putU64(io, A + 2, range, names[1], big);
     putU64(io, A + 4, offset, names[2], big);
     // number mode: every piece a split can make must report its offset exactly
     if (!big && io[A + 3] + io[A + 5] >= 0x1f_ffff) this.#checkMapping(what, addr, range, offset);
     let vmbo = 0;
-    let temp: VmBo<N> | null = null;
+    let make: Bo | null = null;
     if (bo !== null) {
       if (!isBo(bo)) throw new TypeError(`${what}: bo must be a Bo or null, got ${describe(bo)}`);
       // most requests name the BO the previous request of that BO in this VM named
       const bs = boState(bo);
-      let vb = bs.lastVm === this ? (bs.lastVmBo as VmBo<N>) : (bs.vmBos.get(this) as VmBo<N> | undefined);
+      const vb = bs.lastVm === this ? (bs.lastVmBo as VmBo<N>) : (bs.vmBos.get(this) as VmBo<N> | undefined);
       if (vb === undefined) {
         this.#c.alive(what);
-        vb = temp = this.#c.createVmBo(bo, true);
-        io = E.io(); // a WASM memory that grew has a new buffer; vmboCreate leaves ARG alone
+        make = bo;
+        vmbo = VMBO_MAKE;
+      } else {
+        bs.lastVm = this;
+        bs.lastVmBo = vb;
+        vmbo = vmBoHandle(vb);
       }
-      bs.lastVm = this;
-      bs.lastVmBo = vb;
-      vmbo = vmBoHandle(vb);
       io[A + 6] = bo.id;
     } else {
       io[A + 6] = 0;
     }
     io[A + 7] = vmbo;
-    return temp;
+    return make;
   }
 
   /** Unmaps [addr, addr+range) with split/merge and applies (sm_unmap + apply). Unmapping nothing is success. */
@@ -816,14 +819,17 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** The list of a map request whose arguments were read: writes and checks them, generates the list. */
   #makeMapList(what: MapCall, addr: U64, range: U64, bo: Bo | null, offset: U64): OpList<N> {
     const c = this.#c;
-    const temp = this.#putMapArgs(what, addr, range, bo, offset);
-    if (temp === null && what === 'smMapOps' && c.defers) {
+    const make = this.#putMapArgs(what, addr, range, bo, offset);
+    // (a list whose VmBo the engine is to make is made now: until then the
+    // facade could not find that VmBo)
+    if (make === null && what === 'smMapOps' && c.defers) {
       const deferred = c.deferList(LIST_REQ_MAP);
       if (deferred !== null) return deferred;
     }
-    const n = c.E.smMapOps(c.h);
+    const E = c.E;
+    const n = E.smMapOps(c.h);
     // the pending list holds its own reference to the VmBo it maps to
-    if (temp !== null) c.releaseTemp(temp);
+    if (make !== null) c.adoptMadeVmBo(make, E.io());
     if (n < 0) throw c.fail(n, what, addr, range);
     return c.takeList(n, false);
   }

@@ -264,11 +264,23 @@ export class VmContext<N extends U64 = U64> {
     this.alive('VmBo.create');
     const h = this.E.vmboCreate(this.h, bo.id);
     if (h <= 0) throw this.fail(h < 0 ? h : -Errno.ENOMEM, 'VmBo.create');
+    const vb = this.#adopt(bo, h);
+    if (register) this.register(vb);
+    return vb;
+  }
+
+  /** The VmBo the engine made for a map request (VMBO_MAKE), registered, if it stayed (see OUT_MADE_VMBO). */
+  adoptMadeVmBo(bo: Bo, io: Uint32Array): void {
+    const h = io[IO.OUT_MADE_VMBO];
+    if (h !== 0) this.register(this.#adopt(bo, h));
+  }
+
+  /** The object of engine VmBo h of bo. */
+  #adopt(bo: Bo, h: number): VmBo<N> {
     const vb = makeVmBo<N>(this, bo, h);
     this.vmBoAt[h] = vb;
     this.#vmBoCount++;
     this.boById.set(bo.id, bo);
-    if (register) this.register(vb);
     return vb;
   }
 

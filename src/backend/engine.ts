@@ -58,9 +58,20 @@ export const IO = {
   OUT_CREATED: 34,
   /** OUT word: index of the failing entry of a failed txRun */
   OUT_FAIL_INDEX: 38,
+  /** OUT word: the VmBo a bind / smMapOps with VMBO_MAKE made and kept, else 0 */
+  OUT_MADE_VMBO: 39,
   /** OUT words: vmboInfo results (refcount, mapping count, boId), vmStats results (tree nodes, bytes), memStats results (u64 used, u64 limit) */
   OUT_INFO: 40,
 } as const;
+
+/**
+ * A map request's VmBo word (A7 of bind / smMapOps) asking the engine to make
+ * the VmBo of the request's BO (the VM has none): made before the request
+ * runs, its creation reference dropped after it, as vmboCreate, the call and
+ * vmboPut would do. It stays (handle at OUT_MADE_VMBO) when the request linked
+ * a mapping to it or left a pending list mapping to it; else it is gone.
+ */
+export const VMBO_MAKE = 0xffff_ffff;
 
 /** Op record: 16 words. */
 export const OP_WORDS = 16;
@@ -178,7 +189,7 @@ export interface GpuVmEngine {
   /** addr(A0) last(A2): up to `max` VA records of mappings overlapping [addr, last], ascending, at DATA. -> count */
   iterate(vm: number, max: number): number;
 
-  /** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7) -> op count (first chunk at DATA), or -EINVAL/-EBUSY */
+  /** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7, or VMBO_MAKE) -> op count (first chunk at DATA), or -EINVAL/-EBUSY */
   smMapOps(vm: number): number;
   /** addr(A0) range(A2) -> op count, or -EINVAL/-EBUSY */
   smUnmapOps(vm: number): number;
