@@ -1411,26 +1411,58 @@ i32 Engine::SmUnmapApply(u32 vmh) {
 // ---------------------------------------------------------------------------
 // Batched submission: many fused calls in one crossing, each on its own (a
 // failing request changes nothing and the next one still runs). A bind names
-// its VmBo only (the BO is the VmBo's). VmBos are the facade's to create, so
-// a bind whose VmBo is not live (never made, or gone since the caller wrote
-// the record) stops the batch before it: the caller makes one and goes on
-// from there, exactly where a sequence of bind calls would have made it.
-// SUBMIT_PUT drops the reference the caller took when it made the VmBo for
-// this request, right after it, as bind's caller does; at 0 the VmBo goes at
-// once. -ENOMEM also stops the batch: what follows was written against a VM
-// that could not grow, and the caller decides.
+// its VmBo only (the BO is the VmBo's). A bind whose VmBo is not live (never
+// made, or gone since the caller wrote the record) stops the batch before it:
+// the caller makes one and goes on from there, exactly where a sequence of
+// bind calls would have made it. SUBMIT_PUT drops the reference the caller
+// took when it made the VmBo for this request, right after it, as bind's
+// caller does; at 0 the VmBo goes at once. A bind of a BO the VM has no VmBo
+// for need not stop: SUBMIT_MAKE (word 1 the BO id) makes the VmBo as a bind
+// with VMBO_MAKE does and leaves its handle in word 1 (0 when it went), and
+// the same BO's later binds in the chunk name that record with SUBMIT_SAME
+// (word 1 its index: the bind uses the VmBo in that record's word 1, and
+// stops when there is none). -ENOMEM also stops the batch: what follows was written
+// against a VM that could not grow, and the caller decides.
 
-i32 Engine::SubmitBind(u32 vmh, GpuVm& vm, const u32* q, bool* stop) {
+i32 Engine::SubmitBind(u32 vmh, GpuVm& vm, u32* q, u32 at, bool* stop) {
   const u32 w0 = q[0];
+  if ((w0 & SUBMIT_MAKE) != 0) {
+    if ((w0 & ~(0xffu | SUBMIT_MAKE)) != 0) return -kEINVAL;
+    MapRequest m;
+    m.vmbo = VMBO_MAKE;
+    m.bo = q[1];
+    const i32 made = MakeRequestVmBo(vmh, &m);
+    if (made < 0) {
+      q[1] = 0;
+      return made;
+    }
+    m.addr = Read64(q, 2);
+    m.range = Read64(q, 4);
+    m.offset = Read64(q, 6);
+    const i32 r = BindStep(vmh, vm, m);
+    DropMadeVmBo(vm, m.vmbo);
+    q[1] = io[IO_OUT_MADE_VMBO];
+    return r;
+  }
   MapRequest m;
   m.vmbo = q[1];
+  if ((w0 & SUBMIT_SAME) != 0) {
+    // an earlier record of this chunk: its word 1 holds the VmBo (a
+    // SUBMIT_MAKE record leaves the one it made there)
+    if (m.vmbo >= at) return -kEINVAL;
+    m.vmbo = io[IO_DATA + m.vmbo * SUBMIT_WORDS + 1];
+    if (m.vmbo == 0) {
+      *stop = true;
+      return 0;
+    }
+  }
   GpuVmBo* b = GetVmBo(vmh, m.vmbo);
   if (m.vmbo != 0 && (b == nullptr || b->state != VMBO_LIVE)) {
     *stop = true;
     return 0;
   }
   const bool put = (w0 & SUBMIT_PUT) != 0;
-  if ((w0 & ~(0xffu | SUBMIT_PUT)) != 0) return -kEINVAL;
+  if ((w0 & ~(0xffu | SUBMIT_PUT | SUBMIT_SAME)) != 0 || (put && (w0 & SUBMIT_SAME) != 0)) return -kEINVAL;
   // The reference to drop must be one the caller holds (as vmboPut checks).
   if (put && (b == nullptr || b->refs <= b->count + (vm.list.vmbo == m.vmbo ? 1u : 0u))) return -kEINVAL;
   m.bo = b != nullptr ? b->bo : 0;
@@ -1452,7 +1484,7 @@ i32 Engine::Submit(u32 vmh, u32 n) {
     i32 r;
     if ((q[0] & 0xff) == SUBMIT_BIND) {
       bool stop = false;
-      r = SubmitBind(vmh, vm, q, &stop);
+      r = SubmitBind(vmh, vm, q, done, &stop);
       if (stop) break;
     } else if (q[0] == SUBMIT_UNBIND) {
       r = UnbindStep(vmh, vm, Read64(q, 2), Read64(q, 4));

@@ -19,6 +19,8 @@ constexpr u32 SUBMIT_PER_CHUNK = IO_DATA_WORDS / SUBMIT_WORDS;
 constexpr u32 SUBMIT_BIND = 1;
 constexpr u32 SUBMIT_UNBIND = 2;
 constexpr u32 SUBMIT_PUT = 1u << 8;  // bind: drop a caller's VmBo reference after it
+constexpr u32 SUBMIT_MAKE = 1u << 9;  // bind: word 1 is a BO id; make its VmBo (see Submit)
+constexpr u32 SUBMIT_SAME = 1u << 10;  // bind: word 1 is the index of the SUBMIT_MAKE record whose VmBo to use
 
 // Mapping state bits.
 constexpr u32 VA_KERNEL = 1;    // the kernel-reserved node
@@ -237,7 +239,7 @@ class Engine {
   i32 UnbindStep(u32 vmh, GpuVm& vm, u64 addr, u64 range);
   // One bind record of submit; sets *stop (and runs nothing) when its VmBo
   // is not live.
-  i32 SubmitBind(u32 vmh, GpuVm& vm, const u32* q, bool* stop);
+  i32 SubmitBind(u32 vmh, GpuVm& vm, u32* q, u32 at, bool* stop);
   i32 MakeRequestVmBo(u32 vmh, MapRequest* m);
   void DropMadeVmBo(GpuVm& vm, u32 vmbo);
 

@@ -6,7 +6,7 @@
  * the same bind/unbind call would, and its op count or -errno lands in
  * `results`. See docs/submit.md.
  */
-import { Errno, IO, SUBMIT_PER_CHUNK, SUBMIT_PUT, SUBMIT_WORDS, SubmitKind, type ErrnoName } from './backend/engine.js';
+import { Errno, IO, SUBMIT_MAKE, SUBMIT_PER_CHUNK, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, type ErrnoName } from './backend/engine.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { readBigint } from './options.js';
 import { describe, TWO32, U64_MAX, type U64 } from './u64.js';
@@ -312,14 +312,23 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
   // Read again after every reap: a reaped VmBo's handle may name another
   // BO's VmBo once one is created.
   const handles = new Uint32Array(used.length);
+  // BO table entries without a VmBo: their binds ask the engine to make it
+  // (the first one in a chunk SUBMIT_MAKE, the later ones SUBMIT_SAME)
+  let missing = 0;
   const refresh = (): void => {
+    missing = 0;
     for (let j = 0; j < used.length; j++) {
       if (used[j] === 0) continue;
       const vb = boState(table[j] as Bo).vmBos.get(c.vm);
       handles[j] = vb === undefined ? NO_VMBO : vmBoHandle(vb);
+      if (vb === undefined) missing++;
     }
   };
   refresh();
+  /** per BO table entry, the record of this chunk that makes its VmBo, else -1 */
+  const makeAt = new Int32Array(used.length);
+  /** the records of this chunk that make a VmBo, and their BO table entries */
+  const makes: number[] = [];
   const { bo, results } = reqs;
   const words = wordsOf(reqs);
   let ran = 0;
@@ -338,6 +347,8 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
       writeNumbers(io, reqs, handles, ran, m);
     }
     if (putAt === ran) io[D] |= SUBMIT_PUT;
+    makes.length = 0;
+    if (missing !== 0) markMakes(io, reqs, table, handles, makeAt, makes, ran, m);
     const got = E.submit(c.h, m);
     if (got < 0 || got > m) throw new GpuVmError('EIO', `submit: the engine returned ${got} for ${m} requests`);
     const out = E.io();
@@ -347,6 +358,15 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
       if (r >= 0) changed = true;
     }
     let forgot = false;
+    // the VmBos the engine made and kept, in the order they came (before the
+    // reap below, which lets go of any that went again within the chunk)
+    // (a bind that ran keeps its VmBo exactly when it succeeded)
+    for (let x = 0; x < makes.length && makes[x] < got; x++) {
+      const j = makes[x];
+      if (results[ran + j] < 0) continue;
+      c.adoptVmBo(table[bo[ran + j]] as Bo, out[D + j * SUBMIT_WORDS + 1]);
+      forgot = true;
+    }
     if (temp !== null && got > 0) {
       // a failed request dropped the VmBo's last reference: it is gone, as after a failed bind
       if (results[putAt] < 0) {
@@ -393,6 +413,41 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
     c.mod++;
   }
   return ran;
+}
+
+/**
+ * The binds of chunk [from, from + m) whose BO has no VmBo yet (handle
+ * NO_VMBO): the first of each BO makes it (SUBMIT_MAKE, word 1 the BO id),
+ * the others name that record (SUBMIT_SAME). Their indexes go to `makes`.
+ */
+function markMakes(
+  io: Uint32Array,
+  reqs: BindRequestsImpl<U64>,
+  table: readonly (Bo | null)[],
+  handles: Uint32Array,
+  makeAt: Int32Array,
+  makes: number[],
+  from: number,
+  m: number,
+): void {
+  const { kind, bo } = reqs;
+  makeAt.fill(-1);
+  for (let j = 0, i = from; j < m; j++, i++) {
+    if (kind[i] !== BIND) continue;
+    const b = bo[i];
+    if (b < 0 || handles[b] !== NO_VMBO) continue;
+    const p = D + j * SUBMIT_WORDS;
+    const at = makeAt[b];
+    if (at < 0) {
+      makeAt[b] = j;
+      makes.push(j);
+      io[p] |= SUBMIT_MAKE;
+      io[p + 1] = (table[b] as Bo).id;
+    } else {
+      io[p] |= SUBMIT_SAME;
+      io[p + 1] = at;
+    }
+  }
 }
 
 /** Number mode: doubles below 2^53 split into u32 halves. */

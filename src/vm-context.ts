@@ -272,7 +272,12 @@ export class VmContext<N extends U64 = U64> {
   /** The VmBo the engine made for a map request (VMBO_MAKE), registered, if it stayed (see OUT_MADE_VMBO). */
   adoptMadeVmBo(bo: Bo, io: Uint32Array): void {
     const h = io[IO.OUT_MADE_VMBO];
-    if (h !== 0) this.register(this.#adopt(bo, h));
+    if (h !== 0) this.adoptVmBo(bo, h);
+  }
+
+  /** Engine VmBo h of bo, which the engine made for a request (VMBO_MAKE, SUBMIT_MAKE): its object, registered. */
+  adoptVmBo(bo: Bo, h: number): void {
+    this.register(this.#adopt(bo, h));
   }
 
   /** The object of engine VmBo h of bo. */

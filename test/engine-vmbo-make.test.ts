@@ -6,7 +6,7 @@
  * the request fails, as vmboCreate, the call and vmboPut would.
  */
 import { describe, expect, it } from 'vitest';
-import { Errno, IO, VA_WORDS, VMBO_MAKE, type Engine } from '../src/backend/engine.js';
+import { Errno, IO, SUBMIT_MAKE, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, VA_WORDS, VMBO_MAKE, type Engine } from '../src/backend/engine.js';
 import { loadEngine } from '../src/backend/loader.js';
 import { backends } from './support/engines.js';
 
@@ -150,6 +150,49 @@ describe.each(backends)('map requests that make their VmBo on %s', (backend) => 
       expect(E.io()[IO.OUT_MADE_VMBO]).toBe(0);
       expect(nextVmBoHandle(E, vm)).toBe(next);
     }
+    E.vmDestroy(vm);
+  });
+
+  it('submit: SUBMIT_MAKE makes the VmBo of a bind, SUBMIT_SAME binds use it, and stop once it is gone', () => {
+    const E = loadEngine(backend);
+    const vm = vmCreate(E);
+    const rec = (i: number, w0: number, w1: number, page: number, pages: number): void => {
+      const io = E.io();
+      const p = D + i * SUBMIT_WORDS;
+      io[p] = w0;
+      io[p + 1] = w1;
+      put64(io, p + 2, page * PAGE);
+      put64(io, p + 4, pages * PAGE);
+      put64(io, p + 6, 0);
+    };
+    const B = SubmitKind.BIND;
+    rec(0, B | SUBMIT_MAKE, BO, 0, 2);
+    rec(1, B | SUBMIT_SAME, 0, 4, 2);
+    rec(2, B | SUBMIT_SAME, 2, 8, 2); // names itself: not an earlier record
+    rec(3, B | SUBMIT_MAKE | SUBMIT_PUT, BO + 1, 12, 2); // MAKE takes no other flag
+    rec(4, B | SUBMIT_MAKE, 0, 12, 2); // no BO
+    rec(5, SubmitKind.UNBIND, 0, 0, 8); // both of BO's mappings go: its VmBo is a zombie
+    rec(6, B | SUBMIT_SAME, 0, 20, 2); // stops here
+    rec(7, B, 0, 24, 2);
+    expect(E.submit(vm, 8)).toBe(6);
+    const io = E.io();
+    const h = io[D + 1];
+    expect(h).toBeGreaterThan(0);
+    expect([0, 1, 2, 3, 4, 5].map((i) => io[D + i * SUBMIT_WORDS] | 0)).toEqual([1, 1, -Errno.EINVAL, -Errno.EINVAL, -Errno.EINVAL, 2]);
+    expect(io[D + 4 * SUBMIT_WORDS + 1]).toBe(0);
+    expect(io[D + 6 * SUBMIT_WORDS]).toBe(B | SUBMIT_SAME); // not run
+    expect(io[IO.OUT_ZOMBIES]).toBe(1);
+    expect(E.vmboReap(vm)).toBe(1);
+    expect(E.io()[D]).toBe(h);
+    // a make whose bind fails leaves no VmBo, and a SAME naming it stops
+    const next = nextVmBoHandle(E, vm);
+    rec(0, B | SUBMIT_MAKE, BO, PAGES - 1, 2); // outside the VM
+    rec(1, B | SUBMIT_SAME, 0, 0, 2);
+    expect(E.submit(vm, 2)).toBe(1);
+    expect(E.io()[D] | 0).toBe(-Errno.EINVAL);
+    expect(E.io()[D + 1]).toBe(0);
+    expect(nextVmBoHandle(E, vm)).toBe(next);
+    expect(linkedTo(E, vm)).toEqual([]);
     E.vmDestroy(vm);
   });
 });

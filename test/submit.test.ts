@@ -183,6 +183,31 @@ for (const backend of backends) {
       });
     }
 
+    it('thousands of BOs new to the VM in one batch: each VmBo made at its first bind, as fused calls make them', () => {
+      // the first bind of each BO makes its VmBo inside the batch (no stop per
+      // BO); later binds of the same BO in the chunk use it, unless it went
+      const rnd = new Prng(4242);
+      const nb = 3000;
+      const bos: (Bo | null)[] = [null, ...Array.from({ length: nb }, (_, i) => new Bo({ name: `f${i}` }))];
+      const n = 9000; // crosses a chunk boundary (8192 a crossing)
+      const reqs = new BindRequests(n);
+      for (let i = 0; i < n; i++) {
+        const at = START + rnd.int(PAGES - 8) * PG;
+        if (rnd.int(4) === 0) reqs.unbind(at, (1 + rnd.int(4)) * PG);
+        else reqs.bind(at, (1 + rnd.int(4)) * PG, rnd.int(nb + 1), rnd.int(64) * PG);
+      }
+      const vm = makeVm(backend, false, 'vm');
+      const ref = makeVm(backend, false, 'vm');
+      expect(vm.submit(reqs, bos)).toBe(n);
+      expect([...reqs.results.subarray(0, n)]).toEqual(runFused(ref, reqs, bos));
+      const named = bos.filter((b): b is Bo => b !== null);
+      expect(snapshotWorld([vm], named)).toEqual(snapshotWorld([ref], named));
+      expect(vm.extobjs.map((x) => x.bo.name)).toEqual(ref.extobjs.map((x) => x.bo.name));
+      checkInvariants(vm, named);
+      vm.destroy();
+      ref.destroy();
+    });
+
     it('VmBos: created once for new BOs, held through the batch, released or reaped as fused calls leave them', () => {
       const bos = makeBos();
       const [, b0, b1, b2] = bos as Bo[];

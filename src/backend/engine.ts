@@ -135,6 +135,19 @@ export const SUBMIT_PER_CHUNK = IO.DATA_WORDS / SUBMIT_WORDS; // 8192
 export const SubmitKind = { BIND: 1, UNBIND: 2 } as const;
 /** Bind flag: after the request, drop the reference the caller took when it created the VmBo for it (at 0 the VmBo goes at once). */
 export const SUBMIT_PUT = 1 << 8;
+/**
+ * Bind flag: word 1 is a BO id the VM has no VmBo for; the engine makes the
+ * VmBo as a bind with VMBO_MAKE does and writes its handle to word 1 (0 when
+ * it did not stay).
+ */
+export const SUBMIT_MAKE = 1 << 9;
+/**
+ * Bind flag: word 1 is the index (in this chunk) of an earlier record; the
+ * bind uses the VmBo handle in that record's word 1 (where SUBMIT_MAKE left
+ * the VmBo it made), and stops the batch like a VmBo that is not live when
+ * that word is 0.
+ */
+export const SUBMIT_SAME = 1 << 10;
 
 /**
  * The GpuVm part of the engine. Arguments named `A<i>` are io[ARG + i].
