@@ -302,6 +302,9 @@ function submitEach(reqs: BindRequestsImpl<U64>, n: number, table: readonly (Bo 
   return n;
 }
 
+/** The shortest chunk submitBatched writes after a stop. */
+const SUBMIT_MIN_CHUNK = 8;
+
 /** A VmBo handle that names nothing: the engine stops before a bind that carries it. */
 const NO_VMBO = 0xffff_ffff;
 
@@ -336,8 +339,14 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
   // the request whose VmBo the facade just created (its creation reference goes with SUBMIT_PUT)
   let putAt = -1;
   let temp: VmBo<N> | null = null;
+  // A stop (a VmBo that went earlier in the batch is needed again) throws
+  // away the rest of the chunk, which is written again after it: after a
+  // stop the next chunk is only a few times as long as the run before it,
+  // and grows back while chunks run whole, so that a batch that stops every
+  // few requests does not write its requests over and over.
+  let chunk = SUBMIT_PER_CHUNK;
   while (ran < n) {
-    const m = Math.min(n - ran, SUBMIT_PER_CHUNK);
+    const m = Math.min(n - ran, chunk);
     const io = E.io();
     if (words !== null) {
       writeWords(io, reqs, words, handles, ran, m);
@@ -383,7 +392,11 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
       forgot = true;
     }
     if (forgot) refresh();
-    if (got === m) continue;
+    if (got === m) {
+      chunk = Math.min(SUBMIT_PER_CHUNK, 2 * chunk);
+      continue;
+    }
+    chunk = Math.min(SUBMIT_PER_CHUNK, Math.max(SUBMIT_MIN_CHUNK, 4 * got));
     if (got > 0 && results[ran - 1] === -Errno.ENOMEM) break;
     // request `ran` is a bind whose VmBo is not live: make one, as bind does
     const j = bo[ran];

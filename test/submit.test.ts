@@ -208,6 +208,34 @@ for (const backend of backends) {
       ref.destroy();
     });
 
+    it('a BO whose VmBo goes and comes back again and again in one batch: as the fused calls', () => {
+      // every other request ends the BO's VmBo and the next one needs it
+      // again, which stops the batch each time; the stops come thick, then
+      // thin (the chunks after a stop shrink, then grow back)
+      const bos = makeBos();
+      const n = 12000;
+      const reqs = new BindRequests(n);
+      for (let i = 0; i < n; i++) {
+        const at = START + (i % 40) * 4 * PG;
+        if (i < 4000 || i >= 9000) {
+          if (i % 2 === 0) reqs.bind(at, PG, 1 + ((i >> 1) % 3), 0);
+          else reqs.unbind(at, PG);
+        } else {
+          reqs.bind(at, 2 * PG, 4, i * PG); // BO 4 keeps mappings: no stops in here
+        }
+      }
+      const vm = makeVm(backend, false, 'vm');
+      const ref = makeVm(backend, false, 'vm');
+      expect(vm.submit(reqs, bos)).toBe(n);
+      expect([...reqs.results.subarray(0, n)]).toEqual(runFused(ref, reqs, bos));
+      const named = bos.filter((b): b is Bo => b !== null);
+      expect(snapshotWorld([vm], named)).toEqual(snapshotWorld([ref], named));
+      expect(vm.extobjs.map((x) => x.bo.name)).toEqual(ref.extobjs.map((x) => x.bo.name));
+      checkInvariants(vm, named);
+      vm.destroy();
+      ref.destroy();
+    });
+
     it('VmBos: created once for new BOs, held through the batch, released or reaped as fused calls leave them', () => {
       const bos = makeBos();
       const [, b0, b1, b2] = bos as Bo[];

@@ -7,7 +7,9 @@
  * per step (one bind and one unbind).
  *
  * Rows per engine: fused bind / unbind; `-opslist`, smMapOps / smUnmapOps
- * then apply, the ops unread. The sorted-btree peer keeps its VmBos in a Map
+ * then apply, the ops unread; `-batched`, the same requests through
+ * vm.submit, 1000 steps a call (a VmBo needed again after it went stops the
+ * batch, every few requests here). The sorted-btree peer keeps its VmBos in a Map
  * by BO id, as a JS user would. Before timing, one untimed batch runs on every
  * candidate and its state must equal the peer's.
  */
@@ -49,6 +51,17 @@ function stepsOps(vm, st, bos, n) {
   }
 }
 
+/**
+ * The same steps through vm.submit, one batch per call: batches[k] holds the
+ * steps of a call that starts at step st.i with (st.i / n) % 8 === k (1000
+ * steps move the slot pattern by 40 of 64, so it repeats every 8 calls), and
+ * batches[8] those of the first call.
+ */
+function stepsBatched(vm, st, bos, n, batches) {
+  vm.submit(batches[st.i === 0 ? 8 : (st.i / n) % 8], bos);
+  st.i += n;
+}
+
 /** The peer: BOs are numbers (steady 1..8, transient 100 + j). */
 function stepsPeer(vm, st, n) {
   for (let s = 0; s < n; s++, st.i++) {
@@ -85,8 +98,24 @@ export default {
         steadyBos.push(b);
         ids.set(b, j);
       }
+      const { BindRequests } = await import('../../dist/index.js');
+      /**
+       * One BindRequests per starting pattern (see stepsBatched), and batches[8]
+       * for the very first call, whose first WINDOW steps unbind nothing yet;
+       * bo index = transient BO j.
+       */
+      const batches = [];
+      for (let k = 0; k <= 8; k++) {
+        const r = new BindRequests(2 * BATCH);
+        for (let s = 0; s < BATCH; s++) {
+          const i = (k % 8) * BATCH + s + (k === 8 ? 0 : 8 * BATCH);
+          r.bind(CHURN_BASE + (i % BOS) * 16 * PAGE, PAGE, i % BOS, 0);
+          if (i >= WINDOW) r.unbind(CHURN_BASE + ((i - WINDOW) % BOS) * 16 * PAGE, PAGE);
+        }
+        batches.push(r);
+      }
       for (const backend of gpuvm.backends) {
-        for (const [suffix, steps] of /** @type {const} */ ([['', stepsFused], ['-opslist', stepsOps]])) {
+        for (const [suffix, steps] of /** @type {const} */ ([['', stepsFused], ['-opslist', stepsOps], ['-batched', stepsBatched]])) {
           const impl = `${backend}${suffix}`;
           // BOs of this VM alone, as a driver's buffers are
           const bos = [];
@@ -99,14 +128,14 @@ export default {
           const vm = new GpuVm({ name: `churn-${impl}`, start: 0, range, backend });
           fillSteady((a, r, b, o) => vm.bind(a, r, b, o), (j) => steadyBos[j]);
           const st = { i: 0, base: CHURN_BASE };
-          loop(vm, st, bos, BATCH);
+          loop(vm, st, bos, BATCH, batches);
           const sum = checksum(facadeState(vm, ids)).checksum;
           if (sum !== reference) {
             ctx.error(`bo-churn: ${impl} after the check batch: state ${sum}, sorted-btree ${reference}; not timed`);
             vm.destroy();
             continue;
           }
-          built.push({ impl, fn: () => loop(vm, st, bos, BATCH), opsPerCall: BATCH, vm, sum });
+          built.push({ impl, fn: () => loop(vm, st, bos, BATCH, batches), opsPerCall: BATCH, vm, sum });
         }
       }
     }
