@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { IO, OP_WORDS, VA_WORDS, type Engine } from '../src/backend/engine.js';
 import { loadEngine } from '../src/backend/loader.js';
 import { backends } from './support/engines.js';
+import { put64, rawVm } from './support/raw-engine.js';
 import { Prng } from './support/prng.js';
 
 const A = IO.ARG;
@@ -16,20 +17,8 @@ const D = IO.DATA;
 const PAGE = 0x1000;
 const PAGES = 512;
 
-function put64(io: Uint32Array, i: number, v: number): void {
-  io[i] = v % 2 ** 32;
-  io[i + 1] = Math.floor(v / 2 ** 32);
-}
-
 function vmCreate(E: Engine, pages = PAGES + 1): number {
-  const io = E.io();
-  put64(io, A, 0);
-  put64(io, A + 2, pages * PAGE);
-  put64(io, A + 4, 0);
-  put64(io, A + 6, 0);
-  const h = E.vmCreate();
-  expect(h).toBeGreaterThan(0);
-  return h;
+  return rawVm(E, pages * PAGE);
 }
 
 /** The op records at DATA, handle and serial (words 1, 2) left out. */

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { Errno, IO, SUBMIT_MAKE, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, VA_WORDS, VMBO_MAKE, type Engine } from '../src/backend/engine.js';
 import { loadEngine } from '../src/backend/loader.js';
 import { backends } from './support/engines.js';
+import { put64, rawVm } from './support/raw-engine.js';
 
 const A = IO.ARG;
 const D = IO.DATA;
@@ -16,20 +17,8 @@ const PAGE = 0x1000;
 const PAGES = 64;
 const BO = 7;
 
-function put64(io: Uint32Array, i: number, v: number): void {
-  io[i] = v % 2 ** 32;
-  io[i + 1] = Math.floor(v / 2 ** 32);
-}
-
 function vmCreate(E: Engine): number {
-  const io = E.io();
-  put64(io, A, 0);
-  put64(io, A + 2, PAGES * PAGE);
-  put64(io, A + 4, 0);
-  put64(io, A + 6, 0);
-  const h = E.vmCreate();
-  expect(h).toBeGreaterThan(0);
-  return h;
+  return rawVm(E, PAGES * PAGE);
 }
 
 function mapArgs(E: Engine, page: number, pages: number, bo: number, vmbo: number): void {

@@ -93,14 +93,14 @@ describe.each(backends)('op-list application paths (%s)', (backend) => {
       const list = map ? a.vm.smMapOps({ addr, range, bo: a.bos[0], offset: 0 }) : a.vm.smUnmapOps(addr, range);
       const twin = map ? b.vm.smMapOps({ addr, range, bo: b.bos[0], offset: 0 }) : b.vm.smUnmapOps(addr, range);
       // change the VM behind the list: insert into a hole, or remove a mapping
-      const maps = a.vm.mappings();
+      const maps = [...a.vm.mappings()];
       if (rng.chance(0.5) && maps.length > 0) {
         const victim = maps[rng.int(maps.length)];
-        const other = b.vm.mappings().find((v) => v.addr === victim.addr)!;
+        const other = [...b.vm.mappings()].find((v) => v.addr === victim.addr)!;
         a.vm.remove(victim);
-        a.vm.unlink(victim);
+        victim.unlink();
         b.vm.remove(other);
-        b.vm.unlink(other);
+        other.unlink();
       } else {
         const at = PAGE * (1 + rng.int(PAGES - 2));
         try {

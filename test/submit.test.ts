@@ -72,6 +72,21 @@ function stream(seed: number, n: number, big: boolean, nbos: number): BindReques
 }
 
 /** The same requests as fused calls: op count or -errno each, stopping after ENOMEM. */
+/** One batch of all of reqs equals the same fused calls on a twin VM: results, state, extobj order. */
+function expectLikeFusedCalls(backend: 'native' | 'wasm', reqs: BindRequests<number>, bos: readonly (Bo | null)[]): void {
+  const n = reqs.length;
+  const vm = makeVm(backend, false, 'vm');
+  const ref = makeVm(backend, false, 'vm');
+  expect(vm.submit(reqs, bos)).toBe(n);
+  expect([...reqs.results.subarray(0, n)]).toEqual(runFused(ref, reqs, bos));
+  const named = bos.filter((b): b is Bo => b !== null);
+  expect(snapshotWorld([vm], named)).toEqual(snapshotWorld([ref], named));
+  expect(vm.extobjs.map((x) => x.bo.name)).toEqual(ref.extobjs.map((x) => x.bo.name));
+  checkInvariants(vm, named);
+  vm.destroy();
+  ref.destroy();
+}
+
 function runFused(vm: AnyVm, reqs: BindRequests<U64>, bos: readonly (Bo | null)[], from = 0, to = reqs.length): number[] {
   const out: number[] = [];
   for (let i = from; i < to; i++) {
@@ -196,16 +211,7 @@ for (const backend of backends) {
         if (rnd.int(4) === 0) reqs.unbind(at, (1 + rnd.int(4)) * PG);
         else reqs.bind(at, (1 + rnd.int(4)) * PG, rnd.int(nb + 1), rnd.int(64) * PG);
       }
-      const vm = makeVm(backend, false, 'vm');
-      const ref = makeVm(backend, false, 'vm');
-      expect(vm.submit(reqs, bos)).toBe(n);
-      expect([...reqs.results.subarray(0, n)]).toEqual(runFused(ref, reqs, bos));
-      const named = bos.filter((b): b is Bo => b !== null);
-      expect(snapshotWorld([vm], named)).toEqual(snapshotWorld([ref], named));
-      expect(vm.extobjs.map((x) => x.bo.name)).toEqual(ref.extobjs.map((x) => x.bo.name));
-      checkInvariants(vm, named);
-      vm.destroy();
-      ref.destroy();
+      expectLikeFusedCalls(backend, reqs, bos);
     });
 
     it('a BO whose VmBo goes and comes back again and again in one batch: as the fused calls', () => {
@@ -224,16 +230,7 @@ for (const backend of backends) {
           reqs.bind(at, 2 * PG, 4, i * PG); // BO 4 keeps mappings: no stops in here
         }
       }
-      const vm = makeVm(backend, false, 'vm');
-      const ref = makeVm(backend, false, 'vm');
-      expect(vm.submit(reqs, bos)).toBe(n);
-      expect([...reqs.results.subarray(0, n)]).toEqual(runFused(ref, reqs, bos));
-      const named = bos.filter((b): b is Bo => b !== null);
-      expect(snapshotWorld([vm], named)).toEqual(snapshotWorld([ref], named));
-      expect(vm.extobjs.map((x) => x.bo.name)).toEqual(ref.extobjs.map((x) => x.bo.name));
-      checkInvariants(vm, named);
-      vm.destroy();
-      ref.destroy();
+      expectLikeFusedCalls(backend, reqs, bos);
     });
 
     it('VmBos: created once for new BOs, held through the batch, released or reaped as fused calls leave them', () => {
