@@ -1233,8 +1233,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.detachPageTable();
     this.#c.E.vmDestroy(this.#c.h);
     this.#c.h = 0;
-    for (const vb of this.#c.vmBoAt) {
-      if (vb === undefined) continue;
+    for (const vb of this.#c.liveVmBos()) {
       vmBoState(vb).live = false;
       const bs = boState(vb.bo);
       if (bs.lastVmBo === vb) {

@@ -203,6 +203,7 @@ export class VmContext<N extends U64 = U64> {
     const h = vmBoHandle(vb);
     if (this.vmBoAt[h] === vb) this.vmBoAt[h] = undefined;
     if (st.registered && bs.vmBos.get(this.vm) === vb) bs.vmBos.delete(this.vm);
+    if (!st.registered) this.#unregistered.delete(vb);
     this.extobjList.delete(vb);
     this.evictList.delete(vb);
     st.evicted = false;
@@ -221,20 +222,37 @@ export class VmContext<N extends U64 = U64> {
    * again soon never leave it.
    */
   #sweep(): void {
-    const known = new Set<number>();
-    for (const vb of this.vmBoAt) if (vb !== undefined) known.add(vb.bo.id);
+    // (not by walking vmBoAt: it is indexed by engine-wide handles, so it can
+    // be far longer than this VM's VmBos)
+    const held = new Set<Bo>();
+    for (const vb of this.#unregistered) held.add(vb.bo);
     const gone: Bo[] = [];
     for (const [id, bo] of this.boById) {
-      if (!known.has(id) && !this.looseBos.has(id)) gone.push(bo);
+      if (boState(bo).vmBos.get(this.vm) === undefined && !this.looseBos.has(id) && !held.has(bo)) gone.push(bo);
     }
     for (const bo of gone) this.boById.delete(bo.id);
     if (gone.length !== 0) this.bury(gone);
+  }
+
+  /** Live VmBos not registered yet (VmBo.create before obtainPrealloc): rare, so a Set. */
+  readonly #unregistered = new Set<VmBo<N>>();
+
+  /** The VM's live VmBos (registered ones through the BOs it knows, then unregistered ones). */
+  liveVmBos(): VmBo<N>[] {
+    const out: VmBo<N>[] = [];
+    for (const bo of this.boById.values()) {
+      const vb = boState(bo).vmBos.get(this.vm) as VmBo<N> | undefined;
+      if (vb !== undefined) out.push(vb);
+    }
+    for (const vb of this.#unregistered) out.push(vb);
+    return out;
   }
 
   /** The VM went: everything it knew goes into the grave (lists of it stay readable). */
   buryAll(): void {
     this.bury(this.boById.values());
     this.boById.clear();
+    this.#unregistered.clear();
     this.#vmBoCount = 0;
     this.looseBos.clear();
   }
@@ -266,6 +284,7 @@ export class VmContext<N extends U64 = U64> {
     if (h <= 0) throw this.fail(h < 0 ? h : -Errno.ENOMEM, 'VmBo.create');
     const vb = this.#adopt(bo, h);
     if (register) this.register(vb);
+    else this.#unregistered.add(vb);
     return vb;
   }
 
@@ -290,6 +309,7 @@ export class VmContext<N extends U64 = U64> {
   }
 
   register(vb: VmBo<N>): void {
+    if (this.#unregistered.size !== 0) this.#unregistered.delete(vb);
     vmBoState(vb).registered = true;
     boState(vb.bo).vmBos.set(this.vm, vb);
     if (vb.bo.external(this.vm)) this.extobjList.add(vb);

@@ -6,7 +6,7 @@
  * facade, on every engine.
  */
 import { describe, expect, it } from 'vitest';
-import { Bo, GpuVm, GpuVmError } from '../src/index.js';
+import { Bo, GpuVm, GpuVmError, type PrefetchOp } from '../src/index.js';
 import { backends } from './support/engines.js';
 import { snapshotWorld, thrown } from './support/state.js';
 
@@ -83,10 +83,10 @@ for (const backend of backends) {
       const { vm } = make();
       // from below the start through the first mapping; the kernel node is skipped
       let l = vm.prefetchOps(0n, 0x21000n);
-      expect([...l].map((op) => [op.kind, op.va.addr])).toEqual([['prefetch', 0x20000n]]);
+      expect([...l].map((op) => [op.kind, (op as PrefetchOp<bigint>).va.addr])).toEqual([['prefetch', 0x20000n]]);
       // past the end, through the last page
       l = vm.prefetchOps(0x10f800n, 0x100000n);
-      expect([...l].map((op) => [op.kind, op.va.addr, op.va.range])).toEqual([['prefetch', 0x10f000n, 0x1000n]]);
+      expect([...l].map((op) => [op.kind, (op as PrefetchOp<bigint>).va.addr, (op as PrefetchOp<bigint>).va.range])).toEqual([['prefetch', 0x10f000n, 0x1000n]]);
       // wholly outside: nothing
       expect(vm.prefetchOps(0x200000n, 0x1000n).length).toBe(0);
       // up to the last byte of u64 (no overflow)

@@ -9,7 +9,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Bo, GpuVm, type VmBo } from '../src/index.js';
+import { Bo, GpuVm, VmBo } from '../src/index.js';
 import { backends } from './support/engines.js';
 
 const U = 0x1000;
@@ -155,6 +155,28 @@ describe.each(backends)('VmBos that come and go on %s', (backend) => {
     for (const { list, bo } of lists) expect((list.get(0) as { va: { bo: Bo } }).va.bo).toBe(bo);
     expect(vm.findFirst(0x10000, U)?.bo).toBe(first);
     vm.destroy();
+  });
+
+  it('a VmBo not obtained yet outlives the sweeps of other BOs, and dies with its VM', () => {
+    const vm = new GpuVm<number>({ start: 0, range: 2 ** 40, backend });
+    const bo = new Bo({ name: 'pre' });
+    const pre = VmBo.create(vm, bo);
+    const later = VmBo.create(vm, new Bo());
+    for (let i = 0; i < 500; i++) {
+      const b = new Bo();
+      vm.bind(0x100000, U, b, 0);
+      vm.unbind(0x100000, U);
+    }
+    expect(pre.live).toBe(true);
+    expect(vm.obtainPrealloc(pre)).toBe(pre);
+    expect(bo.vmBos).toEqual([pre]);
+    vm.bind(0x200000, U, bo, 0);
+    expect(vm.findFirst(0x200000, U)?.bo).toBe(bo);
+    expect(vm.findFirst(0x200000, U)?.vmBo).toBe(pre);
+    vm.destroy();
+    expect(pre.live).toBe(false);
+    expect(later.live).toBe(false);
+    expect(bo.vmBos).toEqual([]);
   });
 
   it('the VM lets go of the BOs it no longer knows', async () => {
