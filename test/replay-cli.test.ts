@@ -206,7 +206,7 @@ describe.each(backends)('gpuvm replay streams on %s', (backend) => {
   });
 
   it('says why it cannot read a file, on stderr with status 1', () => {
-    let failure: { status: number; stderr: string; stdout: string } | null = null;
+    let failure = null as { status: number; stderr: string; stdout: string } | null;
     try {
       execFileSync(process.execPath, [cli, 'replay', join(scratch, 'absent.replay')], {
         env: { ...process.env, GPUVM_BACKEND: backend },

@@ -3,7 +3,8 @@
  * dist/index.d.ts (vitest's global setup builds it): bigint mode follows the
  * options, internals are not reachable, and every ```ts snippet of README.md
  * and docs/*.md that imports from 'gpuvm' compiles as it stands (each is a
- * whole program; test/readme-snippets.test.ts runs them).
+ * whole program; test/readme-snippets.test.ts runs them). And the repository
+ * itself type-checks, its tests included.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -131,5 +132,17 @@ describe('public types', () => {
     expect(all.length).toBeGreaterThanOrEqual(4);
     const files = Object.fromEntries(all.map((s) => [s.name, s.code]));
     expect(tsc(files)).toBe('');
+  });
+
+  it('the repository type-checks: sources, tests and benchmarks', () => {
+    // vitest strips types without checking them; a test that asks an
+    // iterator for .length passes that way with a branch that never runs
+    let out = '';
+    try {
+      execFileSync(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', ROOT], { stdio: 'pipe' });
+    } catch (err) {
+      out = String((err as { stdout?: Buffer }).stdout ?? err);
+    }
+    expect(out).toBe('');
   });
 });

@@ -6,6 +6,10 @@
  */
 import { act, fc, fieldArb, numArb, objectOf, val, verdict, type Act, type Field, type Num, type Val } from './fuzz-args.js';
 import { FuzzError, FuzzModel, type MOp, type MVa } from './fuzz-model.js';
+import type { VmBo } from '../../src/index.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyVmBo = VmBo<any>;
 import { FuzzUserError, NBOS, PAGES, PG, PT_SHAPES, SHAPES, type FuzzWorld } from './fuzz-world.js';
 
 // ---- commands -------------------------------------------------------------------------------
@@ -264,7 +268,7 @@ export function exec(w: FuzzWorld, c: Cmd): Outcome {
       });
     }
     case 'mkbo': {
-      const vb = vbOf(w, c.vb) as InstanceType<typeof L.VmBo>;
+      const vb = vbOf(w, c.vb) as AnyVmBo;
       return outcomeOf(w, () => {
         const l = vb.unmapOps();
         w.addList(l);
@@ -400,7 +404,7 @@ export function exec(w: FuzzWorld, c: Cmd): Outcome {
       });
     }
     case 'vput': {
-      const vb = vbOf(w, c.vb) as InstanceType<typeof L.VmBo> | null;
+      const vb = vbOf(w, c.vb) as AnyVmBo | null;
       return outcomeOf(w, () => {
         if (vb === null) return 'no vmbo';
         w.retireVmBo(vb);
@@ -423,7 +427,7 @@ export function exec(w: FuzzWorld, c: Cmd): Outcome {
       });
     }
     case 'evi': {
-      const vb = vbOf(w, c.vb) as InstanceType<typeof L.VmBo> | null;
+      const vb = vbOf(w, c.vb) as AnyVmBo | null;
       return outcomeOf(w, () => (vb === null ? 'no vmbo' : (vb.evict(c.on as boolean), vb.evicted)));
     }
     case 'val': {
@@ -612,7 +616,7 @@ export class Models {
   private ids = 1;
   held: HeldM[] = [];
   lists: ListM[] = [];
-  oldVas: ({ vm: number; gen: number; m: MVa } | null)[] = [];
+  oldVas: ({ vm: number; gen: number; m: MVa | 'kernel' } | null)[] = [];
   oldVmBos: (HeldM | null)[] = [];
   /** the engines disagree with the model somewhere: the run stops at the first */
   constructor() {
@@ -632,7 +636,7 @@ export class Models {
     return this.ids++;
   }
 
-  retireVa(x: { vm: number; gen: number; m: MVa } | null): void {
+  retireVa(x: { vm: number; gen: number; m: MVa | 'kernel' } | null): void {
     this.oldVas.push(x);
     if (this.oldVas.length > 12) this.oldVas.shift();
   }
