@@ -328,8 +328,11 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
     }
   };
   refresh();
-  /** per BO table entry, the record of this chunk that makes its VmBo, else -1 */
-  const makeAt = new Int32Array(used.length);
+  // per BO table entry, the first entry of the same BO (a BO may stand in the
+  // table more than once, and gets one VmBo); made when first needed
+  let canon: Int32Array | null = null;
+  /** per first table entry of a BO, the record of this chunk that makes its VmBo, else -1 */
+  const makeAt = new Int32Array(used.length).fill(-1);
   /** the records of this chunk that make a VmBo, and their BO table entries */
   const makes: number[] = [];
   const { bo, results } = reqs;
@@ -357,7 +360,10 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
     }
     if (putAt === ran) io[D] |= SUBMIT_PUT;
     makes.length = 0;
-    if (missing !== 0) markMakes(io, reqs, table, handles, makeAt, makes, ran, m);
+    if (missing !== 0) {
+      canon ??= firstEntries(table);
+      markMakes(io, reqs, table, handles, canon, makeAt, makes, ran, m);
+    }
     const got = E.submit(c.h, m);
     if (got < 0 || got > m) throw new GpuVmError('EIO', `submit: the engine returned ${got} for ${m} requests`);
     const out = E.io();
@@ -428,31 +434,45 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
   return ran;
 }
 
+/** Per entry of a BO table, the index of the first entry holding the same BO. */
+function firstEntries(table: readonly (Bo | null)[]): Int32Array {
+  const first = new Map<Bo | null, number>();
+  const out = new Int32Array(table.length);
+  for (let j = 0; j < table.length; j++) {
+    const at = first.get(table[j]);
+    if (at === undefined) first.set(table[j], j);
+    out[j] = at ?? j;
+  }
+  return out;
+}
+
 /**
  * The binds of chunk [from, from + m) whose BO has no VmBo yet (handle
  * NO_VMBO): the first of each BO makes it (SUBMIT_MAKE, word 1 the BO id),
- * the others name that record (SUBMIT_SAME). Their indexes go to `makes`.
+ * the others name that record (SUBMIT_SAME). Their indexes go to `makes`;
+ * makeAt (by first table entry, all -1 between calls) is left as it came.
  */
 function markMakes(
   io: Uint32Array,
   reqs: BindRequestsImpl<U64>,
   table: readonly (Bo | null)[],
   handles: Uint32Array,
+  canon: Int32Array,
   makeAt: Int32Array,
   makes: number[],
   from: number,
   m: number,
 ): void {
   const { kind, bo } = reqs;
-  makeAt.fill(-1);
   for (let j = 0, i = from; j < m; j++, i++) {
     if (kind[i] !== BIND) continue;
     const b = bo[i];
     if (b < 0 || handles[b] !== NO_VMBO) continue;
     const p = D + j * SUBMIT_WORDS;
-    const at = makeAt[b];
+    const c = canon[b];
+    const at = makeAt[c];
     if (at < 0) {
-      makeAt[b] = j;
+      makeAt[c] = j;
       makes.push(j);
       io[p] |= SUBMIT_MAKE;
       io[p + 1] = (table[b] as Bo).id;
@@ -461,6 +481,7 @@ function markMakes(
       io[p + 1] = at;
     }
   }
+  for (const j of makes) makeAt[canon[bo[from + j]]] = -1;
 }
 
 /** Number mode: doubles below 2^53 split into u32 halves. */

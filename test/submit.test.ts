@@ -214,6 +214,20 @@ for (const backend of backends) {
       expectLikeFusedCalls(backend, reqs, bos);
     });
 
+    it('a BO that stands in the BO table more than once gets one VmBo', () => {
+      const [, b0, b1] = makeBos() as Bo[];
+      const bos = [null, b0, b1, b0, b0];
+      const reqs = new BindRequests(7);
+      reqs.bind(START, PG, 1, 0);
+      reqs.bind(START + 4 * PG, PG, 3, 0);
+      reqs.bind(START + 8 * PG, PG, 2, 0);
+      reqs.bind(START + 12 * PG, PG, 4, 0);
+      reqs.unbind(START + 8 * PG, PG); // b1's VmBo goes
+      reqs.bind(START + 20 * PG, PG, 2, 0); // and comes back
+      reqs.bind(START + 24 * PG, PG, 3, 0);
+      expectLikeFusedCalls(backend, reqs, bos);
+    });
+
     it('a BO whose VmBo goes and comes back again and again in one batch: as the fused calls', () => {
       // every other request ends the BO's VmBo and the next one needs it
       // again, which stops the batch each time; the stops come thick, then
