@@ -307,7 +307,6 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       if (!vmBoState(vb).live || !list.has(vb)) continue;
       fn(vb);
       if (!list.has(vb)) continue;
-      vmBoState(vb).evicted = false;
       list.delete(vb);
     }
   }

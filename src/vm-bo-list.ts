@@ -17,13 +17,8 @@ export const LIST_EVICT = 1;
 export class VmBoList<N extends U64> {
   #head: VmBo<N> | null = null;
   #tail: VmBo<N> | null = null;
-  #size = 0;
 
   constructor(readonly slot: typeof LIST_EXTOBJ | typeof LIST_EVICT) {}
-
-  get size(): number {
-    return this.#size;
-  }
 
   has(vb: VmBo<N>): boolean {
     return vmBoState(vb).links[this.slot] !== null;
@@ -38,7 +33,6 @@ export class VmBoList<N extends U64> {
     if (tail === null) this.#head = vb;
     else (vmBoState(tail).links[this.slot] as VmBoLink).next = vb;
     this.#tail = vb;
-    this.#size++;
   }
 
   delete(vb: VmBo<N>): void {
@@ -50,7 +44,6 @@ export class VmBoList<N extends U64> {
     if (l.next === null) this.#tail = l.prev as VmBo<N> | null;
     else (vmBoState(l.next).links[this.slot] as VmBoLink).prev = l.prev;
     links[this.slot] = null;
-    this.#size--;
   }
 
   clear(): void {
@@ -61,7 +54,6 @@ export class VmBoList<N extends U64> {
       vb = next;
     }
     this.#head = this.#tail = null;
-    this.#size = 0;
   }
 
   /** The members, oldest first (a copy: the caller may change the list while it walks it). */

@@ -19,7 +19,7 @@ type AnyVmBo = VmBo<any>;
 import type { OpList } from './ops.js';
 import { describe, hex, type U64 } from './u64.js';
 import { vmContext, type VmContext } from './vm-context.js';
-import type { VmBoLink } from './vm-bo-list.js';
+import { LIST_EVICT, type VmBoLink } from './vm-bo-list.js';
 
 let nextBoId = 1;
 
@@ -88,8 +88,7 @@ export interface VmBoState {
   live: boolean;
   /** true once in the BO's list (obtain / obtainPrealloc) */
   registered: boolean;
-  evicted: boolean;
-  /** its places in the VM's VmBoLists (extobjs, evicted), null when not on one */
+  /** its places in the VM's VmBoLists (extobjs, evicted: it is evicted while it has that link), null when not on one */
   links: [VmBoLink | null, VmBoLink | null];
 }
 
@@ -232,7 +231,7 @@ export class VmBo<N extends U64 = number> {
   readonly #ctx: VmContext<any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- keeps VmBo<N> covariant
   readonly #bo: Bo;
   readonly #h: number;
-  readonly #state: VmBoState = { live: true, registered: false, evicted: false, links: [null, null] };
+  readonly #state: VmBoState = { live: true, registered: false, links: [null, null] };
 
   static {
     isVmBoFn = (x) => typeof x === 'object' && x !== null && #h in x;
@@ -352,7 +351,7 @@ export class VmBo<N extends U64 = number> {
 
   /** Whether it is on the VM's evict list. */
   get evicted(): boolean {
-    return this.#state.evicted;
+    return this.#state.links[LIST_EVICT] !== null;
   }
 
   /** Puts it on (or takes it off) the VM's evict list (drm_gpuvm_bo_evict). */
@@ -360,7 +359,6 @@ export class VmBo<N extends U64 = number> {
     const ctx = this.#ctx;
     ctx.checkVmBo(this, 'VmBo.evict');
     if (typeof on !== 'boolean') throw new TypeError(`evict: expected a boolean, got ${describe(on)}`);
-    this.#state.evicted = on;
     if (on) ctx.evictList.add(this);
     else ctx.evictList.delete(this);
   }

@@ -206,7 +206,6 @@ export class VmContext<N extends U64 = U64> {
     if (!st.registered) this.#unregistered.delete(vb);
     this.extobjList.delete(vb);
     this.evictList.delete(vb);
-    st.evicted = false;
     this.#vmBoCount--;
     if (this.boById.size > 2 * (this.#vmBoCount + this.looseBos.size) + SWEEP_SLACK) this.#sweep();
   }
