@@ -1578,6 +1578,16 @@ function dropMadeVmBo(vm: GpuVm, vmbo: u32): void {
   ioSet(OUT_MADE_VMBO, 0);
 }
 
+/** bindStep, making the request's VmBo around it when it asks for one. */
+function bindMaking(vmh: u32, vm: GpuVm, m: MapRequest): i32 {
+  const made = makeRequestVmBo(vmh, m);
+  if (made < 0) return made;
+  const vmbo = m.vmbo;
+  const n = bindStep(vmh, vm, m);
+  if (ioGet(OUT_MADE_VMBO) != 0) dropMadeVmBo(vm, vmbo);
+  return n;
+}
+
 /** addr(A0) range(A2) offset(A4) boId(A6) vmbo(A7, or VMBO_MAKE) -> op count (first chunk at DATA) */
 export function smMapOps(vmh: u32): i32 {
   const vm = getVm(vmh);
@@ -1718,11 +1728,7 @@ function unbindStep(vmh: u32, vm: GpuVm, addr: u64, range: u64): i32 {
 export function bind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
-  const m = readMapArgs();
-  const made = makeRequestVmBo(vmh, m);
-  if (made < 0) return made;
-  const n = bindStep(vmh, vm, m);
-  if (ioGet(OUT_MADE_VMBO) != 0) dropMadeVmBo(vm, m.vmbo);
+  const n = bindMaking(vmh, vm, readMapArgs());
   writeZombies(vm);
   return n;
 }
@@ -1793,17 +1799,10 @@ function submitBind(vmh: u32, vm: GpuVm, q: usize, at: u32): i32 {
     if ((w0 & ~(<u32>0xff | SUBMIT_MAKE)) != 0) return -EINVAL;
     m.vmbo = VMBO_MAKE;
     m.bo = load<u32>(q, 4);
-    const made = makeRequestVmBo(vmh, m);
-    if (made < 0) {
-      store<u32>(q, 0, 4);
-      return made;
-    }
     m.addr = load<u64>(q, 8);
     m.range = load<u64>(q, 16);
     m.offset = load<u64>(q, 24);
-    const vmbo = m.vmbo;
-    const r = bindStep(vmh, vm, m);
-    dropMadeVmBo(vm, vmbo);
+    const r = bindMaking(vmh, vm, m);
     store<u32>(q, ioGet(OUT_MADE_VMBO), 4);
     return r;
   }

@@ -1248,6 +1248,15 @@ void Engine::DropMadeVmBo(GpuVm& vm, u32 vmbo) {
   io[IO_OUT_MADE_VMBO] = 0;
 }
 
+// BindStep, making the request's VmBo around it when it asks for one.
+i32 Engine::BindMaking(u32 vmh, GpuVm& vm, MapRequest m) {
+  const i32 made = MakeRequestVmBo(vmh, &m);
+  if (made < 0) return made;
+  const i32 n = BindStep(vmh, vm, m);
+  if (io[IO_OUT_MADE_VMBO] != 0) DropMadeVmBo(vm, m.vmbo);
+  return n;
+}
+
 i32 Engine::SmMapOps(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
@@ -1370,11 +1379,7 @@ i32 Engine::UnbindStep(u32 vmh, GpuVm& vm, u64 addr, u64 range) {
 i32 Engine::Bind(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
-  MapRequest m = ReadMapArgs();
-  const i32 made = MakeRequestVmBo(vmh, &m);
-  if (made < 0) return made;
-  const i32 n = BindStep(vmh, *vm, m);
-  if (io[IO_OUT_MADE_VMBO] != 0) DropMadeVmBo(*vm, m.vmbo);
+  const i32 n = BindMaking(vmh, *vm, ReadMapArgs());
   WriteZombies(*vm);
   return n;
 }
@@ -1431,16 +1436,10 @@ i32 Engine::SubmitBind(u32 vmh, GpuVm& vm, u32* q, u32 at, bool* stop) {
     MapRequest m;
     m.vmbo = VMBO_MAKE;
     m.bo = q[1];
-    const i32 made = MakeRequestVmBo(vmh, &m);
-    if (made < 0) {
-      q[1] = 0;
-      return made;
-    }
     m.addr = Read64(q, 2);
     m.range = Read64(q, 4);
     m.offset = Read64(q, 6);
-    const i32 r = BindStep(vmh, vm, m);
-    DropMadeVmBo(vm, m.vmbo);
+    const i32 r = BindMaking(vmh, vm, m);
     q[1] = io[IO_OUT_MADE_VMBO];
     return r;
   }

@@ -242,6 +242,7 @@ class Engine {
   i32 SubmitBind(u32 vmh, GpuVm& vm, u32* q, u32 at, bool* stop);
   i32 MakeRequestVmBo(u32 vmh, MapRequest* m);
   void DropMadeVmBo(GpuVm& vm, u32 vmbo);
+  i32 BindMaking(u32 vmh, GpuVm& vm, MapRequest m);
 
   // ---- mapping records and VmBo lists ----
   GPUVM_INLINE u32 GpuVaCreate(u32 vmh, GpuVm& vm, u64 addr, u64 end, u64 offset, u32 bo, u32 flags);
