@@ -821,7 +821,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const make = this.#putMapArgs(what, addr, range, bo, offset);
     // (a list whose VmBo the engine is to make is made now: until then the
     // facade could not find that VmBo)
-    if (make === null && what === 'smMapOps' && c.defers) {
+    if (make === null && what === 'smMapOps') {
       const deferred = c.deferList(LIST_REQ_MAP);
       if (deferred !== null) return deferred;
     }
@@ -857,7 +857,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const io = E.io();
     putU64(io, A + 0, addr, 'smUnmapOps: addr', this.#big);
     putU64(io, A + 2, range, 'smUnmapOps: range', this.#big);
-    if (defer && c.defers) {
+    if (defer) {
       const deferred = c.deferList(LIST_REQ_UNMAP);
       if (deferred !== null) return deferred;
     }

@@ -66,10 +66,8 @@ export class VmContext<N extends U64 = U64> {
   /** The generation of the VM's list the engine holds pending (made, not all applied nor dropped), else -1. */
   pendingGen = -1;
   readonly #E: Engine;
-  /** Where the engine writes deferred lists' records; null: it cannot, and lists are not deferred */
+  /** Where the engine writes deferred lists' records; null: it cannot, and they come back in DATA */
   readonly #ring: RecordRing | null;
-  /** Whether this VM's lists may be deferred at all (see deferList). */
-  readonly defers: boolean;
   /** The VM's bounds and kernel node as u32 halves (high, low), for checking a request in ARG. */
   readonly #bounds: number[];
 
@@ -85,7 +83,6 @@ export class VmContext<N extends U64 = U64> {
   ) {
     this.#E = E;
     this.#ring = E.setRing !== undefined ? ringOf(E) : null;
-    this.defers = this.#ring !== null;
     this.h = h;
     const halves = (v: bigint): number[] => [Number(v >> 32n), Number(v & 0xffff_ffffn)];
     const k = reserveB !== null && reserveB.end > reserveB.start ? reserveB : { start: 0n, end: 0n };
@@ -521,14 +518,15 @@ export class VmContext<N extends U64 = U64> {
   // getter, settleDeferred), since only engine calls change what a list is
   // made from. A list is deferred only when making it could not have failed
   // (the request is valid for the VM, no list of the VM is pending, no page
-  // table mirrors the VM, the engine has no memory limit), only on an engine
-  // that writes records where lists keep them (native, see RecordRing: the
-  // WASM engine's records are copied either way, so deferring saves nothing
-  // there), and not for the VM's next DEFER_BACKOFF lists after one had to
-  // be made before it was applied (a user who reads lists would only pay for
-  // deferring them).
+  // table mirrors the VM, the engine has no memory limit), and not for the
+  // VM's next DEFER_BACKOFF lists after one had to be made before it was
+  // applied (a user who reads lists would only pay for deferring them). The
+  // native engine writes the records where lists keep them (see RecordRing);
+  // the WASM engine cannot write outside its memory, so its records come back
+  // in DATA and are copied, as those of a list made when asked for: the one
+  // engine call still saves the second.
 
-  /** A deferred list of the request in ARG (LIST_REQ_*), or null when it must be made now. Only when `defers`. */
+  /** A deferred list of the request in ARG (LIST_REQ_*), or null when it must be made now. */
   deferList(req: number): OpList<N> | null {
     const E = this.#E;
     if (this.#deferSkip !== 0) {
@@ -607,10 +605,10 @@ export class VmContext<N extends U64 = U64> {
     deferredCtx = null;
     deferredList = null;
     const E = this.#E;
-    const ring = this.#ring as RecordRing; // (deferList defers only where there is one)
-    const slab = ring.slab();
+    const ring = this.#ring;
+    const slab = ring === null ? null : ring.slab();
     let io = E.io();
-    const at = ring.used;
+    const at = ring === null ? 0 : ring.used;
     for (let i = 0; i < 8; i++) io[A + i] = deferredArgs[i];
     io[A + 8] = at;
     io[A + 9] = slab === null ? 0 : RING_WORDS - at;
@@ -629,7 +627,7 @@ export class VmContext<N extends U64 = U64> {
       ls.at = at;
       ls.length = n;
       ls.state = 'applied';
-      ring.used = at + n * OP_WORDS;
+      (ring as RecordRing).used = at + n * OP_WORDS;
     } else {
       io = this.#fillList(ls, n, true, true);
     }
