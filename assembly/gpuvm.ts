@@ -10,7 +10,7 @@ import {
   EINVAL, EEXIST, EPERM, EBUSY, ENOMEM,
   io, ioGet, ioSet, ioGet64, ioSet64,
   IO_ARG, IO_OUT, IO_DATA, IO_DATA_WORDS,
-  OUT_ZOMBIES, OUT_SERIAL, OUT_CREATED, OUT_FAIL_INDEX, OUT_MADE_VMBO, OUT_INFO, VMBO_MAKE,
+  OUT_ZOMBIES, OUT_SERIAL, OUT_CREATED, OUT_FAIL_INDEX, OUT_MADE_VMBO, OUT_INFO, OUT_REAPED, OUT_REAP_MAX, VMBO_MAKE,
   OPS_PER_CHUNK, OP_MAP, OP_REMAP, OP_UNMAP, OP_PREFETCH, OP_KEEP, OP_HAS_PREV, OP_HAS_NEXT,
   VA_WORDS, VAS_PER_CHUNK, VA_ATTR_KERNEL, VA_ATTR_INSERTED,
   TX_WORDS, TX_PER_CHUNK, TX_MAP, TX_UNMAP, TX_PREFETCH, TX_UNMAP_ALL, TX_INJECT_ERROR,
@@ -452,6 +452,12 @@ function writeVaRecord(dst: usize, va: u32): void {
 
 @inline function writeZombies(vm: GpuVm): void {
   ioSet(OUT_ZOMBIES, vm.zombieCount);
+}
+
+/** The end of a fused call: on success the call releases the zombies it made itself (OUT_REAPED), which saves the facade a vmboReap call. */
+function finishFused(vmh: u32, vm: GpuVm, result: i32): void {
+  ioSet(OUT_REAPED, result >= 0 && vm.zombieCount != 0 ? releaseZombies(vmh, vm, OUT_REAPED + 1, OUT_REAP_MAX) : 0);
+  writeZombies(vm);
 }
 
 // ---------------------------------------------------------------------------
@@ -1729,7 +1735,7 @@ export function bind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const n = bindMaking(vmh, vm, readMapArgs());
-  writeZombies(vm);
+  finishFused(vmh, vm, n);
   return n;
 }
 
@@ -1737,7 +1743,7 @@ export function unbind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const n = unbindStep(vmh, vm, ioGet64(IO_ARG + 0), ioGet64(IO_ARG + 2));
-  writeZombies(vm);
+  finishFused(vmh, vm, n);
   return n;
 }
 
@@ -1748,7 +1754,7 @@ export function smMapApply(vmh: u32): i32 {
   const m = readMapArgs();
   let r = checkMapRequest(vmh, vm, m);
   if (r == 0) r = listStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
-  writeZombies(vm);
+  finishFused(vmh, vm, r);
   return r;
 }
 
@@ -1760,7 +1766,7 @@ export function smUnmapApply(vmh: u32): i32 {
   const range = ioGet64(IO_ARG + 2);
   let r = -EINVAL;
   if (rangeValid(vm, addr, range)) r = listBusy(vm) ? -EBUSY : listStep(vmh, vm, addr, range, false, 0, 0, 0);
-  writeZombies(vm);
+  finishFused(vmh, vm, r);
   return r;
 }
 
@@ -2132,25 +2138,31 @@ export function vmboMappings(vmh: u32, vmbo: u32, after: u32, max: u32): i32 {
   return <i32>n;
 }
 
-/** Releases zombies oldest first; an entry whose VmBo is no longer a zombie is skipped. */
-export function vmboReap(vmh: u32): i32 {
-  const vm = getVm(vmh);
-  if (vm === null) return -EINVAL;
+/** Releases up to `max` of the VM's zombies, oldest first, their handles to io[at...]; an entry whose VmBo is no longer a zombie is skipped. -> how many */
+function releaseZombies(vmh: u32, vm: GpuVm, at: u32, max: u32): u32 {
   let n: u32 = 0;
   let i: u32 = 0;
   const z = vm.zombies;
-  for (; i < z.len && n < IO_DATA_WORDS; ++i) {
+  for (; i < z.len && n < max; ++i) {
     const h = z.u32At(i);
     const b = vmboAt(h);
     if (b.state != VMBO_ZOMBIE || b.vm != vmh) continue;
     gpuVmBoRelease(vm, h);
     --vm.zombieCount;
-    ioSet(IO_DATA + n, h);
+    ioSet(at + n, h);
     ++n;
   }
   // erase the processed prefix
   memory.copy(z.data, z.at(i, 4), <usize>(z.len - i) << 2);
   z.len -= i;
+  return n;
+}
+
+/** Releases the VM's zombies into DATA (as many as fit). -> how many */
+export function vmboReap(vmh: u32): i32 {
+  const vm = getVm(vmh);
+  if (vm === null) return -EINVAL;
+  const n = releaseZombies(vmh, vm, IO_DATA, IO_DATA_WORDS);
   writeZombies(vm);
   return <i32>n;
 }

@@ -27,6 +27,9 @@ export const OUT_CREATED: u32 = 34;
 export const OUT_FAIL_INDEX: u32 = 38;
 export const OUT_MADE_VMBO: u32 = 39;
 export const OUT_INFO: u32 = 40;
+/** The VmBos a fused call (bind, unbind, smMapApply, smUnmapApply) released itself on success: count, then up to OUT_REAP_MAX handles. */
+export const OUT_REAPED: u32 = 48;
+export const OUT_REAP_MAX: u32 = 15;
 
 /** A map request's VmBo word asking the engine to make the VmBo (see makeRequestVmBo). */
 export const VMBO_MAKE: u32 = 0xffffffff;

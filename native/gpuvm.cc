@@ -1380,7 +1380,7 @@ i32 Engine::Bind(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
   const i32 n = BindMaking(vmh, *vm, ReadMapArgs());
-  WriteZombies(*vm);
+  FinishFused(vmh, *vm, n);
   return n;
 }
 
@@ -1388,7 +1388,7 @@ i32 Engine::Unbind(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
   const i32 n = UnbindStep(vmh, *vm, Read64(io, IO_ARG + 0), Read64(io, IO_ARG + 2));
-  WriteZombies(*vm);
+  FinishFused(vmh, *vm, n);
   return n;
 }
 
@@ -1398,7 +1398,7 @@ i32 Engine::SmMapApply(u32 vmh) {
   const MapRequest m = ReadMapArgs();
   i32 r = CheckMapRequest(vmh, *vm, m);
   if (r == 0) r = ListStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
-  WriteZombies(*vm);
+  FinishFused(vmh, *vm, r);
   return r;
 }
 
@@ -1409,7 +1409,7 @@ i32 Engine::SmUnmapApply(u32 vmh) {
   const u64 range = Read64(io, IO_ARG + 2);
   i32 r = -kEINVAL;
   if (RangeValid(*vm, addr, range)) r = ListBusy(*vm) ? -kEBUSY : ListStep(vmh, *vm, addr, range, false, 0, 0, 0);
-  WriteZombies(*vm);
+  FinishFused(vmh, *vm, r);
   return r;
 }
 
@@ -1763,24 +1763,34 @@ i32 Engine::VmBoMappings(u32 vmh, u32 vmbo, u32 after, u32 max) {
 
 // Releases zombies oldest first; an entry whose VmBo is no longer a zombie is
 // skipped.
-i32 Engine::VmBoReap(u32 vmh) {
-  GpuVm* vmp = GetVm(vmh);
-  if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
+u32 Engine::ReleaseZombies(u32 vmh, GpuVm& vm, u32 at, u32 max) {
   u32 n = 0;
   u32 i = 0;
-  for (; i < vm.zombies.size() && n < IO_DATA_WORDS; ++i) {
+  for (; i < vm.zombies.size() && n < max; ++i) {
     const u32 h = vm.zombies[i];
     GpuVmBo& b = vmbos_[h];
     if (b.state != VMBO_ZOMBIE || b.vm != vmh) continue;
     GpuVmBoRelease(vm, h);
     --vm.zombieCount;
-    io[IO_DATA + n] = h;
+    io[at + n] = h;
     ++n;
   }
   vm.zombies.EraseFront(i);
+  return n;
+}
+
+i32 Engine::VmBoReap(u32 vmh) {
+  GpuVm* vmp = GetVm(vmh);
+  if (vmp == nullptr) return -kEINVAL;
+  GpuVm& vm = *vmp;
+  const u32 n = ReleaseZombies(vmh, vm, IO_DATA, IO_DATA_WORDS);
   WriteZombies(vm);
   return static_cast<i32>(n);
+}
+
+void Engine::FinishFused(u32 vmh, GpuVm& vm, i32 result) {
+  io[IO_OUT_REAPED] = result >= 0 && vm.zombieCount != 0 ? ReleaseZombies(vmh, vm, IO_OUT_REAPED + 1, IO_OUT_REAP_MAX) : 0;
+  WriteZombies(vm);
 }
 
 }  // namespace gpuvm

@@ -341,6 +341,12 @@ class Engine {
   void TxUndoAll(GpuVm& vm, const Array<TxUndo>& log);
 
   void WriteZombies(const GpuVm& vm) { io[IO_OUT_ZOMBIES] = vm.zombieCount; }
+  // Releases up to `max` of the VM's zombies, oldest first, their handles to
+  // io[at...]; -> how many.
+  u32 ReleaseZombies(u32 vmh, GpuVm& vm, u32 at, u32 max);
+  // The end of a fused call: on success the call releases the zombies it made
+  // itself (IO_OUT_REAPED), which saves the facade a vmboReap crossing.
+  void FinishFused(u32 vmh, GpuVm& vm, i32 result);
 
   u32* ring_ = nullptr;
   u32 ringWords_ = 0;

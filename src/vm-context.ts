@@ -267,7 +267,22 @@ export class VmContext<N extends U64 = U64> {
   /** After every mutating engine call. */
   changed(io: Uint32Array): void {
     this.mod++;
+    if (io[IO.OUT_REAPED] !== 0) this.#forgetReaped(io);
     if (io[IO.OUT_ZOMBIES] !== 0) this.reap();
+  }
+
+  /**
+   * Drops the VmBos a fused call released itself (see IO.OUT_REAPED), and
+   * clears the count: other calls do not write it, and their handles may
+   * be reused by then.
+   */
+  #forgetReaped(io: Uint32Array): void {
+    const n = io[IO.OUT_REAPED];
+    io[IO.OUT_REAPED] = 0;
+    for (let i = 1; i <= n; i++) {
+      const vb = this.vmBoAt[io[IO.OUT_REAPED + i]];
+      if (vb !== undefined) this.forget(vb);
+    }
   }
 
   // ---- VmBos -----------------------------------------------------------------

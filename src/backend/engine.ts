@@ -62,7 +62,16 @@ export const IO = {
   OUT_MADE_VMBO: 39,
   /** OUT words: vmboInfo results (refcount, mapping count, boId), vmStats results (tree nodes, bytes), memStats results (u64 used, u64 limit) */
   OUT_INFO: 40,
+  /**
+   * OUT word: how many VmBos a successful bind, unbind, smMapApply or
+   * smUnmapApply released itself (zombies it made), their handles in the
+   * words after it (at most OUT_REAP_MAX); 0 after a failure. Zombies beyond
+   * those stay, counted at OUT_ZOMBIES, for vmboReap.
+   */
+  OUT_REAPED: 48,
 } as const;
+/** Handles a fused call reports at OUT_REAPED + 1... */
+export const OUT_REAP_MAX = 15;
 
 /**
  * A map request's VmBo word (A7 of bind / smMapOps) asking the engine to make
@@ -164,6 +173,9 @@ export const SUBMIT_SAME = 1 << 10;
  * VmBo count to io[OUT_ZOMBIES]: VmBos whose refcount reached 0 while
  * mappings were unlinked inside the engine. Their handles stay reserved until
  * vmboReap hands them to the facade (like drm_gpuvm_bo_deferred_cleanup).
+ * The fused calls (bind, unbind, smMapApply, smUnmapApply) release the
+ * zombies themselves when they succeed and report them at OUT_REAPED: the
+ * facade reaps right after every call anyway, and this saves that crossing.
  */
 export interface GpuVmEngine {
   /** 'native' or 'wasm' */
@@ -224,9 +236,9 @@ export interface GpuVmEngine {
   /** Drop the pending list without applying the rest. -> 0 */
   opsDrop(vm: number): number;
 
-  /** Fused smMapOps + apply, no op output. Same args. -> op count or -errno */
+  /** Fused smMapOps + apply, no op output. Same args; releases its zombies (OUT_REAPED). -> op count or -errno */
   bind(vm: number): number;
-  /** Fused smUnmapOps + apply. Same args. -> op count or -errno */
+  /** Fused smUnmapOps + apply. Same args; releases its zombies (OUT_REAPED). -> op count or -errno */
   unbind(vm: number): number;
   /**
    * smMapOps, then opsApply of the whole list, in one call (same args and
@@ -235,7 +247,7 @@ export interface GpuVmEngine {
    * a multiple of OP_WORDS, ring + room within the ring; else room counts
    * as 0), otherwise the first OPS_PER_CHUNK to DATA; a list longer than
    * that stays readable through opsRead (as an applied list), a shorter one
-   * leaves none. -> op count or -errno
+   * leaves none. Releases its zombies (OUT_REAPED). -> op count or -errno
    */
   smMapApply(vm: number): number;
   /** addr(A0) range(A2) ring(A8) room(A9): smUnmapOps, then opsApply of the whole list, as smMapApply. -> op count or -errno */
