@@ -454,8 +454,8 @@ function writeVaRecord(dst: usize, va: u32): void {
   ioSet(OUT_ZOMBIES, vm.zombieCount);
 }
 
-/** The end of a fused call: on success the call releases the zombies it made itself (OUT_REAPED), which saves the facade a vmboReap call. */
-function finishFused(vmh: u32, vm: GpuVm, result: i32): void {
+/** The end of a call that applies ops (bind, unbind, smMapApply, smUnmapApply, opsApply): on success it releases the zombies itself (OUT_REAPED), which saves the facade a vmboReap call. */
+function finishApply(vmh: u32, vm: GpuVm, result: i32): void {
   ioSet(OUT_REAPED, result >= 0 && vm.zombieCount != 0 ? releaseZombies(vmh, vm, OUT_REAPED + 1, OUT_REAP_MAX) : 0);
   writeZombies(vm);
 }
@@ -1164,7 +1164,7 @@ function listStep(vmh: u32, vm: GpuVm, a: u64, r: u64, map: bool, bo: u32, off: 
     stepVa.clear();
     const got = map ? smMapOps(vmh) : smUnmapOps(vmh);
     if (got <= 0) return got;
-    const err = opsApply(vmh, 0, <u32>got); // whole and checked: cannot fail
+    const err = applyListRange(vmh, vm, 0, <u32>got); // whole and checked: cannot fail
     return err < 0 ? err : got;
   }
   // (Native writes to the record ring the facade gave it; a module has no
@@ -1680,6 +1680,13 @@ const createdScratch: usize = memory.data(16, 4);
 export function opsApply(vmh: u32, from: u32, to: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
+  const r = applyListRange(vmh, vm, from, to);
+  finishApply(vmh, vm, r);
+  return r;
+}
+
+/** opsApply on a live VM, without finishApply (listStep's long lists end with their own call's). */
+function applyListRange(vmh: u32, vm: GpuVm, from: u32, to: u32): i32 {
   const n = vm.opsLen;
   if (!listPending(vm) || from < vm.listNext || to < from || to > n) return -EINVAL;
   const created = createdScratch;
@@ -1702,7 +1709,6 @@ export function opsApply(vmh: u32, from: u32, to: u32): i32 {
   memory.copy(ioPtrAt(OUT_CREATED), created, 16);
   vm.listNext = to;
   if (to == n) listRelease(vm);
-  writeZombies(vm);
   return 0;
 }
 
@@ -1735,7 +1741,7 @@ export function bind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const n = bindMaking(vmh, vm, readMapArgs());
-  finishFused(vmh, vm, n);
+  finishApply(vmh, vm, n);
   return n;
 }
 
@@ -1743,7 +1749,7 @@ export function unbind(vmh: u32): i32 {
   const vm = getVm(vmh);
   if (vm === null) return -EINVAL;
   const n = unbindStep(vmh, vm, ioGet64(IO_ARG + 0), ioGet64(IO_ARG + 2));
-  finishFused(vmh, vm, n);
+  finishApply(vmh, vm, n);
   return n;
 }
 
@@ -1754,7 +1760,7 @@ export function smMapApply(vmh: u32): i32 {
   const m = readMapArgs();
   let r = checkMapRequest(vmh, vm, m);
   if (r == 0) r = listStep(vmh, vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
-  finishFused(vmh, vm, r);
+  finishApply(vmh, vm, r);
   return r;
 }
 
@@ -1766,7 +1772,7 @@ export function smUnmapApply(vmh: u32): i32 {
   const range = ioGet64(IO_ARG + 2);
   let r = -EINVAL;
   if (rangeValid(vm, addr, range)) r = listBusy(vm) ? -EBUSY : listStep(vmh, vm, addr, range, false, 0, 0, 0);
-  finishFused(vmh, vm, r);
+  finishApply(vmh, vm, r);
   return r;
 }
 

@@ -27,7 +27,7 @@ export const OUT_CREATED: u32 = 34;
 export const OUT_FAIL_INDEX: u32 = 38;
 export const OUT_MADE_VMBO: u32 = 39;
 export const OUT_INFO: u32 = 40;
-/** The VmBos a fused call (bind, unbind, smMapApply, smUnmapApply) released itself on success: count, then up to OUT_REAP_MAX handles. */
+/** The VmBos a call that applies ops (bind, unbind, smMapApply, smUnmapApply, opsApply) released itself on success: count, then up to OUT_REAP_MAX handles. */
 export const OUT_REAPED: u32 = 48;
 export const OUT_REAP_MAX: u32 = 15;
 

@@ -848,7 +848,7 @@ i32 Engine::ListStep(u32 vmh, GpuVm& vm, u64 a, u64 r, bool map, u32 bo, u64 off
     // the calls themselves, on the request still in ARG
     const i32 got = map ? SmMapOps(vmh) : SmUnmapOps(vmh);
     if (got <= 0) return got;
-    const i32 err = OpsApply(vmh, 0, static_cast<u32>(got));  // whole and checked: cannot fail
+    const i32 err = ApplyListRange(vmh, vm, 0, static_cast<u32>(got));  // whole and checked: cannot fail
     return err < 0 ? err : got;
   }
   // The ring place the caller named, if the records fit there (checked: it
@@ -1325,7 +1325,12 @@ i32 Engine::OpsRead(u32 vmh, u32 from) {
 i32 Engine::OpsApply(u32 vmh, u32 from, u32 to) {
   GpuVm* vmp = GetVm(vmh);
   if (vmp == nullptr) return -kEINVAL;
-  GpuVm& vm = *vmp;
+  const i32 r = ApplyListRange(vmh, *vmp, from, to);
+  FinishApply(vmh, *vmp, r);
+  return r;
+}
+
+i32 Engine::ApplyListRange(u32 vmh, GpuVm& vm, u32 from, u32 to) {
   const u32 n = static_cast<u32>(vm.list.ops.size());
   if (!ListPending(vm) || from < vm.list.next || to < from || to > n) return -kEINVAL;
   u32 created[4] = {0, 0, 0, 0};
@@ -1348,7 +1353,6 @@ i32 Engine::OpsApply(u32 vmh, u32 from, u32 to) {
   io[IO_OUT_CREATED + 3] = created[3];
   vm.list.next = to;
   if (to == n) ListRelease(vm);
-  WriteZombies(vm);
   return 0;
 }
 
@@ -1380,7 +1384,7 @@ i32 Engine::Bind(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
   const i32 n = BindMaking(vmh, *vm, ReadMapArgs());
-  FinishFused(vmh, *vm, n);
+  FinishApply(vmh, *vm, n);
   return n;
 }
 
@@ -1388,7 +1392,7 @@ i32 Engine::Unbind(u32 vmh) {
   GpuVm* vm = GetVm(vmh);
   if (vm == nullptr) return -kEINVAL;
   const i32 n = UnbindStep(vmh, *vm, Read64(io, IO_ARG + 0), Read64(io, IO_ARG + 2));
-  FinishFused(vmh, *vm, n);
+  FinishApply(vmh, *vm, n);
   return n;
 }
 
@@ -1398,7 +1402,7 @@ i32 Engine::SmMapApply(u32 vmh) {
   const MapRequest m = ReadMapArgs();
   i32 r = CheckMapRequest(vmh, *vm, m);
   if (r == 0) r = ListStep(vmh, *vm, m.addr, m.range, true, m.bo, m.offset, m.vmbo);
-  FinishFused(vmh, *vm, r);
+  FinishApply(vmh, *vm, r);
   return r;
 }
 
@@ -1409,7 +1413,7 @@ i32 Engine::SmUnmapApply(u32 vmh) {
   const u64 range = Read64(io, IO_ARG + 2);
   i32 r = -kEINVAL;
   if (RangeValid(*vm, addr, range)) r = ListBusy(*vm) ? -kEBUSY : ListStep(vmh, *vm, addr, range, false, 0, 0, 0);
-  FinishFused(vmh, *vm, r);
+  FinishApply(vmh, *vm, r);
   return r;
 }
 
@@ -1788,7 +1792,7 @@ i32 Engine::VmBoReap(u32 vmh) {
   return static_cast<i32>(n);
 }
 
-void Engine::FinishFused(u32 vmh, GpuVm& vm, i32 result) {
+void Engine::FinishApply(u32 vmh, GpuVm& vm, i32 result) {
   io[IO_OUT_REAPED] = result >= 0 && vm.zombieCount != 0 ? ReleaseZombies(vmh, vm, IO_OUT_REAPED + 1, IO_OUT_REAP_MAX) : 0;
   WriteZombies(vm);
 }

@@ -344,9 +344,13 @@ class Engine {
   // Releases up to `max` of the VM's zombies, oldest first, their handles to
   // io[at...]; -> how many.
   u32 ReleaseZombies(u32 vmh, GpuVm& vm, u32 at, u32 max);
-  // The end of a fused call: on success the call releases the zombies it made
-  // itself (IO_OUT_REAPED), which saves the facade a vmboReap crossing.
-  void FinishFused(u32 vmh, GpuVm& vm, i32 result);
+  // The end of a call that applies ops (bind, unbind, smMapApply,
+  // smUnmapApply, opsApply): on success it releases the zombies itself
+  // (IO_OUT_REAPED), which saves the facade a vmboReap crossing.
+  void FinishApply(u32 vmh, GpuVm& vm, i32 result);
+  // opsApply on a live VM, without FinishApply (ListStep's long lists end
+  // with their own call's).
+  i32 ApplyListRange(u32 vmh, GpuVm& vm, u32 from, u32 to);
 
   u32* ring_ = nullptr;
   u32 ringWords_ = 0;

@@ -36,8 +36,9 @@ constexpr u32 IO_OUT_CREATED = 34;
 constexpr u32 IO_OUT_FAIL_INDEX = 38;
 constexpr u32 IO_OUT_MADE_VMBO = 39;
 constexpr u32 IO_OUT_INFO = 40;
-// The VmBos a fused call (bind, unbind, smMapApply, smUnmapApply) released
-// itself on success: their count, then up to IO_OUT_REAP_MAX handles.
+// The VmBos a call that applies ops (bind, unbind, smMapApply, smUnmapApply,
+// opsApply) released itself on success: their count, then up to
+// IO_OUT_REAP_MAX handles.
 constexpr u32 IO_OUT_REAPED = 48;
 constexpr u32 IO_OUT_REAP_MAX = 15;
 

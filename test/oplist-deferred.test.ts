@@ -12,6 +12,7 @@
 import { describe, expect, it } from 'vitest';
 import { Bo, engineMemory, GpuVm, GpuVmError, PageTable, setEngineMemoryLimit, type OpList } from '../src/index.js';
 import { backends } from './support/engines.js';
+import { engineCallsDuring } from './support/raw-engine.js';
 import { Prng } from './support/prng.js';
 import { snapshot, thrown } from './support/state.js';
 import { DEFER_BACKOFF } from '../src/vm-context.js';
@@ -77,25 +78,10 @@ describe.each(backends)('deferred op lists on %s', (backend) => {
   it('a list applied unread takes one engine call, on every engine', () => {
     const w = world();
     for (let i = 0; i < 20; i++) w.vm.bind(PAGE * (1 + 8 * i), 4 * PAGE, bos[i % 3], 0);
-    // count the facade's calls on its engine object (the one loadEngine hands out)
-    const E = loadEngine(backend) as unknown as Record<string, unknown>;
-    const calls: string[] = [];
-    const saved = new Map<string, unknown>();
-    for (const [k, f] of Object.entries(E)) {
-      // (setRing hands the native engine a record slab, once per 4096 records)
-      if (typeof f !== 'function' || k === 'io' || k === 'setRing') continue;
-      saved.set(k, f);
-      E[k] = (...args: unknown[]) => {
-        calls.push(k);
-        return (f as (...a: unknown[]) => unknown)(...args);
-      };
-    }
-    try {
+    const calls = engineCallsDuring(loadEngine(backend), () => {
       w.vm.smMapOps({ addr: PAGE * 3, range: 20 * PAGE, bo: bos[1], offset: 0 }).apply();
       w.vm.smUnmapOps(PAGE * 40, 30 * PAGE).apply();
-    } finally {
-      for (const [k, f] of saved) E[k] = f;
-    }
+    });
     expect(calls).toEqual(['smMapApply', 'smUnmapApply']);
     // and each did what the list says
     expect(w.vm.find(PAGE * 3, 20 * PAGE)?.bo).toBe(bos[1]);

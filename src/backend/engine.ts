@@ -63,8 +63,8 @@ export const IO = {
   /** OUT words: vmboInfo results (refcount, mapping count, boId), vmStats results (tree nodes, bytes), memStats results (u64 used, u64 limit) */
   OUT_INFO: 40,
   /**
-   * OUT word: how many VmBos a successful bind, unbind, smMapApply or
-   * smUnmapApply released itself (zombies it made), their handles in the
+   * OUT word: how many VmBos a successful bind, unbind, smMapApply,
+   * smUnmapApply or opsApply released itself (zombies), their handles in the
    * words after it (at most OUT_REAP_MAX); 0 after a failure. Zombies beyond
    * those stay, counted at OUT_ZOMBIES, for vmboReap.
    */
@@ -173,8 +173,9 @@ export const SUBMIT_SAME = 1 << 10;
  * VmBo count to io[OUT_ZOMBIES]: VmBos whose refcount reached 0 while
  * mappings were unlinked inside the engine. Their handles stay reserved until
  * vmboReap hands them to the facade (like drm_gpuvm_bo_deferred_cleanup).
- * The fused calls (bind, unbind, smMapApply, smUnmapApply) release the
- * zombies themselves when they succeed and report them at OUT_REAPED: the
+ * The calls that apply ops (bind, unbind, smMapApply, smUnmapApply,
+ * opsApply) release the zombies themselves when they succeed and report
+ * them at OUT_REAPED: the
  * facade reaps right after every call anyway, and this saves that crossing.
  */
 export interface GpuVmEngine {

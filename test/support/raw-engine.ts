@@ -19,3 +19,29 @@ export function rawVm(E: Engine, bytes: number): number {
   expect(h).toBeGreaterThan(0);
   return h;
 }
+
+/**
+ * The names of the engine calls the facade makes while `fn` runs, in order
+ * (the engine object loadEngine hands out is the facade's; its functions are
+ * wrapped meanwhile). setRing, which hands the native engine a record slab
+ * once per 4096 records, is not counted.
+ */
+export function engineCallsDuring(E: Engine, fn: () => void): string[] {
+  const e = E as unknown as Record<string, unknown>;
+  const calls: string[] = [];
+  const saved = new Map<string, unknown>();
+  for (const [k, f] of Object.entries(e)) {
+    if (typeof f !== 'function' || k === 'io' || k === 'setRing') continue;
+    saved.set(k, f);
+    e[k] = (...args: unknown[]) => {
+      calls.push(k);
+      return (f as (...a: unknown[]) => unknown)(...args);
+    };
+  }
+  try {
+    fn();
+  } finally {
+    for (const [k, f] of saved) e[k] = f;
+  }
+  return calls;
+}
