@@ -471,8 +471,6 @@ class PageTableImpl<N extends U64 = U64> {
       );
     }
     this.#handle = h;
-    // Not part of the typed API: test/page-table-limits reads engine storage through it.
-    Object.defineProperty(this, 'engine', { value: this.#engine, enumerable: false });
     this.#rw = new RecordWriter(this.#engine, this.bigint);
     this.shifts = Object.freeze([...shifts]);
     this.top = top;

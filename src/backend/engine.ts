@@ -70,7 +70,7 @@ export const IO = {
    */
   OUT_REAPED: 48,
 } as const;
-/** Handles a fused call reports at OUT_REAPED + 1... */
+/** Most handles a call that applies ops reports at OUT_REAPED + 1... */
 export const OUT_REAP_MAX = 15;
 
 /**
@@ -175,8 +175,8 @@ export const SUBMIT_SAME = 1 << 10;
  * vmboReap hands them to the facade (like drm_gpuvm_bo_deferred_cleanup).
  * The calls that apply ops (bind, unbind, smMapApply, smUnmapApply,
  * opsApply) release the zombies themselves when they succeed and report
- * them at OUT_REAPED: the
- * facade reaps right after every call anyway, and this saves that crossing.
+ * them at OUT_REAPED: the facade reaps right after every call anyway, and
+ * this saves that crossing.
  */
 export interface GpuVmEngine {
   /** 'native' or 'wasm' */
