@@ -19,9 +19,9 @@
  *                    runs one engine, so its calls into the engine see one
  *                    kind of function; with both engines in one process the
  *                    facade's hot call sites see two and V8 cannot inline
- *                    them (single findFirst at 1e3: ~72 ns alone, ~100 with
- *                    both). Run once per engine for figures as applications
- *                    see them.
+ *                    them (single findFirst at 1e3, native: ~73 ns alone,
+ *                    ~90 with both; WASM ~80 either way). Run once per
+ *                    engine for figures as applications see them.
  *   --build          rebuild dist/ (npm run build:ts) before running
  *   --list           list the suites and exit
  *

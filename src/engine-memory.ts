@@ -6,7 +6,7 @@
  * fail with ENOMEM and change nothing, instead of the process dying or the
  * WASM engine trapping; raising the limit lets the same VMs go on.
  */
-import { IO } from './backend/engine.js';
+import { IO, ioOf } from './backend/engine.js';
 import { engineFor, type BackendName } from './backend/loader.js';
 import { GpuVmError } from './errors.js';
 import { describe, getNum, putU64 } from './u64.js';
@@ -26,7 +26,7 @@ export function engineMemory(backend?: BackendName): EngineMemory {
   const E = engineFor(backend);
   settleDeferred(); // what a deferred list holds counts
   E.memStats();
-  const io = E.io();
+  const io = ioOf(E);
   const limit = getNum(io, IO.OUT_INFO + 2, 'limit');
   return { backend: E.name, used: getNum(io, IO.OUT_INFO, 'used'), limit: limit === 0 ? null : limit };
 }
@@ -46,7 +46,7 @@ export function setEngineMemoryLimit(bytes: number | bigint | null, backend?: Ba
   }
   const E = engineFor(backend);
   settleDeferred(); // made as it was asked for, before the limit applies
-  const io = E.io();
+  const io = ioOf(E);
   putU64(io, IO.ARG, bytes ?? 0, 'bytes', true);
   const r = E.memSetLimit();
   if (r < 0) throw new GpuVmError('EINVAL', `setEngineMemoryLimit: the ${E.name} engine refused ${describe(bytes)}`);

@@ -8,7 +8,7 @@
  * only the VM that made a GpuVa can name its engine record, so neither a
  * forged object nor a modified one can reach another mapping.
  */
-import { IO, VA_ATTR_INSERTED } from './backend/engine.js';
+import { IO, VA_ATTR_INSERTED, ioOf } from './backend/engine.js';
 import { GpuVmError } from './errors.js';
 import type { GpuVm } from './gpuvm.js';
 import { describe, hex, type U64 } from './u64.js';
@@ -55,7 +55,7 @@ export function readVa(ctx: VmContext, va: AnyVa): VaState | null {
   if (ctx.h === 0) return null;
   const r = ctx.E.vaGet(ctx.h, handleOf(va), serialOf(va));
   if (r <= 0) return null;
-  const io = ctx.E.io();
+  const io = ioOf(ctx.E);
   return { flags: io[D + 3], vmBo: io[D + 10], inserted: (io[D + 11] & VA_ATTR_INSERTED) !== 0 };
 }
 
@@ -235,7 +235,7 @@ export class GpuVa<N extends U64 = U64> {
       ctx.boById.set(bo.id, bo);
       ctx.looseBos.add(bo.id);
     }
-    ctx.changed(ctx.E.io());
+    ctx.changed(ioOf(ctx.E));
   }
 
   #require(what: string): VaState {

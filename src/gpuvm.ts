@@ -22,6 +22,7 @@ import {
   Errno,
   SubmitKind,
   VMBO_MAKE,
+  ioOf,
 } from './backend/engine.js';
 import type { BackendName } from './backend/loader.js';
 import { GpuVmError, errnoName } from './errors.js';
@@ -215,7 +216,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const rs = o.reserveStartB;
     const rr = o.reserveRangeB;
     settleDeferred(); // an engine call outside any VM's context
-    const io = E.io();
+    const io = ioOf(E);
     putU64(io, A + 0, o.start, 'start', big);
     putU64(io, A + 2, o.range, 'range', big);
     putU64(io, A + 4, rs, 'reserve.start', true);
@@ -325,7 +326,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.#checkMapping('insert', addr, range, offset);
     this.#c.alive('insert');
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     this.#c.put(io, A + 0, addr, 'addr');
     this.#c.put(io, A + 2, range, 'range');
     this.#c.put(io, A + 4, offset, 'offset');
@@ -333,7 +334,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     io[A + 7] = flags >>> 0;
     const h = E.vaInsert(this.#c.h);
     if (h <= 0) throw this.#c.fail(h, 'insert', addr, range);
-    const serial = E.io()[IO.OUT_SERIAL];
+    const serial = ioOf(E)[IO.OUT_SERIAL];
     if (this.#c.mirror !== null) {
       // the VM first (it judges the request), then the table; a refusal takes the mapping out again
       try {
@@ -399,7 +400,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       if (r === -Errno.EPERM) throw new GpuVmError('EPERM', 'remove: the kernel-reserved node cannot be removed');
       throw new GpuVmError('EINVAL', 'remove: the mapping is not in the VM');
     }
-    this.#c.changed(this.#c.E.io());
+    this.#c.changed(ioOf(this.#c.E));
   }
 
   // ---- lookups --------------------------------------------------------------------
@@ -416,7 +417,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** The lowest mapping overlapping [addr, addr+range), or null (drm_gpuva_find_first). */
   findFirst(addr: U64, range: U64): GpuVa<N> | null {
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     // an empty query finds nothing, but on a destroyed VM it is EINVAL like any other call
     if (!this.#putQuery(io, addr, range)) {
       this.#c.alive('findFirst');
@@ -428,13 +429,13 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       this.#c.alive('findFirst');
       return null;
     }
-    return this.#c.vaFromRecord(E.io(), D);
+    return this.#c.vaFromRecord(ioOf(E), D);
   }
 
   /** The mapping at exactly [addr, addr+range), or null (drm_gpuva_find). */
   find(addr: U64, range: U64): GpuVa<N> | null {
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     if (!this.#putQuery(io, addr, range)) {
       this.#c.alive('find');
       return null;
@@ -446,7 +447,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       this.#c.alive('find');
       return null;
     }
-    const o = E.io();
+    const o = ioOf(E);
     if (o[D + 4] !== a0 || o[D + 5] !== a1 || o[D + 6] !== r0 || o[D + 7] !== r1) return null;
     return this.#c.vaFromRecord(o, D);
   }
@@ -454,7 +455,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** Whether [addr, addr+range) holds no mapping (the kernel node counts; drm_gpuvm_interval_empty). */
   isEmpty(addr: U64, range: U64): boolean {
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     if (!this.#putQuery(io, addr, range)) {
       this.#c.alive('isEmpty');
       return true;
@@ -472,19 +473,19 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const k = this.#c.reserveB;
     if (k && x >= k.start && x < k.end) return null;
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     io[A] = Number(x & 0xffff_ffffn);
     io[A + 1] = Number(x >> 32n);
     io[A + 2] = io[A];
     io[A + 3] = io[A + 1];
     const h = E.findFirst(this.#c.h);
     if (h <= 0) return null;
-    return this.#c.vaFromRecord(E.io(), D);
+    return this.#c.vaFromRecord(ioOf(E), D);
   }
 
   /** The mapping containing start - 1, or null (drm_gpuva_find_prev). */
   findPrev(start: U64): GpuVa<N> | null {
-    const io = this.#c.E.io();
+    const io = ioOf(this.#c.E);
     this.#c.put(io, A, start, 'start');
     this.#c.alive('findPrev');
     if (typeof start === 'number') return start === 0 ? null : this.#containingN(start - 1);
@@ -495,7 +496,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   /** The mapping containing end, or null (drm_gpuva_find_next). */
   findNext(end: U64): GpuVa<N> | null {
-    const io = this.#c.E.io();
+    const io = ioOf(this.#c.E);
     this.#c.put(io, A, end, 'end');
     if (typeof end === 'number') {
       this.#c.alive('findNext');
@@ -509,7 +510,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const c = this.#c;
     if (x < c.startN || x >= c.endN || (x >= c.reserveStartN && x < c.reserveEndN)) return null;
     const E = c.E;
-    const io = E.io();
+    const io = ioOf(E);
     const lo = x >>> 0;
     const hi = (x - lo) / 0x1_0000_0000;
     io[A] = lo;
@@ -518,7 +519,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     io[A + 3] = hi;
     const h = E.findFirst(c.h);
     if (h <= 0) return null;
-    return c.vaFromRecord(E.io(), D);
+    return c.vaFromRecord(ioOf(E), D);
   }
 
   /**
@@ -546,14 +547,14 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     for (let i = 0; i < n; i++) putU64(q, 2 * i, addrs[i], `addrs[${i}]`, big);
     this.#c.alive('findFirstMany');
     const E = this.#c.E;
-    let io = E.io();
+    let io = ioOf(E);
     this.#c.put(io, A + 4, range, 'range');
     const r0 = io[A + 4], r1 = io[A + 5];
     const out: (GpuVa<N> | null)[] = new Array(n).fill(null);
     if (r0 === 0 && r1 === 0) return out;
     for (let base = 0; base < n; base += VAS_PER_CHUNK) {
       const m = Math.min(VAS_PER_CHUNK, n - base);
-      io = E.io();
+      io = ioOf(E);
       for (let i = 0; i < m; i++) {
         io[A] = q[2 * (base + i)];
         io[A + 1] = q[2 * (base + i) + 1];
@@ -569,7 +570,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       const found = E.findFirstBatch(this.#c.h, m);
       if (found < 0) throw this.#c.fail(found, 'findFirstMany');
       if (found === 0) continue;
-      io = E.io();
+      io = ioOf(E);
       for (let i = 0; i < m; i++) {
         const p = D + VA_WORDS * i;
         if (io[p] !== 0) out[base + i] = this.#c.vaFromRecord(io, p);
@@ -590,7 +591,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   *mappings(addr?: U64, range?: U64): IterableIterator<GpuVa<N>> {
     this.#c.alive('mappings');
     const E = this.#c.E;
-    let io = E.io();
+    let io = ioOf(E);
     let c0: number, c1: number, l0: number, l1: number;
     if (addr === undefined && range === undefined) {
       c0 = c1 = 0;
@@ -607,14 +608,14 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     let chunk = 16;
     for (;;) {
       this.#c.alive('mappings');
-      io = E.io();
+      io = ioOf(E);
       io[A] = c0;
       io[A + 1] = c1;
       io[A + 2] = l0;
       io[A + 3] = l1;
       const n = E.iterate(this.#c.h, chunk);
       if (n < 0) throw this.#c.fail(n, 'mappings');
-      const recs = E.io().slice(D, D + n * VA_WORDS);
+      const recs = ioOf(E).slice(D, D + n * VA_WORDS);
       const mod = this.#c.mod;
       let i = 0;
       for (; i < n; i++) {
@@ -659,12 +660,12 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
 
   #kernelNodeLookup(k: { start: bigint }): GpuVa<N> | null {
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     io[A] = Number(k.start & 0xffff_ffffn);
     io[A + 1] = Number(k.start >> 32n);
     io[A + 2] = io[A];
     io[A + 3] = io[A + 1];
-    return E.findFirst(this.#c.h) > 0 ? this.#c.vaFromRecord(E.io(), D) : null;
+    return E.findFirst(this.#c.h) > 0 ? this.#c.vaFromRecord(ioOf(E), D) : null;
   }
 
   /** Mappings in the VM, the kernel node excluded. */
@@ -678,7 +679,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     this.#c.alive('stats');
     const E = this.#c.E;
     const n = E.vmStats(this.#c.h);
-    const io = E.io();
+    const io = ioOf(E);
     return { mappings: n, treeNodes: io[IO.OUT_INFO], bytes: io[IO.OUT_INFO + 1] };
   }
 
@@ -693,10 +694,10 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const make = this.#putMapArgs('bind', addr, range, bo, offset);
     const E = this.#c.E;
     const r = E.bind(this.#c.h);
-    if (make !== null) this.#c.adoptMadeVmBo(make, E.io());
+    if (make !== null) this.#c.adoptMadeVmBo(make, ioOf(E));
     if (r < 0) throw this.#c.fail(r, 'bind', addr, range);
     this.#c.listGen++;
-    this.#c.changed(E.io());
+    this.#c.changed(ioOf(E));
     return r;
   }
 
@@ -711,7 +712,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const E = this.#c.E;
     const big = this.#big;
     const names = MAP_ARG_NAMES[what];
-    const io = E.io();
+    const io = ioOf(E);
     putU64(io, A + 0, addr, names[0], big);
     putU64(io, A + 2, range, names[1], big);
     putU64(io, A + 4, offset, names[2], big);
@@ -745,13 +746,13 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   unbind(addr: U64, range: U64): number {
     if (this.#c.mirror !== null) return this.#applyMirrored(this.#rangeList('smUnmapOps', addr, range));
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     putU64(io, A + 0, addr, 'addr', this.#big);
     putU64(io, A + 2, range, 'range', this.#big);
     const r = E.unbind(this.#c.h);
     if (r < 0) throw this.#c.fail(r, 'unbind', addr, range);
     this.#c.listGen++;
-    this.#c.changed(E.io());
+    this.#c.changed(ioOf(E));
     return r;
   }
 
@@ -828,7 +829,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     const E = c.E;
     const n = E.smMapOps(c.h);
     // the pending list holds its own reference to the VmBo it maps to
-    if (make !== null) c.adoptMadeVmBo(make, E.io());
+    if (make !== null) c.adoptMadeVmBo(make, ioOf(E));
     if (n < 0) throw c.fail(n, what, addr, range);
     return c.takeList(n, false);
   }
@@ -836,7 +837,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   /** A list the engine makes of a range (the facade side of the engines' rangeListOps). */
   #rangeList(what: 'smUnmapOps' | 'prefetchOps' | 'madviseOps', addr: U64, range: U64): OpList<N> {
     const E = this.#c.E;
-    const io = E.io();
+    const io = ioOf(E);
     this.#c.put(io, A + 0, addr, 'addr');
     this.#c.put(io, A + 2, range, 'range');
     const n = E[what](this.#c.h);
@@ -854,7 +855,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
   #unmapList(addr: U64, range: U64, defer: boolean): OpList<N> {
     const c = this.#c;
     const E = c.E;
-    const io = E.io();
+    const io = ioOf(E);
     putU64(io, A + 0, addr, 'smUnmapOps: addr', this.#big);
     putU64(io, A + 2, range, 'smUnmapOps: range', this.#big);
     if (defer) {
@@ -1033,7 +1034,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       E.txClear(this.#c.h);
       for (let base = 0; base < n; base += TX_PER_CHUNK) {
         const m = Math.min(TX_PER_CHUNK, n - base);
-        const io = E.io();
+        const io = ioOf(E);
         for (let j = 0; j < m; j++) {
           const e = tx[base + j];
           const p = D + j * TX_WORDS;
@@ -1071,11 +1072,11 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
       for (const vb of temps) this.#c.releaseTemp(vb);
       throw err;
     }
-    const failAt = E.io()[IO.OUT_FAIL_INDEX];
+    const failAt = ioOf(E)[IO.OUT_FAIL_INDEX];
     if (r < 0) {
       for (const vb of temps) this.#c.releaseTemp(vb);
       // a failed transaction leaves the pending list (if any) as it was
-      if (E.io()[IO.OUT_ZOMBIES] !== 0) this.#c.reap();
+      if (ioOf(E)[IO.OUT_ZOMBIES] !== 0) this.#c.reap();
       if (r === -Errno.EBUSY || failAt >= n) throw this.#c.fail(r, 'bindArray');
       const e = tx[failAt];
       const at = `bindArray[${failAt}] (${e.op})`;
@@ -1085,7 +1086,7 @@ class GpuVmImpl<N extends U64 = number> implements Iterable<GpuVa<N>> {
     }
     const list = this.#c.takeList(r, true, false);
     for (const vb of temps) this.#c.releaseTemp(vb);
-    this.#c.changed(E.io());
+    this.#c.changed(ioOf(E));
     if (this.#c.mirror !== null) this.#mirrorTransaction(list);
     return list;
   }

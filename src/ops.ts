@@ -4,7 +4,7 @@
  * (and the BOs they name) are looked up only when asked for. The engine keeps the list pending until it is
  * applied or dropped, so applying never allocates in the engine.
  */
-import { IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind } from './backend/engine.js';
+import { IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind, ioOf } from './backend/engine.js';
 import { GpuVmError, errnoName } from './errors.js';
 import type { GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
@@ -488,7 +488,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     ls.state = 'applied';
     if (ctx.pendingGen === ls.gen) ctx.pendingGen = -1;
     if (ls.made !== null) forgetUnmapped(ctx, ls, from, n);
-    ctx.changed(E.io());
+    ctx.changed(ioOf(E));
   }
 
   /** Drops the list without applying the rest (drm_gpuva_ops_free). */
@@ -500,7 +500,7 @@ export class OpList<N extends U64 = U64> implements Iterable<Op<N>> {
     this.#s.state = 'dropped';
     if (ctx.pendingGen === this.#s.gen) ctx.pendingGen = -1;
     ctx.listGen++;
-    ctx.changed(ctx.E.io());
+    ctx.changed(ioOf(ctx.E));
   }
 
   /** JSON: the state and the ops (addresses as hex strings, BOs by id). */
@@ -611,7 +611,7 @@ export function applyOp(ctx: VmContext, op: unknown, kind: Op['kind'], what: str
     if (ctx.pendingGen === ls.gen) ctx.pendingGen = -1;
   }
   forgetUnmapped(ctx, ls, op.index, op.index + 1);
-  const io = E.io();
+  const io = ioOf(E);
   const created = createdScratch;
   for (let i = 0; i < 4; i++) created[i] = io[IO.OUT_CREATED + i];
   ctx.changed(io);

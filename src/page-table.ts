@@ -7,7 +7,7 @@
  * allocated and freed, and update records.
  */
 import type { BackendName } from './backend/loader.js';
-import { Errno, IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind, type Engine } from './backend/engine.js';
+import { Errno, IO, OP_HAS_NEXT, OP_HAS_PREV, OP_KEEP, OP_WORDS, OpKind, type Engine, ioOf } from './backend/engine.js';
 import {
   PT_APPLY_BEGIN,
   PT_APPLY_END,
@@ -307,17 +307,17 @@ class RecordWriter {
     let from = 0;
     let first = true;
     while (this.pos - from > DATA_WORDS) {
-      engine.io().set(this.buf.subarray(from, from + DATA_WORDS), DATA);
+      ioOf(engine).set(this.buf.subarray(from, from + DATA_WORDS), DATA);
       const r = engine.ptApply(pt, DATA_WORDS, first ? PT_APPLY_BEGIN : 0);
       if (r < 0) throw gpuVmError(r, 'page-table records could not be staged');
       from += DATA_WORDS;
       first = false;
     }
-    let io = engine.io();
+    let io = ioOf(engine);
     io.set(this.buf.subarray(from, this.pos), DATA);
     io[ARG] = budget;
     const r = engine.ptApply(pt, this.pos - from, (first ? PT_APPLY_BEGIN : 0) | PT_APPLY_END);
-    io = engine.io();
+    io = ioOf(engine);
     if (r < 0) {
       const what = va === undefined ? op : `${op}(${describe(va)}, ${describe(size)})`;
       const at = this.records > 1 ? ` (record ${io[PtOut.FAIL_INDEX]})` : '';
@@ -460,7 +460,7 @@ class PageTableImpl<N extends U64 = U64> {
     this.backend = o.engine.name;
     this.bigint = o.bigint;
     this.compact = compact;
-    const io = this.#engine.io();
+    const io = ioOf(this.#engine);
     for (let i = 0; i < shifts.length; i++) io[DATA + i] = shifts[i];
     const h = this.#engine.ptCreate(shifts.length, Math.min(leaf, 0xffffffff), compact ? PT_CREATE_COMPACT : 0);
     if (h < 0) {
@@ -502,7 +502,7 @@ class PageTableImpl<N extends U64 = U64> {
   get stats(): { tables: number; entries: number } {
     const r = this.#engine.ptStats(this.#live());
     if (r < 0) throw gpuVmError(r, 'ptStats');
-    const io = this.#engine.io();
+    const io = ioOf(this.#engine);
     return { tables: io[OUT], entries: io[OUT + 1] };
   }
 
@@ -622,11 +622,11 @@ class PageTableImpl<N extends U64 = U64> {
   /** The leaf mapping va, or null (unmapped, zapped, beyond the span). */
   translate(va: U64): PtTranslation<N> | null {
     const h = this.#live();
-    putU64(this.#engine.io(), ARG, va, 'va', this.bigint);
+    putU64(ioOf(this.#engine), ARG, va, 'va', this.bigint);
     const r = this.#engine.ptTranslate(h);
     if (r < 0) throw gpuVmError(r, 'translate');
     if (r === 0) return null;
-    const io = this.#engine.io();
+    const io = ioOf(this.#engine);
     return this.#translation(io, OUT, io[OUT + 2]);
   }
 
@@ -650,7 +650,7 @@ class PageTableImpl<N extends U64 = U64> {
     const res: (PtTranslation<N> | null)[] = new Array(count);
     for (let base = 0; base < count; base += TRANSLATE_CHUNK) {
       const n = Math.min(TRANSLATE_CHUNK, count - base);
-      let io = this.#engine.io();
+      let io = ioOf(this.#engine);
       for (let i = 0; i < n; i++) {
         const at = DATA + i * PT_TRANSLATE_WORDS;
         io[at] = words[2 * (base + i)];
@@ -658,7 +658,7 @@ class PageTableImpl<N extends U64 = U64> {
       }
       const r = this.#engine.ptTranslateBatch(h, n);
       if (r < 0) throw gpuVmError(r, 'translateMany');
-      io = this.#engine.io();
+      io = ioOf(this.#engine);
       for (let i = 0; i < n; i++) {
         const at = DATA + i * PT_TRANSLATE_WORDS;
         const info = io[at + 2];
@@ -710,7 +710,7 @@ class PageTableImpl<N extends U64 = U64> {
     let cursor: [number, number, number] | null = null;
     for (;;) {
       const h = this.#live();
-      let io = this.#engine.io();
+      let io = ioOf(this.#engine);
       io[ARG] = tmp[0];
       io[ARG + 1] = tmp[1];
       io[ARG + 2] = tmp[2];
@@ -725,7 +725,7 @@ class PageTableImpl<N extends U64 = U64> {
       }
       const n = this.#engine.ptWalk(h, flags, chunk);
       if (n < 0) throw gpuVmError(n, 'walk');
-      io = this.#engine.io();
+      io = ioOf(this.#engine);
       cursor = [io[OUT], io[OUT + 1], io[OUT + 2]];
       const batch: PtEntry<N>[] = new Array(n);
       for (let i = 0; i < n; i++) batch[i] = this.#entry(io, DATA + i * PT_WALK_WORDS);

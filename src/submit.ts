@@ -6,7 +6,7 @@
  * the same bind/unbind call would, and its op count or -errno lands in
  * `results`. See docs/submit.md.
  */
-import { Errno, IO, SUBMIT_MAKE, SUBMIT_PER_CHUNK, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, type ErrnoName } from './backend/engine.js';
+import { Errno, IO, SUBMIT_MAKE, SUBMIT_PER_CHUNK, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, type ErrnoName, ioOf } from './backend/engine.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { readBigint } from './options.js';
 import { describe, TWO32, U64_MAX, type U64 } from './u64.js';
@@ -350,7 +350,7 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
   let chunk = SUBMIT_PER_CHUNK;
   while (ran < n) {
     const m = Math.min(n - ran, chunk);
-    const io = E.io();
+    const io = ioOf(E);
     if (words !== null) {
       writeWords(io, reqs, words, handles, ran, m);
     } else if (reqs.bigint) {
@@ -366,7 +366,7 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
     }
     const got = E.submit(c.h, m);
     if (got < 0 || got > m) throw new GpuVmError('EIO', `submit: the engine returned ${got} for ${m} requests`);
-    const out = E.io();
+    const out = ioOf(E);
     for (let j = 0, i = ran; j < got; j++, i++) {
       const r = out[D + j * SUBMIT_WORDS] | 0;
       results[i] = r;

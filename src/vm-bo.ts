@@ -8,7 +8,7 @@
  * below, which the package does not export), so user code can neither forge a
  * Bo or VmBo nor redirect one to another engine record.
  */
-import { Errno, IO, VA_WORDS, VAS_PER_CHUNK } from './backend/engine.js';
+import { Errno, IO, VA_WORDS, VAS_PER_CHUNK, ioOf } from './backend/engine.js';
 import { GpuVmError } from './errors.js';
 import type { GpuVa } from './gpu-va.js';
 import type { GpuVm as Vm } from './gpuvm.js';
@@ -319,7 +319,7 @@ export class VmBo<N extends U64 = number> {
     ctx.checkVmBo(this, what);
     const r = ctx.E.vmboInfo(ctx.h, this.#h);
     if (r < 0) throw ctx.fail(r, what);
-    const io = ctx.E.io();
+    const io = ioOf(ctx.E);
     return { refcount: io[IO.OUT_INFO], mappings: io[IO.OUT_INFO + 1] };
   }
 
@@ -333,7 +333,7 @@ export class VmBo<N extends U64 = number> {
     for (;;) {
       const n = E.vmboMappings(ctx.h, this.#h, after, VAS_PER_CHUNK);
       if (n < 0) throw ctx.fail(n, 'VmBo.mappings');
-      const io = E.io();
+      const io = ioOf(E);
       for (let i = 0; i < n; i++) out.push(ctx.vaFromRecord(io, IO.DATA + i * VA_WORDS));
       if (n < VAS_PER_CHUNK) return out;
       after = io[IO.DATA + (n - 1) * VA_WORDS];

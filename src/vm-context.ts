@@ -5,7 +5,7 @@
  * context of their VM and make their own engine calls through it, so none of
  * them needs a back door into another class. The package does not export it.
  */
-import { IO, OP_WORDS, OPS_PER_CHUNK, VA_ATTR_KERNEL, Errno, type Engine } from './backend/engine.js';
+import { IO, OP_WORDS, OPS_PER_CHUNK, VA_ATTR_KERNEL, Errno, type Engine, ioOf } from './backend/engine.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { makeGpuVa, vaHandle, vaSerial, isGpuVa, type GpuVa } from './gpu-va.js';
 import type { GpuVm } from './gpuvm.js';
@@ -178,7 +178,7 @@ export class VmContext<N extends U64 = U64> {
     for (;;) {
       const n = E.vmboReap(this.h);
       if (n <= 0) return;
-      const io = E.io();
+      const io = ioOf(E);
       for (let i = 0; i < n; i++) {
         const vb = this.vmBoAt[io[D + i]];
         if (vb !== undefined) this.forget(vb);
@@ -484,7 +484,7 @@ export class VmContext<N extends U64 = U64> {
    * when inData) out of the engine, to copied[copiedAt...]. -> io after
    */
   #copyRecords(n: number, inData: boolean): Uint32Array {
-    const io = this.#E.io();
+    const io = ioOf(this.#E);
     const len = n * OP_WORDS;
     if (n === 0 || !inData || len > SLAB_WORDS >>> 2) return this.#copyLong(n, inData, io);
     // the common case, kept small so that it inlines: a short list into the shared slab
@@ -515,11 +515,11 @@ export class VmContext<N extends U64 = U64> {
     for (let from = 0; from < n; ) {
       const got = E.opsRead(this.h, from);
       if (got <= 0) throw new GpuVmError('EIO', `opsRead returned ${got} at ${from} of ${n}`);
-      words.set(E.io().subarray(D, D + got * OP_WORDS), from * OP_WORDS);
+      words.set(ioOf(E).subarray(D, D + got * OP_WORDS), from * OP_WORDS);
       from += got;
     }
     copied = words;
-    return E.io();
+    return ioOf(E);
   }
 
   // ---- deferred op lists ---------------------------------------------------------
@@ -550,7 +550,7 @@ export class VmContext<N extends U64 = U64> {
     }
     if (this.h === 0 || this.mirror !== null || this.pendingGen === this.listGen) return null;
     if (limitedEngines.size !== 0 && limitedEngines.has(E)) return null;
-    const io = E.io();
+    const io = ioOf(E);
     if (!this.#argRangeValid(io)) return null;
     for (let i = 0; i < 8; i++) deferredArgs[i] = io[A + i];
     this.listGen++;
@@ -599,7 +599,7 @@ export class VmContext<N extends U64 = U64> {
   makeDeferred(ls: ListState<N>): void {
     this.#deferSkip = DEFER_BACKOFF;
     const E = this.#E;
-    const io = E.io();
+    const io = ioOf(E);
     for (let i = 0; i < 8; i++) io[A + i] = deferredArgs[i];
     const req = ls.req;
     ls.req = 0;
@@ -622,7 +622,7 @@ export class VmContext<N extends U64 = U64> {
     const E = this.#E;
     const ring = this.#ring;
     const slab = ring === null ? null : ring.slab();
-    let io = E.io();
+    let io = ioOf(E);
     const at = ring === null ? 0 : ring.used;
     for (let i = 0; i < 8; i++) io[A + i] = deferredArgs[i];
     io[A + 8] = at;
@@ -637,7 +637,7 @@ export class VmContext<N extends U64 = U64> {
     }
     if (slab !== null && n * OP_WORDS <= RING_WORDS - at) {
       // the records are in the slab already
-      io = E.io();
+      io = ioOf(E);
       ls.words = slab;
       ls.at = at;
       ls.length = n;

@@ -181,8 +181,14 @@ export const SUBMIT_SAME = 1 << 10;
 export interface GpuVmEngine {
   /** 'native' or 'wasm' */
   readonly name: 'native' | 'wasm';
-  /** The transfer area. For WASM it must be fetched again after any call (memory may grow). */
+  /** The transfer area, fetched again (a grown WASM memory detaches the last view); also updates `ioView`. */
   io(): Uint32Array;
+  /**
+   * The transfer area as last fetched (read it with ioOf). A property load
+   * costs less than a call, and stays cheap in a process that runs both
+   * engines, where the facade's `io()` call sites would see two functions.
+   */
+  readonly ioView: Uint32Array;
 
   /** start(A0) range(A2) reserveStart(A4) reserveRange(A6) -> VM handle, or -EINVAL (zero range, overflow, reserve not inside) */
   vmCreate(): number;
@@ -322,3 +328,13 @@ export interface GpuVmEngine {
 import type { PageTableEngine } from './page-table-engine.js';
 import type { SpanEngine } from './span-engine.js';
 export type Engine = GpuVmEngine & PageTableEngine & SpanEngine;
+
+/**
+ * The engine's transfer area: `E.ioView`, or a fresh one when a grown WASM
+ * memory detached that view (its length is then 0). As before, fetch it
+ * again after any engine call.
+ */
+export function ioOf(E: GpuVmEngine): Uint32Array {
+  const v = E.ioView;
+  return v.length !== 0 ? v : E.io();
+}

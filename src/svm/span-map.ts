@@ -7,7 +7,7 @@
  * Internal to the facade: callers pass integers in [0, 2^53) and are not
  * checked here. Every method is one engine crossing (list: one per chunk).
  */
-import { IO, type Engine } from '../backend/engine.js';
+import { IO, type Engine, ioOf } from '../backend/engine.js';
 import { SPAN_ENTRY_WORDS, SPAN_MERGE, SPANS_PER_CHUNK } from '../backend/span-engine.js';
 import { GpuVmError, gpuVmError } from '../errors.js';
 
@@ -83,7 +83,7 @@ export class SpanMap {
   }
 
   private readOut(): void {
-    const io = this.engine.io();
+    const io = ioOf(this.engine);
     this.start = get(io, OUT);
     this.end = get(io, OUT + 2);
     this.tag = io[OUT + 4];
@@ -93,7 +93,7 @@ export class SpanMap {
   /** The entry containing p, into start/end/tag/aux. */
   find(p: number): boolean {
     const h = this.live();
-    put(this.engine.io(), ARG, p);
+    put(ioOf(this.engine), ARG, p);
     const r = this.engine.spanFind(h);
     if (r < 0) throw gpuVmError(r, `spanFind(${p})`);
     if (r === 0) return false;
@@ -104,7 +104,7 @@ export class SpanMap {
   /** The lowest entry overlapping [s, e), into start/end/tag/aux (none for e == s; EINVAL for e < s). */
   seek(s: number, e: number): boolean {
     const h = this.live();
-    const io = this.engine.io();
+    const io = ioOf(this.engine);
     put(io, ARG, s);
     put(io, ARG + 2, e);
     const r = this.engine.spanSeek(h);
@@ -117,7 +117,7 @@ export class SpanMap {
   /** Adds [s, e) -> (tag, aux). EEXIST when it overlaps an entry. */
   insert(s: number, e: number, tag: number, aux = 0): void {
     const h = this.live();
-    const io = this.engine.io();
+    const io = ioOf(this.engine);
     put(io, ARG, s);
     put(io, ARG + 2, e);
     io[ARG + 4] = tag;
@@ -129,7 +129,7 @@ export class SpanMap {
   /** Removes the entry starting exactly at `start`; false when there is none. */
   remove(start: number): boolean {
     const h = this.live();
-    put(this.engine.io(), ARG, start);
+    put(ioOf(this.engine), ARG, start);
     const r = this.engine.spanRemove(h);
     if (r < 0) throw gpuVmError(r, `spanRemove(${start})`);
     return r === 1;
@@ -142,7 +142,7 @@ export class SpanMap {
    */
   assign(s: number, e: number, tag: number, aux: number, merge: boolean): void {
     const h = this.live();
-    const io = this.engine.io();
+    const io = ioOf(this.engine);
     put(io, ARG, s);
     put(io, ARG + 2, e);
     io[ARG + 4] = tag;
@@ -157,12 +157,12 @@ export class SpanMap {
     const h = this.live();
     const out: SpanEntry[] = [];
     for (;;) {
-      let io = this.engine.io();
+      let io = ioOf(this.engine);
       put(io, ARG, s);
       put(io, ARG + 2, e);
       const n = this.engine.spanList(h, SPANS_PER_CHUNK);
       if (n < 0) throw gpuVmError(n, `spanList([${s}, ${e}))`);
-      io = this.engine.io();
+      io = ioOf(this.engine);
       for (let i = 0, w = DATA; i < n; i++, w += SPAN_ENTRY_WORDS) {
         out.push({ start: get(io, w), end: get(io, w + 2), tag: io[w + 4], aux: get(io, w + 5) });
       }
@@ -176,7 +176,7 @@ export class SpanMap {
   stats(): { entries: number; nodes: number; bytes: number } {
     const r = this.engine.spanStats(this.live());
     if (r < 0) throw gpuVmError(r, 'spanStats');
-    const io = this.engine.io();
+    const io = ioOf(this.engine);
     return { entries: r, nodes: io[OUT_INFO], bytes: io[OUT_INFO + 1] };
   }
 }
