@@ -13,22 +13,13 @@ import { Errno, IO, OUT_REAP_MAX, VMBO_MAKE, type Engine } from '../src/backend/
 import { loadEngine } from '../src/backend/loader.js';
 import { Bo, GpuVm } from '../src/index.js';
 import { backends } from './support/engines.js';
-import { engineCallsDuring, put64, rawVm } from './support/raw-engine.js';
+import { engineCallsDuring, mapArgs, put64, rawVm } from './support/raw-engine.js';
 
 const A = IO.ARG;
 const D = IO.DATA;
 const R = IO.OUT_REAPED;
 const PAGE = 0x1000;
 const PAGES = 256;
-
-function mapArgs(E: Engine, page: number, pages: number, bo: number, vmbo: number): void {
-  const io = E.io();
-  put64(io, A, page * PAGE);
-  put64(io, A + 2, pages * PAGE);
-  put64(io, A + 4, 0);
-  io[A + 6] = bo;
-  io[A + 7] = vmbo;
-}
 
 function rangeArgs(E: Engine, page: number, pages: number): void {
   put64(E.io(), A, page * PAGE);

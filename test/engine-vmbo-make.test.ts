@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { Errno, IO, SUBMIT_MAKE, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, VA_WORDS, VMBO_MAKE, type Engine } from '../src/backend/engine.js';
 import { loadEngine } from '../src/backend/loader.js';
 import { backends } from './support/engines.js';
-import { put64, rawVm } from './support/raw-engine.js';
+import { mapArgs, put64, rawVm } from './support/raw-engine.js';
 
 const A = IO.ARG;
 const D = IO.DATA;
@@ -19,15 +19,6 @@ const BO = 7;
 
 function vmCreate(E: Engine): number {
   return rawVm(E, PAGES * PAGE);
-}
-
-function mapArgs(E: Engine, page: number, pages: number, bo: number, vmbo: number): void {
-  const io = E.io();
-  put64(io, A, page * PAGE);
-  put64(io, A + 2, pages * PAGE);
-  put64(io, A + 4, 0);
-  io[A + 6] = bo;
-  io[A + 7] = vmbo;
 }
 
 /** refcount, linked mappings, BO id of a VmBo, or null when it is not a live VmBo. */

@@ -8,6 +8,16 @@ export function put64(io: Uint32Array, i: number, v: number): void {
   io[i + 1] = Math.floor(v / 2 ** 32);
 }
 
+/** A map request in ARG: pages [page, page + pages) of 4 KiB, BO id `bo`, offset 0, VmBo word `vmbo`. */
+export function mapArgs(E: Engine, page: number, pages: number, bo: number, vmbo: number): void {
+  const io = E.io();
+  put64(io, IO.ARG, page * 0x1000);
+  put64(io, IO.ARG + 2, pages * 0x1000);
+  put64(io, IO.ARG + 4, 0);
+  io[IO.ARG + 6] = bo;
+  io[IO.ARG + 7] = vmbo;
+}
+
 /** A VM of `bytes` from 0 without a kernel node; its handle. */
 export function rawVm(E: Engine, bytes: number): number {
   const io = E.io();
