@@ -61,7 +61,13 @@ describe.each(backends)('%s engine', (backend) => {
 });
 
 describe('package copies', () => {
-  it('two copies loading one gpuvm.node through two paths do not disturb each other', () => {
+  // Through two paths each copy gets its own addon state; through one path
+  // (GPUVM_NATIVE_PATH, or a bundled copy next to an installed one) both get
+  // the same exports object and share its transfer area.
+  it.each([
+    ['two paths', false],
+    ['one path, one transfer area', true],
+  ])('two copies loading one gpuvm.node through %s do not disturb each other', (_name, onePath) => {
     const tmp = mkdtempSync(join(tmpdir(), 'gpuvm-copy-'));
     try {
       const copy = join(tmp, 'node_modules', 'gpuvm');
@@ -71,6 +77,9 @@ describe('package copies', () => {
       const addon = join(root, 'build', 'Release', 'gpuvm.node');
       if (existsSync(addon)) linkSync(addon, join(copy, 'build', 'Release', 'gpuvm.node'));
       linkSync(join(root, 'build', 'gpuvm.wasm'), join(copy, 'build', 'gpuvm.wasm'));
+      if (onePath && !existsSync(addon)) return; // (no native engine: nothing is shared)
+      const env = withoutNativePath();
+      if (onePath) env.GPUVM_NATIVE_PATH = addon;
       const out = execFileSync(
         process.execPath,
         [
@@ -79,7 +88,7 @@ describe('package copies', () => {
           pathToFileURL(join(copy, 'dist', 'index.js')).href,
           JSON.stringify(backends),
         ],
-        { encoding: 'utf8', env: withoutNativePath() },
+        { encoding: 'utf8', env },
       );
       const res = JSON.parse(out);
       for (const b of backends) {
@@ -89,6 +98,14 @@ describe('package copies', () => {
         expect(r.b).toEqual(Array.from({ length: 64 }, (_, i) => 0x900000 + i * 0x2000 + 0x1000));
         expect(r.sa.entries).toBe(64 - 8 + r.sa.tables - 1);
         expect(r.sb.entries).toBe(128 + r.sb.tables - 1);
+        const ma = [[0x1000, 0x1000, 0]];
+        const mb = [[0x1000, 0x1000, 0]];
+        for (let i = 1; i <= 16; i++) {
+          ma.push([0x10000 * i, 0x3000, 0x1000 * i]);
+          mb.push([0x20000 * i, 0x1000, 0x2000 * i], [0x20000 * i + 0x2000, 0x3000, 0x2000 * i + 0x2000]);
+        }
+        expect(r.ma).toEqual(ma.sort((x, y) => x[0] - y[0]));
+        expect(r.mb).toEqual(mb.sort((x, y) => x[0] - y[0]));
       }
     } finally {
       rmSync(tmp, { recursive: true, force: true });

@@ -215,11 +215,12 @@ function oneLine(err: unknown, file: string): string {
 
 function nativeEngine(file: string): Engine {
   const addon = createRequire(file)(file) as NativeAddon;
-  // The addon has one transfer area per JS environment. When two copies of
-  // this loader run in one process (two installed copies of the package, or
-  // a bundled one next to an installed one), they get the same exports
-  // object: share the area set up first instead of pointing the engine at a
-  // second one behind the first's back.
+  // Each load of the addon file has its own engine and transfer area. Two
+  // copies of this loader that load the same file path (GPUVM_NATIVE_PATH,
+  // or a bundled copy pointed at an installed package's binary) get the same
+  // exports object, though: share the area set up first instead of pointing
+  // the engine at a second one behind the first's back. (test/workers runs
+  // two package copies both ways.)
   if (addon.gpuvmIo === undefined) {
     const buffer = new ArrayBuffer(IO.WORDS * 4);
     addon.setup(buffer);
