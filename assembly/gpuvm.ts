@@ -1779,18 +1779,16 @@ export function smUnmapApply(vmh: u32): i32 {
 // ---------------------------------------------------------------------------
 // Batched submission: many fused calls in one crossing, each on its own (a
 // failing request changes nothing and the next one still runs). A bind names
-// its VmBo only (the BO is the VmBo's). A bind whose VmBo is not live (never
-// made, or gone since the caller wrote the record) stops the batch before it:
-// the caller makes one and goes on from there, exactly where a sequence of
-// bind calls would have made it. SUBMIT_PUT drops the reference the caller
-// took when it made the VmBo for this request, right after it, as bind's
-// caller does; at 0 the VmBo goes at once. A bind of a BO the VM has no VmBo
-// for need not stop: SUBMIT_MAKE (word 1 the BO id) makes the VmBo as a bind
-// with VMBO_MAKE does and leaves its handle in word 1 (0 when it went), and
-// the same BO's later binds in the chunk name that record with SUBMIT_SAME
-// (word 1 its index: the bind uses the VmBo in that record's word 1, and
-// stops when there is none). -ENOMEM also stops the batch: what follows was
-// written against a VM that could not grow, and the caller decides.
+// its VmBo only (the BO is the VmBo's). A bind of a BO the VM has no VmBo for
+// is SUBMIT_MAKE (word 1 the BO id): it makes the VmBo as a bind with
+// VMBO_MAKE does and leaves its handle in word 1 (0 when it went); the same
+// BO's later binds in the chunk name that record with SUBMIT_SAME (word 1
+// its index: the bind uses the VmBo in that record's word 1). A bind whose
+// VmBo is not live (gone since the caller wrote the record, or a SUBMIT_SAME
+// whose record kept none) stops the batch before it: the caller goes on from
+// there, exactly where a sequence of bind calls would have made the VmBo
+// again. -ENOMEM also stops the batch: what follows was written against a VM
+// that could not grow, and the caller decides.
 
 // Request records (src/backend/engine.ts SUBMIT_*): 8 words; word 0 (kind)
 // is overwritten with the request's result.
@@ -1798,7 +1796,6 @@ const SUBMIT_WORDS: u32 = 8;
 const SUBMIT_PER_CHUNK: u32 = IO_DATA_WORDS / SUBMIT_WORDS;
 const SUBMIT_BIND: u32 = 1;
 const SUBMIT_UNBIND: u32 = 2;
-const SUBMIT_PUT: u32 = 1 << 8; // bind: drop a caller's VmBo reference after it
 const SUBMIT_MAKE: u32 = 1 << 9; // bind: word 1 is a BO id; make its VmBo
 const SUBMIT_SAME: u32 = 1 << 10; // bind: word 1 is the index of the record whose VmBo to use
 /** Set by submitBind when the record's VmBo is not live (nothing ran). */
@@ -1834,21 +1831,12 @@ function submitBind(vmh: u32, vm: GpuVm, q: usize, at: u32): i32 {
     submitStop = true;
     return 0;
   }
-  const put = (w0 & SUBMIT_PUT) != 0;
-  if ((w0 & ~(<u32>0xff | SUBMIT_PUT | SUBMIT_SAME)) != 0 || (put && (w0 & SUBMIT_SAME) != 0)) return -EINVAL;
-  // The reference to drop must be one the caller holds (as vmboPut checks).
-  if (put && (b === null || b.refs <= b.count + (vm.listVmbo == m.vmbo ? 1 : 0))) return -EINVAL;
+  if ((w0 & ~(<u32>0xff | SUBMIT_SAME)) != 0) return -EINVAL;
   m.bo = b !== null ? b.bo : 0;
   m.addr = load<u64>(q, 8);
   m.range = load<u64>(q, 16);
   m.offset = load<u64>(q, 24);
-  const vmbo = m.vmbo;
-  const r = bindStep(vmh, vm, m);
-  if (put) {
-    const h = vmboAt(vmbo);
-    if (--h.refs == 0) gpuVmBoRelease(vm, vmbo);
-  }
-  return r;
+  return bindStep(vmh, vm, m);
 }
 
 /** n bind/unbind requests at DATA; stops before a bind whose VmBo is not live and after the first -ENOMEM. -> requests run */

@@ -1420,18 +1420,16 @@ i32 Engine::SmUnmapApply(u32 vmh) {
 // ---------------------------------------------------------------------------
 // Batched submission: many fused calls in one crossing, each on its own (a
 // failing request changes nothing and the next one still runs). A bind names
-// its VmBo only (the BO is the VmBo's). A bind whose VmBo is not live (never
-// made, or gone since the caller wrote the record) stops the batch before it:
-// the caller makes one and goes on from there, exactly where a sequence of
-// bind calls would have made it. SUBMIT_PUT drops the reference the caller
-// took when it made the VmBo for this request, right after it, as bind's
-// caller does; at 0 the VmBo goes at once. A bind of a BO the VM has no VmBo
-// for need not stop: SUBMIT_MAKE (word 1 the BO id) makes the VmBo as a bind
-// with VMBO_MAKE does and leaves its handle in word 1 (0 when it went), and
-// the same BO's later binds in the chunk name that record with SUBMIT_SAME
-// (word 1 its index: the bind uses the VmBo in that record's word 1, and
-// stops when there is none). -ENOMEM also stops the batch: what follows was written
-// against a VM that could not grow, and the caller decides.
+// its VmBo only (the BO is the VmBo's). A bind of a BO the VM has no VmBo for
+// is SUBMIT_MAKE (word 1 the BO id): it makes the VmBo as a bind with
+// VMBO_MAKE does and leaves its handle in word 1 (0 when it went); the same
+// BO's later binds in the chunk name that record with SUBMIT_SAME (word 1
+// its index: the bind uses the VmBo in that record's word 1). A bind whose
+// VmBo is not live (gone since the caller wrote the record, or a SUBMIT_SAME
+// whose record kept none) stops the batch before it: the caller goes on from
+// there, exactly where a sequence of bind calls would have made the VmBo
+// again. -ENOMEM also stops the batch: what follows was written against a VM
+// that could not grow, and the caller decides.
 
 i32 Engine::SubmitBind(u32 vmh, GpuVm& vm, u32* q, u32 at, bool* stop) {
   const u32 w0 = q[0];
@@ -1464,17 +1462,12 @@ i32 Engine::SubmitBind(u32 vmh, GpuVm& vm, u32* q, u32 at, bool* stop) {
     *stop = true;
     return 0;
   }
-  const bool put = (w0 & SUBMIT_PUT) != 0;
-  if ((w0 & ~(0xffu | SUBMIT_PUT | SUBMIT_SAME)) != 0 || (put && (w0 & SUBMIT_SAME) != 0)) return -kEINVAL;
-  // The reference to drop must be one the caller holds (as vmboPut checks).
-  if (put && (b == nullptr || b->refs <= b->count + (vm.list.vmbo == m.vmbo ? 1u : 0u))) return -kEINVAL;
+  if ((w0 & ~(0xffu | SUBMIT_SAME)) != 0) return -kEINVAL;
   m.bo = b != nullptr ? b->bo : 0;
   m.addr = Read64(q, 2);
   m.range = Read64(q, 4);
   m.offset = Read64(q, 6);
-  const i32 r = BindStep(vmh, vm, m);
-  if (put && --vmbos_[m.vmbo].refs == 0) GpuVmBoRelease(vm, m.vmbo);
-  return r;
+  return BindStep(vmh, vm, m);
 }
 
 i32 Engine::Submit(u32 vmh, u32 n) {

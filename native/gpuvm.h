@@ -18,7 +18,6 @@ constexpr u32 SUBMIT_WORDS = 8;
 constexpr u32 SUBMIT_PER_CHUNK = IO_DATA_WORDS / SUBMIT_WORDS;
 constexpr u32 SUBMIT_BIND = 1;
 constexpr u32 SUBMIT_UNBIND = 2;
-constexpr u32 SUBMIT_PUT = 1u << 8;  // bind: drop a caller's VmBo reference after it
 constexpr u32 SUBMIT_MAKE = 1u << 9;  // bind: word 1 is a BO id; make its VmBo (see Submit)
 constexpr u32 SUBMIT_SAME = 1u << 10;  // bind: word 1 is the index of the SUBMIT_MAKE record whose VmBo to use
 

@@ -6,11 +6,11 @@
  * the same bind/unbind call would, and its op count or -errno lands in
  * `results`. See docs/submit.md.
  */
-import { Errno, IO, SUBMIT_MAKE, SUBMIT_PER_CHUNK, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, type ErrnoName, ioOf } from './backend/engine.js';
+import { Errno, IO, SUBMIT_MAKE, SUBMIT_PER_CHUNK, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, type ErrnoName, ioOf } from './backend/engine.js';
 import { GpuVmError, errnoName } from './errors.js';
 import { readBigint } from './options.js';
 import { describe, TWO32, U64_MAX, type U64 } from './u64.js';
-import { boState, isBo, vmBoHandle, type Bo, type VmBo } from './vm-bo.js';
+import { boState, isBo, vmBoHandle, type Bo } from './vm-bo.js';
 import type { VmContext } from './vm-context.js';
 import { lockFields } from './read-only.js';
 
@@ -310,10 +310,10 @@ const NO_VMBO = 0xffff_ffff;
 
 function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U64>, n: number, used: Uint8Array, table: readonly (Bo | null)[]): number {
   const E = c.E;
-  // The VmBo each BO-table entry links to as far as the facade knows; a BO
-  // without one stops the engine at its first bind, where bind would create it.
-  // Read again after every reap: a reaped VmBo's handle may name another
-  // BO's VmBo once one is created.
+  // The VmBo each BO-table entry links to as far as the facade knows
+  // (NO_VMBO: none, and its binds make one, see markMakes). Read again after
+  // every reap: a reaped VmBo's handle may name another BO's VmBo once one
+  // is created.
   const handles = new Uint32Array(used.length);
   // BO table entries without a VmBo: their binds ask the engine to make it
   // (the first one in a chunk SUBMIT_MAKE, the later ones SUBMIT_SAME)
@@ -339,9 +339,6 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
   const words = wordsOf(reqs);
   let ran = 0;
   let changed = false;
-  // the request whose VmBo the facade just created (its creation reference goes with SUBMIT_PUT)
-  let putAt = -1;
-  let temp: VmBo<N> | null = null;
   // A stop (a VmBo that went earlier in the batch is needed again) throws
   // away the rest of the chunk, which is written again after it: after a
   // stop the next chunk is only a few times as long as the run before it,
@@ -358,7 +355,6 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
     } else {
       writeNumbers(io, reqs, handles, ran, m);
     }
-    if (putAt === ran) io[D] |= SUBMIT_PUT;
     makes.length = 0;
     if (missing !== 0) {
       canon ??= firstEntries(table);
@@ -382,15 +378,6 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
       c.adoptVmBo(table[bo[ran + j]] as Bo, out[D + j * SUBMIT_WORDS + 1]);
       forgot = true;
     }
-    if (temp !== null && got > 0) {
-      // a failed request dropped the VmBo's last reference: it is gone, as after a failed bind
-      if (results[putAt] < 0) {
-        c.forget(temp);
-        forgot = true;
-      }
-      temp = null;
-      putAt = -1;
-    }
     ran += got;
     // after the results: reaping writes DATA
     if (out[IO.OUT_ZOMBIES] !== 0) {
@@ -404,28 +391,13 @@ function submitBatched<N extends U64>(c: VmContext<N>, reqs: BindRequestsImpl<U6
     }
     chunk = Math.min(SUBMIT_PER_CHUNK, Math.max(SUBMIT_MIN_CHUNK, 4 * got));
     if (got > 0 && results[ran - 1] === -Errno.ENOMEM) break;
-    // request `ran` is a bind whose VmBo is not live: make one, as bind does
-    const j = bo[ran];
-    const b = table[j] as Bo;
-    const bs = boState(b);
-    let vb = bs.vmBos.get(c.vm) as VmBo<N> | undefined;
-    if (vb === undefined) {
-      try {
-        vb = c.createVmBo(b, true);
-      } catch (err) {
-        if (!(err instanceof GpuVmError) || err.code !== 'ENOMEM') throw err;
-        results[ran] = -Errno.ENOMEM;
-        ran++;
-        break;
-      }
-      temp = vb;
-      putAt = ran;
-    } else if (handles[j] === vmBoHandle(vb)) {
-      throw new GpuVmError('EIO', `submit: the engine refused the live VmBo of ${b.name} at request ${ran}`);
-    }
-    bs.lastVm = c.vm;
-    bs.lastVmBo = vb;
-    for (let x = 0; x < table.length; x++) if (table[x] === b) handles[x] = vmBoHandle(vb);
+    // Request `ran` is a bind whose VmBo went earlier in the chunk (reaped
+    // above) or was never kept: its BO has none now, so the next chunk, which
+    // starts with it, has the engine make one (markMakes), as bind would.
+    const b = table[bo[ran]] as Bo;
+    const vb = boState(b).vmBos.get(c.vm);
+    if (vb !== undefined) throw new GpuVmError('EIO', `submit: the engine refused the live VmBo of ${b.name} at request ${ran}`);
+    if (handles[bo[ran]] !== NO_VMBO) refresh(); // (a handle of a VmBo the facade no longer has)
   }
   if (changed) {
     c.listGen++;

@@ -6,7 +6,7 @@
  * the request fails, as vmboCreate, the call and vmboPut would.
  */
 import { describe, expect, it } from 'vitest';
-import { Errno, IO, SUBMIT_MAKE, SUBMIT_PUT, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, VA_WORDS, VMBO_MAKE, type Engine } from '../src/backend/engine.js';
+import { Errno, IO, SUBMIT_MAKE, SUBMIT_SAME, SUBMIT_WORDS, SubmitKind, VA_WORDS, VMBO_MAKE, type Engine } from '../src/backend/engine.js';
 import { loadEngine } from '../src/backend/loader.js';
 import { backends } from './support/engines.js';
 import { mapArgs, put64, rawVm } from './support/raw-engine.js';
@@ -150,7 +150,7 @@ describe.each(backends)('map requests that make their VmBo on %s', (backend) => 
     rec(0, B | SUBMIT_MAKE, BO, 0, 2);
     rec(1, B | SUBMIT_SAME, 0, 4, 2);
     rec(2, B | SUBMIT_SAME, 2, 8, 2); // names itself: not an earlier record
-    rec(3, B | SUBMIT_MAKE | SUBMIT_PUT, BO + 1, 12, 2); // MAKE takes no other flag
+    rec(3, B | SUBMIT_MAKE | SUBMIT_SAME, BO + 1, 12, 2); // MAKE takes no other flag
     rec(4, B | SUBMIT_MAKE, 0, 12, 2); // no BO
     rec(5, SubmitKind.UNBIND, 0, 0, 8); // both of BO's mappings go: its VmBo is a zombie
     rec(6, B | SUBMIT_SAME, 0, 20, 2); // stops here

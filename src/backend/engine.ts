@@ -136,14 +136,12 @@ export const SUBMIT_WORDS = 8;
 export const SUBMIT_PER_CHUNK = IO.DATA_WORDS / SUBMIT_WORDS; // 8192
 /**
  * Submission request layout (words):
- *  0 kind (SubmitKind) | flags (bind: SUBMIT_PUT); the engine overwrites it
+ *  0 kind (SubmitKind) | flags (bind: SUBMIT_MAKE, SUBMIT_SAME); the engine overwrites it
  *    with the request's result as an i32: op count, or -errno
  *  1 bind: VmBo handle linked to (0 = no BO; the BO is the VmBo's); unbind: ignored
  *  2,3 addr, 4,5 range, 6,7 offset (unbind: ignored)
  */
 export const SubmitKind = { BIND: 1, UNBIND: 2 } as const;
-/** Bind flag: after the request, drop the reference the caller took when it created the VmBo for it (at 0 the VmBo goes at once). */
-export const SUBMIT_PUT = 1 << 8;
 /**
  * Bind flag: word 1 is a BO id the VM has no VmBo for; the engine makes the
  * VmBo as a bind with VMBO_MAKE does and writes its handle to word 1 (0 when
