@@ -179,14 +179,15 @@ export const SUBMIT_SAME = 1 << 10;
 export interface GpuVmEngine {
   /** 'native' or 'wasm' */
   readonly name: 'native' | 'wasm';
-  /** The transfer area, fetched again (a grown WASM memory detaches the last view); also updates `ioView`. */
+  /** The transfer area, fetched again (a grown WASM memory detaches the last view). */
   io(): Uint32Array;
   /**
-   * The transfer area as last fetched (read it with ioOf). A property load
-   * costs less than a call, and stays cheap in a process that runs both
-   * engines, where the facade's `io()` call sites would see two functions.
+   * The transfer area as ioOf last fetched it (read it with ioOf, which
+   * keeps it current). A property load costs less than a call, and stays
+   * cheap in a process that runs both engines, where the facade's `io()`
+   * call sites would see two functions.
    */
-  readonly ioView: Uint32Array;
+  ioView: Uint32Array;
 
   /** start(A0) range(A2) reserveStart(A4) reserveRange(A6) -> VM handle, or -EINVAL (zero range, overflow, reserve not inside) */
   vmCreate(): number;
@@ -334,5 +335,5 @@ export type Engine = GpuVmEngine & PageTableEngine & SpanEngine;
  */
 export function ioOf(E: GpuVmEngine): Uint32Array {
   const v = E.ioView;
-  return v.length !== 0 ? v : E.io();
+  return v.length !== 0 ? v : (E.ioView = E.io());
 }

@@ -254,18 +254,12 @@ function loadWasm(): Engine {
   const memory = exports.memory;
   const ptr = exports.ioPtr() >>> 0;
   let view = new Uint32Array(memory.buffer, ptr, IO.WORDS);
-  let engine: { ioView: Uint32Array } | null = null;
   // A grown memory detaches the old buffer (length 0): re-derive the view then.
   const io = (): Uint32Array => {
-    if (view.length === 0) {
-      view = new Uint32Array(memory.buffer, ptr, IO.WORDS);
-      if (engine !== null) engine.ioView = view;
-    }
+    if (view.length === 0) view = new Uint32Array(memory.buffer, ptr, IO.WORDS);
     return view;
   };
-  const made = fastEngine(exports, 'wasm', view, io, memory);
-  engine = made as unknown as { ioView: Uint32Array };
-  return made;
+  return fastEngine(exports, 'wasm', view, io, memory);
 }
 
 /**
