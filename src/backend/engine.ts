@@ -330,8 +330,8 @@ export type Engine = GpuVmEngine & PageTableEngine & SpanEngine;
 
 /**
  * The engine's transfer area: `E.ioView`, or a fresh one when a grown WASM
- * memory detached that view (its length is then 0). As before, fetch it
- * again after any engine call.
+ * memory detached that view (its length is then 0). Fetch it again after
+ * any engine call: the call may have grown the memory.
  */
 export function ioOf(E: GpuVmEngine): Uint32Array {
   const v = E.ioView;
